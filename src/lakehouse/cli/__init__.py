@@ -1,0 +1,13 @@
+"""The `lakehouse` command: serve, doctor, ingest, sql, chat, mcp."""
+
+from __future__ import annotations
+
+from lakehouse.cli import chat, data, doctor, mcp, serve
+from lakehouse.cli.app import app
+
+__all__ = ["app", "main", "chat", "data", "doctor", "mcp", "serve"]
+
+
+def main() -> None:
+    """Entry point of the `lakehouse` script."""
+    app()

@@ -1,0 +1,3 @@
+"""`lakehouse chat` commands."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""`lakehouse data` commands."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""`lakehouse doctor` commands."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""`lakehouse mcp` commands."""
+
+from __future__ import annotations

@@ -1,0 +1,77 @@
+"""`lakehouse serve`: every service in one process, or one service on its own port."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+import typer
+import uvicorn
+from rich.console import Console
+
+from lakehouse.cli.app import app
+from lakehouse.config import ConfigError, Settings, load_settings, split_bind
+from lakehouse.services.table import SERVICES
+
+err_console = Console(stderr=True)
+
+ConfigOption = Annotated[
+    str | None,
+    typer.Option("--config", "-c", help="lakehouse.toml to read (else $LAKEHOUSE_CONFIG, else ./lakehouse.toml)."),
+]
+
+
+def settings_or_exit(config: str | None) -> Settings:
+    """Load the settings, or print the problem and exit with status 2."""
+    try:
+        return load_settings(config)
+    except ConfigError as exc:
+        err_console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+def configure_logging(level: str) -> None:
+    """One line per event on stderr: time, level, logger, message."""
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        force=True,
+    )
+
+
+@app.command()
+def serve(
+    service: Annotated[
+        str | None,
+        typer.Argument(help="Run only this service (" + ", ".join(["gateway", *SERVICES]) + "); all when omitted."),
+    ] = None,
+    config: ConfigOption = None,
+    bind: Annotated[str | None, typer.Option(help="host:port to listen on, overriding the config.")] = None,
+) -> None:
+    """Serve the lakehouse: all services on the gateway's port, or one service alone."""
+    settings = settings_or_exit(config)
+    configure_logging(settings.log.level)
+    if service is None:
+        from lakehouse.services.app import create_app
+
+        asgi = create_app(settings, name="gateway")
+        address = bind or settings.gateway.bind
+    elif service == "gateway":
+        from lakehouse.services.gateway import create_gateway_app
+
+        asgi = create_gateway_app(settings)
+        address = bind or settings.gateway.bind
+    elif service in SERVICES:
+        from lakehouse.services.app import create_app
+
+        asgi = create_app(settings, [service], name=service)
+        address = bind or SERVICES[service].bind(settings)
+    else:
+        err_console.print(f"[red]error:[/red] unknown service {service!r}; choose from gateway, {', '.join(SERVICES)}")
+        raise typer.Exit(2)
+    try:
+        host, port = split_bind(address)
+    except ConfigError as exc:
+        err_console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    uvicorn.run(asgi, host=host, port=port, access_log=False, log_level=settings.log.level, lifespan="on")

@@ -1,0 +1,1 @@
+"""Model providers and the model-name routing shared by chat and embeddings."""

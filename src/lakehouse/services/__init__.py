@@ -1,0 +1,1 @@
+"""HTTP services: one router module per service, the app factory and the gateway."""

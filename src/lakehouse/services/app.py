@@ -1,0 +1,74 @@
+"""The app factory: one FastAPI app serving some or all services, or the gateway."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from lakehouse import __version__
+from lakehouse.config import Settings
+from lakehouse.services.deps import Deps
+from lakehouse.services.http import RequestContext, health_body, install_error_handlers
+from lakehouse.services.table import SERVICES, ServiceSpec
+
+
+def create_app(settings: Settings, services: Iterable[str] | None = None, *, name: str = "gateway") -> FastAPI:
+    """An app serving `services` in-process (all of them when None).
+
+    `name` is what `/health` reports: "gateway" for the embedded all-in-one
+    process, the service's own name when it runs alone.
+    """
+    specs = [SERVICES[s] for s in (services if services is not None else SERVICES)]
+    deps = Deps(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            for spec in specs:
+                await _startup(spec, deps)
+            yield
+        finally:
+            await deps.aclose()
+
+    app = FastAPI(
+        title=f"lakehouse {name}",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.deps = deps
+    install_error_handlers(app)
+
+    @app.get("/health", tags=["health"], summary="Liveness and version")
+    async def health() -> dict[str, str]:
+        return health_body(name)
+
+    for spec in specs:
+        app.include_router(spec.router())
+    app.add_middleware(RequestContext, service=name)
+    return app
+
+
+async def _startup(spec: ServiceSpec, deps: Deps) -> None:
+    hook = getattr(importlib.import_module(spec.module), "startup", None)
+    if hook is not None:
+        await hook(deps)
+
+
+def full_openapi() -> dict[str, Any]:
+    """The OpenAPI document of every route the lakehouse serves."""
+    app = FastAPI(title="lakehouse", version=__version__)
+
+    @app.get("/health", tags=["health"], summary="Liveness and version")
+    async def health() -> dict[str, str]:
+        return health_body("gateway")
+
+    for spec in SERVICES.values():
+        app.include_router(spec.router())
+    return get_openapi(title="lakehouse", version=__version__, routes=app.routes)

@@ -1,0 +1,131 @@
+"""The one HTTP face every app shares: request ids, request logs, error bodies, health."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from lakehouse import __version__
+from lakehouse.errors import LakehouseError
+
+log = logging.getLogger("lakehouse.http")
+
+REQUEST_ID = "x-request-id"
+
+
+class RequestContext:
+    """ASGI middleware: echo or mint `X-Request-ID` and log one line per request.
+
+    Pure ASGI (no BaseHTTPMiddleware) so streamed bodies pass straight through.
+    """
+
+    def __init__(self, app: ASGIApp, service: str) -> None:
+        self.app = app
+        self.service = service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = ""
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                request_id = value.decode("latin-1")[:200]
+                break
+        if not request_id:
+            request_id = uuid.uuid4().hex
+            scope["headers"] = [*scope["headers"], (b"x-request-id", request_id.encode())]
+        scope.setdefault("state", {})["request_id"] = request_id
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"]
+                headers.append((b"x-request-id", request_id.encode("latin-1")))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            ms = (time.perf_counter() - started) * 1000
+            log.info(
+                "%s %s %d %.1fms id=%s svc=%s",
+                scope["method"],
+                scope["path"],
+                status,
+                ms,
+                request_id,
+                self.service,
+            )
+
+
+def error_response(exc: LakehouseError) -> JSONResponse:
+    """Render a typed error as the contract's body."""
+    return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers or None)
+
+
+def _error(status: int, code: str, message: str, **detail: Any) -> JSONResponse:
+    return JSONResponse(
+        {"error": {"code": code, "message": message, **detail}}, status_code=status
+    )
+
+
+async def _lakehouse_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, LakehouseError)
+    if exc.status >= 500:
+        log.warning("%s %s failed: %s", request.method, request.url.path, exc.message)
+    return error_response(exc)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 404:
+        return _error(404, "not_found", f"no route for {request.method} {request.url.path}")
+    if exc.status_code == 405:
+        response = _error(405, "method_not_allowed", f"{request.method} is not allowed on {request.url.path}")
+        if exc.headers and "Allow" in exc.headers:
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
+    code = "invalid_request" if 400 <= exc.status_code < 500 else "internal"
+    return _error(exc.status_code, code, str(exc.detail))
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    problems = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
+        problems.append({"field": loc, "problem": err.get("msg", "invalid")})
+    first = problems[0] if problems else {"field": "", "problem": "invalid"}
+    where = f"'{first['field']}'" if first["field"] else "the body"
+    return _error(400, "invalid_request", f"{where}: {first['problem']}", problems=problems)
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("%s %s crashed", request.method, request.url.path)
+    return _error(500, "internal", "the server hit an unexpected error; see its log")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Make every error leave the app in the contract's shape."""
+    app.add_exception_handler(LakehouseError, _lakehouse_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _unexpected)
+
+
+def health_body(service: str) -> dict[str, str]:
+    """The contract's `/health` answer."""
+    return {"status": "ok", "service": service, "version": __version__}

@@ -1,0 +1,7 @@
+"""ingestd routes."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter()

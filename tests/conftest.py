@@ -1,0 +1,69 @@
+"""Shared fixtures: real lakehouse processes and moto's S3 server on 127.0.0.1."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.procs import LakehouseProcess, free_port, write_config
+
+StartLakehouse = Callable[..., LakehouseProcess]
+
+
+@pytest.fixture
+def start_lakehouse(tmp_path: Path) -> Iterator[StartLakehouse]:
+    """Start `lakehouse serve [service]` processes; all are stopped after the test.
+
+    Call as `start_lakehouse(config={...sections...}, service=None, env=None)`.
+    Local storage defaults to a folder under the test's tmp_path.
+    """
+    procs: list[LakehouseProcess] = []
+
+    def start(
+        config: dict[str, dict[str, Any]] | None = None,
+        service: str | None = None,
+        env: dict[str, str] | None = None,
+        name: str = "lakehouse.toml",
+        port: int | None = None,
+    ) -> LakehouseProcess:
+        sections: dict[str, dict[str, Any]] = {"storage": {"root": str(tmp_path / "data")}}
+        for section, keys in (config or {}).items():
+            sections.setdefault(section, {}).update(keys)
+        path = write_config(tmp_path / name, sections)
+        proc = LakehouseProcess(path, service=service, env=env, port=port)
+        procs.append(proc)
+        return proc.start()
+
+    yield start
+    for proc in procs:
+        proc.kill9()
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """moto's S3 server on a free 127.0.0.1 port, for the whole session."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Credentials moto accepts, set in the environment for this process and its children."""
+    env = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return env
