@@ -168,9 +168,7 @@ def config_path(explicit: str | Path | None = None) -> Path | None:
     return default if default.exists() else None
 
 
-def load_settings(
-    path: str | Path | None = None, environ: dict[str, str] | None = None
-) -> Settings:
+def load_settings(path: str | Path | None = None, environ: dict[str, str] | None = None) -> Settings:
     """Read the config file and the environment into validated Settings.
 
     Raises:

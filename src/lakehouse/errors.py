@@ -60,15 +60,13 @@ class LakehouseError(Exception):
         return {"error": {"code": self.code, "message": self.message, **self.detail}}
 
     @staticmethod
-    def from_body(
-        status: int, body: Any, headers: dict[str, str] | None = None
-    ) -> LakehouseError:
+    def from_body(status: int, body: Any, headers: dict[str, str] | None = None) -> LakehouseError:
         """Rebuild the typed error a remote service sent."""
         err = body.get("error") if isinstance(body, dict) else None
         if not isinstance(err, dict):
             return UpstreamError(f"unexpected answer with status {status}", upstream_status=status)
         detail = {k: v for k, v in err.items() if k not in ("code", "message")}
-        cls = ERRORS_BY_CODE.get(str(err.get("code")), None)
+        cls = ERRORS_BY_CODE.get(str(err.get("code")))
         message = str(err.get("message", ""))
         if cls is None:
             exc: LakehouseError = LakehouseError(message, **detail)
@@ -234,13 +232,12 @@ class UpstreamTimeout(LakehouseError):
 
 
 def _all_subclasses(cls: type[LakehouseError]) -> list[type[LakehouseError]]:
-    out = []
+    out: list[type[LakehouseError]] = []
     for sub in cls.__subclasses__():
         out.append(sub)
         out.extend(_all_subclasses(sub))
     return out
 
 
-ERRORS_BY_CODE: dict[str, type[LakehouseError]] = {
-    cls.code: cls for cls in [LakehouseError, *_all_subclasses(LakehouseError)]
-}
+_ALL_ERRORS: list[type[LakehouseError]] = [LakehouseError, *_all_subclasses(LakehouseError)]
+ERRORS_BY_CODE: dict[str, type[LakehouseError]] = {cls.code: cls for cls in _ALL_ERRORS}

@@ -17,7 +17,9 @@ err_console = Console(stderr=True)
 
 ConfigOption = Annotated[
     str | None,
-    typer.Option("--config", "-c", help="lakehouse.toml to read (else $LAKEHOUSE_CONFIG, else ./lakehouse.toml)."),
+    typer.Option(
+        "--config", "-c", help="lakehouse.toml to read (else $LAKEHOUSE_CONFIG, else ./lakehouse.toml)."
+    ),
 ]
 
 
@@ -43,7 +45,9 @@ def configure_logging(level: str) -> None:
 def serve(
     service: Annotated[
         str | None,
-        typer.Argument(help="Run only this service (" + ", ".join(["gateway", *SERVICES]) + "); all when omitted."),
+        typer.Argument(
+            help="Run only this service (" + ", ".join(["gateway", *SERVICES]) + "); all when omitted."
+        ),
     ] = None,
     config: ConfigOption = None,
     bind: Annotated[str | None, typer.Option(help="host:port to listen on, overriding the config.")] = None,
@@ -67,7 +71,9 @@ def serve(
         asgi = create_app(settings, [service], name=service)
         address = bind or SERVICES[service].bind(settings)
     else:
-        err_console.print(f"[red]error:[/red] unknown service {service!r}; choose from gateway, {', '.join(SERVICES)}")
+        err_console.print(
+            f"[red]error:[/red] unknown service {service!r}; choose from gateway, {', '.join(SERVICES)}"
+        )
         raise typer.Exit(2)
     try:
         host, port = split_bind(address)

@@ -17,7 +17,9 @@ from lakehouse.services.http import RequestContext, health_body, install_error_h
 from lakehouse.services.table import SERVICES, ServiceSpec
 
 
-def create_app(settings: Settings, services: Iterable[str] | None = None, *, name: str = "gateway") -> FastAPI:
+def create_app(
+    settings: Settings, services: Iterable[str] | None = None, *, name: str = "gateway"
+) -> FastAPI:
     """An app serving `services` in-process (all of them when None).
 
     `name` is what `/health` reports: "gateway" for the embedded all-in-one

@@ -77,9 +77,7 @@ def error_response(exc: LakehouseError) -> JSONResponse:
 
 
 def _error(status: int, code: str, message: str, **detail: Any) -> JSONResponse:
-    return JSONResponse(
-        {"error": {"code": code, "message": message, **detail}}, status_code=status
-    )
+    return JSONResponse({"error": {"code": code, "message": message, **detail}}, status_code=status)
 
 
 async def _lakehouse_error(request: Request, exc: Exception) -> JSONResponse:
