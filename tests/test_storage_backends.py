@@ -1,0 +1,251 @@
+"""One behaviour suite every ObjectStore backend must pass: local folder and S3 (moto)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from lakehouse.config import Settings, StorageConfig
+from lakehouse.errors import AlreadyExists, NotFound, TooLarge
+from lakehouse.storage import ObjectStore, open_store
+
+BACKENDS = ["local"]
+
+
+@pytest.fixture(params=BACKENDS)
+def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Settings]:
+    """Settings for a fresh store of the requested backend (a new bucket per S3 test)."""
+    if request.param == "local":
+        yield Settings(storage=StorageConfig(backend="local", root=str(tmp_path / "data")))
+        return
+    import boto3
+
+    endpoint = request.getfixturevalue("s3_endpoint")
+    request.getfixturevalue("s3_env")
+    bucket = f"test-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket=bucket)
+    yield Settings(
+        storage=StorageConfig(
+            backend="s3", bucket=bucket, endpoint=endpoint, secrets=str(tmp_path / "absent.toml")
+        )
+    )
+
+
+@pytest.fixture
+async def store(settings: Settings) -> AsyncIterator[ObjectStore]:
+    """The store under test, closed afterwards."""
+    opened = open_store(settings)
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+async def stream(*parts: bytes) -> AsyncIterator[bytes]:
+    """An async body made of `parts`."""
+    for part in parts:
+        await asyncio.sleep(0)
+        yield part
+
+
+async def read_all(chunks: AsyncIterator[bytes]) -> bytes:
+    """Concatenate a streamed body."""
+    return b"".join([chunk async for chunk in chunks])
+
+
+async def test_put_then_get_head_and_list(store: ObjectStore) -> None:
+    result = await store.put("docs/a.txt", stream(b"hello ", b"world"))
+    assert not result.replaced
+    assert result.info.key == "docs/a.txt"
+    assert result.info.size == 11
+    assert result.info.etag
+    info, body = await store.get("docs/a.txt")
+    assert await read_all(body) == b"hello world"
+    assert info.size == 11
+    assert info.etag == result.info.etag
+    head = await store.head("docs/a.txt")
+    assert (head.size, head.etag) == (11, result.info.etag)
+    assert head.last_modified.tzinfo is not None
+    listed, truncated = await store.list()
+    assert [o.key for o in listed] == ["docs/a.txt"]
+    assert listed[0].size == 11
+    assert not truncated
+    assert await store.get_bytes("docs/a.txt") == b"hello world"
+
+
+async def test_replace_reports_replaced_and_new_content(store: ObjectStore) -> None:
+    first = await store.put_bytes("k", b"one")
+    second = await store.put("k", stream(b"second"))
+    assert not first.replaced
+    assert second.replaced
+    assert second.info.etag != first.info.etag
+    assert await store.get_bytes("k") == b"second"
+
+
+async def test_conditional_create_conflicts_and_keeps_the_original(store: ObjectStore) -> None:
+    await store.put_bytes("manifests/00001.json", b"{}", if_absent=True)
+    with pytest.raises(AlreadyExists):
+        await store.put_bytes("manifests/00001.json", b'{"other": 1}', if_absent=True)
+    with pytest.raises(AlreadyExists):
+        await store.put("manifests/00001.json", stream(b"x"), if_absent=True)
+    assert await store.get_bytes("manifests/00001.json") == b"{}"
+
+
+async def test_concurrent_conditional_creates_have_one_winner(store: ObjectStore) -> None:
+    async def attempt(n: int) -> bool:
+        try:
+            await store.put_bytes("versions/1", str(n).encode(), if_absent=True)
+        except AlreadyExists:
+            return False
+        return True
+
+    wins = await asyncio.gather(*(attempt(n) for n in range(8)))
+    assert sum(wins) == 1
+    winner = wins.index(True)
+    assert await store.get_bytes("versions/1") == str(winner).encode()
+
+
+async def test_cap_exceeded_mid_stream_leaves_nothing(store: ObjectStore) -> None:
+    await store.put_bytes("keep", b"kept")
+    with pytest.raises(TooLarge):
+        await store.put("big", stream(b"a" * 600, b"b" * 600), max_bytes=1000)
+    with pytest.raises(NotFound):
+        await store.head("big")
+    listed, _ = await store.list()
+    assert [o.key for o in listed] == ["keep"]
+    await store.put_bytes("big", b"x")  # a later put is unaffected
+
+
+async def test_cap_exceeded_on_a_multipart_sized_body_leaves_no_upload(
+    store: ObjectStore, settings: Settings
+) -> None:
+    part = b"z" * (1024 * 1024)
+    with pytest.raises(TooLarge):
+        await store.put("huge", stream(*([part] * 12)), max_bytes=11 * 1024 * 1024)
+    with pytest.raises(NotFound):
+        await store.head("huge")
+    assert (await store.list())[0] == []
+    if settings.storage.backend == "s3":
+        import boto3
+
+        s3 = boto3.client("s3", endpoint_url=settings.storage.endpoint, region_name="us-east-1")
+        uploads = s3.list_multipart_uploads(Bucket=settings.storage.bucket).get("Uploads", [])
+        assert uploads == []
+    else:
+        root = Path(settings.storage.root)
+        assert list((root / ".tmp").iterdir()) == []
+
+
+async def test_a_failing_body_stores_nothing(store: ObjectStore) -> None:
+    async def broken() -> AsyncIterator[bytes]:
+        yield b"partial"
+        raise ConnectionResetError("client went away")
+
+    with pytest.raises(ConnectionResetError):
+        await store.put("half", broken())
+    with pytest.raises(NotFound):
+        await store.head("half")
+
+
+async def test_missing_objects_raise_not_found(store: ObjectStore) -> None:
+    with pytest.raises(NotFound):
+        await store.get("nope")
+    with pytest.raises(NotFound):
+        await store.get_bytes("nope/deeper")
+    with pytest.raises(NotFound):
+        await store.head("nope")
+    with pytest.raises(NotFound):
+        await store.delete("nope")
+
+
+async def test_delete_removes_the_object(store: ObjectStore) -> None:
+    await store.put_bytes("a/b/c", b"1")
+    await store.put_bytes("a/d", b"2")
+    await store.delete("a/b/c")
+    with pytest.raises(NotFound):
+        await store.head("a/b/c")
+    with pytest.raises(NotFound):
+        await store.delete("a/b/c")
+    assert [o.key for o in (await store.list())[0]] == ["a/d"]
+    await store.put_bytes("a/b/c", b"again")
+    assert await store.get_bytes("a/b/c") == b"again"
+
+
+async def test_list_by_prefix_with_limit_and_truncation(store: ObjectStore) -> None:
+    keys = ["logs/2024/01", "logs/2024/02", "logs/2025/01", "logs-old", "other/x", "logsx/y"]
+    for key in keys:
+        await store.put_bytes(key, key.encode())
+    everything, truncated = await store.list()
+    assert [o.key for o in everything] == sorted(keys)
+    assert not truncated
+    logs, _ = await store.list(prefix="logs/")
+    assert [o.key for o in logs] == ["logs/2024/01", "logs/2024/02", "logs/2025/01"]
+    partial, _ = await store.list(prefix="logs/20")
+    assert len(partial) == 3
+    string_prefix, _ = await store.list(prefix="logs")
+    assert [o.key for o in string_prefix] == [
+        "logs-old",
+        "logs/2024/01",
+        "logs/2024/02",
+        "logs/2025/01",
+        "logsx/y",
+    ]
+    first_two, truncated = await store.list(prefix="logs/", limit=2)
+    assert [o.key for o in first_two] == ["logs/2024/01", "logs/2024/02"]
+    assert truncated
+    exact, truncated = await store.list(prefix="logs/", limit=3)
+    assert len(exact) == 3
+    assert not truncated
+    assert (await store.list(prefix="nothing/")) == ([], False)
+
+
+async def test_streaming_get_of_a_large_object(store: ObjectStore) -> None:
+    block = os.urandom(256 * 1024)
+    parts = [bytes([i]) + block[1:] for i in range(24)]  # 6 MiB, several chunks
+    await store.put("blob.bin", stream(*parts))
+    info, body = await store.get("blob.bin")
+    assert info.size == 24 * len(block)
+    received = [chunk async for chunk in body]
+    assert len(received) > 1
+    assert b"".join(received) == b"".join(parts)
+
+
+async def test_put_file_and_odd_but_valid_keys(store: ObjectStore, tmp_path: Path) -> None:
+    source = tmp_path / "upload.parquet"
+    source.write_bytes(b"PAR1" * 1000)
+    await store.put_file("_lakehouse/datasets/t/part-0.parquet", source)
+    assert await store.get_bytes("_lakehouse/datasets/t/part-0.parquet") == b"PAR1" * 1000
+    odd = "odd keys/with spaces, é, %20, #hash, ?q=1, +plus &amp; ~tilde"
+    await store.put_bytes(odd, b"odd")
+    assert await store.get_bytes(odd) == b"odd"
+    assert odd in [o.key for o in (await store.list(prefix="odd keys/"))[0]]
+
+
+async def test_engine_paths_point_inside_the_root(store: ObjectStore, settings: Settings) -> None:
+    await store.put_bytes("x/y.csv", b"a,b\n1,2\n")
+    path = store.engine_path("x/y.csv")
+    assert path.startswith(store.engine_root())
+    if settings.storage.backend == "local":
+        assert Path(path).read_bytes() == b"a,b\n1,2\n"
+    else:
+        assert path == f"s3://{settings.storage.bucket}/x/y.csv"
+
+
+async def test_local_start_up_removes_orphan_temp_files_of_dead_writers(tmp_path: Path) -> None:
+    from lakehouse.storage.local import LocalStore
+
+    first = LocalStore(tmp_path / "data")
+    await first.put_bytes("kept", b"1")
+    dead = tmp_path / "data" / ".tmp" / "999999999-abc.part"
+    dead.write_bytes(b"half an upload")
+    live = tmp_path / "data" / ".tmp" / f"{os.getppid()}-def.part"
+    live.write_bytes(b"someone else's upload in flight")
+    LocalStore(tmp_path / "data")
+    assert not dead.exists()
+    assert live.exists()
+    assert [o.key for o in (await first.list())[0]] == ["kept"]
