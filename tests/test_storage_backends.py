@@ -14,7 +14,7 @@ from lakehouse.config import Settings, StorageConfig
 from lakehouse.errors import AlreadyExists, NotFound, TooLarge
 from lakehouse.storage import ObjectStore, open_store
 
-BACKENDS = ["local"]
+BACKENDS = ["local", "s3"]
 
 
 @pytest.fixture(params=BACKENDS)
@@ -249,3 +249,28 @@ async def test_local_start_up_removes_orphan_temp_files_of_dead_writers(tmp_path
     assert not dead.exists()
     assert live.exists()
     assert [o.key for o in (await first.list())[0]] == ["kept"]
+
+
+def test_s3_credentials_come_from_the_secrets_file_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lakehouse.config import ConfigError
+    from lakehouse.storage.s3 import resolve_credentials
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "env-id")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "env-secret")
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    secrets = tmp_path / "secrets.toml"
+    cfg = StorageConfig(
+        backend="s3", secrets=str(secrets), endpoint="http://127.0.0.1:9000", region="eu-west-1"
+    )
+    from_env = resolve_credentials(cfg)
+    assert (from_env.access_key_id, from_env.secret_access_key) == ("env-id", "env-secret")
+    assert (from_env.region, from_env.endpoint) == ("eu-west-1", "http://127.0.0.1:9000")
+    secrets.write_text('[s3.primary]\naccess_key_id = "file-id"\nsecret_access_key = "file-secret"\n')
+    from_file = resolve_credentials(cfg)
+    assert (from_file.access_key_id, from_file.secret_access_key) == ("file-id", "file-secret")
+    assert from_file.session_token is None
+    secrets.write_text("[s3.primary]\naccess_key_id = 'only-id'\n")
+    with pytest.raises(ConfigError, match="secret_access_key"):
+        resolve_credentials(cfg)

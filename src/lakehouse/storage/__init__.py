@@ -38,7 +38,7 @@ def open_store(settings: Settings) -> ObjectStore:
     if cfg.backend == "s3":
         from lakehouse.storage.s3 import S3Store
 
-        return S3Store.from_config(cfg)  # type: ignore[no-any-return]
+        return S3Store.from_config(cfg)
     from lakehouse.storage.local import LocalStore
 
     return LocalStore(cfg.root)
