@@ -1,0 +1,289 @@
+"""The catalog over real object stores: versions, idempotency, drift, missing objects, races."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from lakehouse.catalog import NAME_PATTERN, Catalog, Column, ObjectRef, manifest_key, validate_name
+from lakehouse.config import Settings, StorageConfig
+from lakehouse.errors import InvalidKey, InvalidName, InvalidRequest, MissingObject, NotFound, SchemaDrift
+from lakehouse.storage import ObjectStore, open_store
+
+BACKENDS = ["local"] + (["s3"] if importlib.util.find_spec("lakehouse.storage.s3") else [])
+SCHEMA = [Column("id", "BIGINT"), Column("city", "VARCHAR")]
+
+
+@pytest.fixture(params=BACKENDS)
+def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Settings]:
+    """Settings for a fresh store of each backend (a new bucket per S3 test)."""
+    if request.param == "local":
+        yield Settings(storage=StorageConfig(backend="local", root=str(tmp_path / "data")))
+        return
+    import boto3
+
+    endpoint = request.getfixturevalue("s3_endpoint")
+    request.getfixturevalue("s3_env")
+    bucket = f"cat-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket=bucket)
+    yield Settings(
+        storage=StorageConfig(
+            backend="s3", bucket=bucket, endpoint=endpoint, secrets=str(tmp_path / "absent.toml")
+        )
+    )
+
+
+@pytest.fixture
+async def store(settings: Settings) -> AsyncIterator[ObjectStore]:
+    """The store under test, closed afterwards."""
+    opened = open_store(settings)
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+async def put_part(store: ObjectStore, name: str, index: int, rows: int = 10) -> ObjectRef:
+    """A data file in the store, as the manifest will reference it."""
+    data = f"{name}-{index}-".encode() * (index + 1)
+    result = await store.put_bytes(f"_lakehouse/datasets/{name}/part-{index}.parquet", data)
+    return ObjectRef(result.info.key, result.info.size, rows)
+
+
+async def test_versions_grow_and_every_version_stays_readable(store: ObjectStore) -> None:
+    catalog = Catalog(store)
+    first = await put_part(store, "trips", 1)
+    second = await put_part(store, "trips", 2, rows=5)
+    v1, created1 = await catalog.register("trips", SCHEMA, [first], 10)
+    v2, created2 = await catalog.register("trips", SCHEMA, [first, second], 15, extra={"sha256": "ab"})
+    assert (created1, created2) == (True, True)
+    assert (v1.version, v1.parent_version) == (1, None)
+    assert (v2.version, v2.parent_version) == (2, 1)
+    assert v2.extra == {"sha256": "ab"}
+    assert v2.created_at.endswith("Z")
+    assert await catalog.get("trips") == v2
+    assert await catalog.get("trips", 1) == v1
+    assert [m.version for m in await catalog.versions("trips")] == [1, 2]
+    # A fresh catalog (a restart) reads the same history back from storage.
+    reopened = Catalog(store)
+    assert await reopened.get("trips") == v2
+    assert await reopened.get("trips", 1) == v1
+    assert [m.name for m in await reopened.datasets()] == ["trips"]
+
+
+async def test_same_content_is_idempotent(store: ObjectStore) -> None:
+    catalog = Catalog(store)
+    part = await put_part(store, "trips", 1)
+    v1, _ = await catalog.register("trips", SCHEMA, [part], 10)
+    again, created = await catalog.register("trips", SCHEMA, [part], 10)
+    assert created is False
+    assert again == v1
+    other, created = await Catalog(store).register("trips", SCHEMA, [part], 10)
+    assert (other.version, created) == (1, False)
+    given_fp, created = await catalog.register("trips", SCHEMA, [part], 10, fingerprint="csv-sha")
+    assert (given_fp.version, given_fp.fingerprint, created) == (2, "csv-sha", True)
+    _, created = await catalog.register("trips", SCHEMA, [part], 10, fingerprint="csv-sha")
+    assert created is False
+    assert len(await catalog.versions("trips")) == 2
+
+
+async def test_schema_drift_names_added_removed_and_changed_columns(store: ObjectStore) -> None:
+    catalog = Catalog(store)
+    part = await put_part(store, "trips", 1)
+    await catalog.register("trips", SCHEMA, [part], 10)
+    drifted = [Column("id", "VARCHAR"), Column("fare", "DOUBLE")]
+    with pytest.raises(SchemaDrift) as caught:
+        await catalog.register("trips", drifted, [part], 10)
+    detail = caught.value.detail
+    assert detail["added"] == [{"name": "fare", "type": "DOUBLE"}]
+    assert detail["removed"] == [{"name": "city", "type": "VARCHAR"}]
+    assert detail["changed"] == [{"name": "id", "from": "BIGINT", "to": "VARCHAR"}]
+    assert [m.version for m in await catalog.versions("trips")] == [1]
+    reordered, created = await catalog.register("trips", list(reversed(SCHEMA)), [part], 10)
+    assert (reordered.version, created) == (2, True)
+
+
+async def test_missing_objects_are_named_and_nothing_is_written(store: ObjectStore) -> None:
+    catalog = Catalog(store)
+    real = await put_part(store, "trips", 1)
+    ghost = ObjectRef("_lakehouse/datasets/trips/ghost.parquet", 10, 0)
+    with pytest.raises(MissingObject) as caught:
+        await catalog.register("trips", SCHEMA, [real, ghost], 10)
+    assert caught.value.detail["missing"] == [ghost.key]
+    with pytest.raises(NotFound):
+        await catalog.get("trips")
+    assert await catalog.datasets() == []
+
+
+@pytest.mark.parametrize(
+    ("schema", "objects", "rows", "error"),
+    [
+        ([], [], 0, InvalidRequest),
+        ([Column("a", "INT"), Column("a", "INT")], [], 0, InvalidRequest),
+        ([Column("", "INT")], [], 0, InvalidRequest),
+        (SCHEMA, [], -1, InvalidRequest),
+        (SCHEMA, [ObjectRef("x/y", -1, 0)], 0, InvalidRequest),
+        (SCHEMA, [ObjectRef("x/y", 1, -3)], -3, InvalidRequest),
+        (SCHEMA, [ObjectRef("../etc/passwd", 1, 0)], 0, InvalidKey),
+        (SCHEMA, [ObjectRef("x/y", 1, 2), ObjectRef("x/y", 1, 2)], 4, InvalidRequest),
+    ],
+)
+async def test_bad_parts_are_rejected_before_anything_is_stored(
+    store: ObjectStore,
+    schema: list[Column],
+    objects: list[ObjectRef],
+    rows: int,
+    error: type[Exception],
+) -> None:
+    catalog = Catalog(store)
+    with pytest.raises(error):
+        await catalog.register("trips", schema, objects, rows)
+    assert await catalog.datasets() == []
+
+
+async def test_rows_and_sizes_must_match_storage(store: ObjectStore) -> None:
+    catalog = Catalog(store)
+    part = await put_part(store, "trips", 1)
+    with pytest.raises(InvalidRequest, match="bytes in storage"):
+        await catalog.register("trips", SCHEMA, [ObjectRef(part.key, part.size + 1, 10)], 10)
+    with pytest.raises(InvalidRequest, match="hold 10 rows"):
+        await catalog.register("trips", SCHEMA, [part], 11)
+
+
+async def test_unknown_dataset_and_version_are_not_found(store: ObjectStore) -> None:
+    catalog = Catalog(store)
+    with pytest.raises(NotFound, match="does not exist"):
+        await catalog.get("nothing")
+    with pytest.raises(NotFound):
+        await catalog.versions("nothing")
+    await catalog.register("trips", SCHEMA, [await put_part(store, "trips", 1)], 10)
+    for version in (0, 2, 99):
+        with pytest.raises(NotFound, match="no version"):
+            await catalog.get("trips", version)
+    with pytest.raises(InvalidName):
+        await catalog.get("Bad-Name")
+
+
+async def test_twenty_concurrent_registers_get_distinct_gapless_versions(store: ObjectStore) -> None:
+    parts = [await put_part(store, "trips", i) for i in range(20)]
+    # Two catalogs share no in-process lock, so the store's conditional create decides.
+    catalogs = [Catalog(store), Catalog(store)]
+    results = await asyncio.gather(
+        *(catalogs[i % 2].register("trips", SCHEMA, [parts[i]], 10) for i in range(20))
+    )
+    versions = sorted(m.version for m, created in results if created)
+    assert versions == list(range(1, 21))
+    history = await Catalog(store).versions("trips")
+    assert [m.version for m in history] == list(range(1, 21))
+    assert [m.parent_version for m in history] == [None, *range(1, 20)]
+    assert {m.objects[0].key for m in history} == {p.key for p in parts}
+
+
+async def test_threads_with_their_own_stores_never_share_a_version(settings: Settings) -> None:
+    seed = open_store(settings)
+    parts = [await put_part(seed, "trips", i) for i in range(16)]
+    await seed.close()
+    outcomes: list[int] = []
+    errors: list[BaseException] = []
+
+    async def writer(chunk: list[ObjectRef]) -> None:
+        store = open_store(settings)
+        try:
+            catalog = Catalog(store)
+            for part in chunk:
+                manifest, created = await catalog.register("trips", SCHEMA, [part], 10)
+                assert created
+                outcomes.append(manifest.version)
+        finally:
+            await store.close()
+
+    def run(chunk: list[ObjectRef]) -> None:
+        try:
+            asyncio.run(writer(chunk))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(parts[i::2],)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    assert sorted(outcomes) == list(range(1, 17))
+
+
+REGISTER_SCRIPT = """
+import asyncio, sys
+from lakehouse.catalog import Catalog, Column, ObjectRef
+from lakehouse.storage.local import LocalStore
+
+async def main(root, start):
+    store = LocalStore(root)
+    catalog = Catalog(store)
+    out = []
+    for i in range(start, start + 8):
+        data = str(i).encode() * 3
+        info = (await store.put_bytes(f"_lakehouse/datasets/t/p{i}", data)).info
+        ref = ObjectRef(info.key, info.size, 1)
+        m, created = await catalog.register("t", [Column("id", "BIGINT")], [ref], 1)
+        out.append(m.version)
+    await store.close()
+    print(" ".join(map(str, out)))
+
+asyncio.run(main(sys.argv[1], int(sys.argv[2])))
+"""
+
+
+def test_two_processes_never_share_a_version(tmp_path: Path) -> None:
+    root = str(tmp_path / "data")
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", REGISTER_SCRIPT, root, str(start)], stdout=subprocess.PIPE, text=True
+        )
+        for start in (0, 100)
+    ]
+    outputs = [proc.communicate(timeout=60)[0] for proc in procs]
+    assert all(proc.returncode == 0 for proc in procs)
+    versions = sorted(int(v) for out in outputs for v in out.split())
+    assert versions == list(range(1, 17))
+
+
+async def test_current_all_sees_new_versions_and_ignores_stray_files(store: ObjectStore) -> None:
+    reader, writer = Catalog(store), Catalog(store)
+    trips = await put_part(store, "trips", 1)
+    fares = await put_part(store, "fares", 1)
+    await writer.register("trips", SCHEMA, [trips], 10)
+    await writer.register("fares", SCHEMA, [fares], 10)
+    await store.put_bytes("_lakehouse/catalog/trips/notes.txt", b"not a manifest")
+    first = await reader.current_all()
+    assert {name: h.versions for name, h in first.items()} == {"fares": (1,), "trips": (1,)}
+    await writer.register("trips", SCHEMA, [trips, await put_part(store, "trips", 2, rows=0)], 10)
+    second = await reader.current_all()
+    assert second["trips"].current.version == 2
+    assert second["trips"].versions == (1, 2)
+    assert second["fares"].current == first["fares"].current
+    assert manifest_key("trips", 2) == "_lakehouse/catalog/trips/0000000002.json"
+
+
+@given(st.text(max_size=70))
+def test_names_follow_the_pattern(name: str) -> None:
+    if NAME_PATTERN.fullmatch(name):
+        assert validate_name(name) == name
+    else:
+        with pytest.raises(InvalidName):
+            validate_name(name)
+
+
+@given(st.from_regex(NAME_PATTERN, fullmatch=True))
+def test_every_pattern_name_is_accepted(name: str) -> None:
+    assert validate_name(name) == name
