@@ -196,8 +196,10 @@ async def test_threads_with_their_own_stores_never_share_a_version(settings: Set
     outcomes: list[int] = []
     errors: list[BaseException] = []
 
-    async def writer(chunk: list[ObjectRef]) -> None:
-        store = open_store(settings)
+    # Opened up front: opening a LocalStore sweeps this process's temp files.
+    stores = [open_store(settings) for _ in range(2)]
+
+    async def writer(store: ObjectStore, chunk: list[ObjectRef]) -> None:
         try:
             catalog = Catalog(store)
             for part in chunk:
@@ -207,13 +209,13 @@ async def test_threads_with_their_own_stores_never_share_a_version(settings: Set
         finally:
             await store.close()
 
-    def run(chunk: list[ObjectRef]) -> None:
+    def run(store: ObjectStore, chunk: list[ObjectRef]) -> None:
         try:
-            asyncio.run(writer(chunk))
+            asyncio.run(writer(store, chunk))
         except BaseException as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=run, args=(parts[i::2],)) for i in range(2)]
+    threads = [threading.Thread(target=run, args=(stores[i], parts[i::2])) for i in range(2)]
     for thread in threads:
         thread.start()
     for thread in threads:
