@@ -1,27 +1,38 @@
 """A fake Ollama: a real HTTP server speaking the parts of Ollama's API the lakehouse uses.
 
-    POST /api/embed   {"model", "input": str | [str]} -> {"model", "embeddings": [[...]]}
+    POST /api/embed     {"model", "input": str | [str]} -> {"model", "embeddings": [[...]]}
+    POST /api/chat      {"model", "messages", "stream"?, "think"?, "format"?, "options"?}
+                        -> {"model", "message": {"role", "content"}, "done", "done_reason",
+                            "prompt_eval_count", "eval_count"}; NDJSON chunks unless "stream": false
+    POST /api/generate  {"model", "prompt", ...} -> {"model", "response", "done", ...} (Ollama Cloud)
 
 Its behaviour is steered through `FakeOllama`'s attributes: `models` (name ->
-dimension of its vectors), `delay` (seconds before answering), `fail_status`
-(answer every request with this status and an Ollama error body). Each request
-body is recorded in `requests`; `max_in_flight` is the most requests seen at once.
+dimension of its vectors), `chat_models` (names /api/chat and /api/generate
+know; others get Ollama's 404), `delay` (seconds before answering), `fail_status`
+(answer every request with this status and an Ollama error body; 429 carries
+`Retry-After: 7`), `reply` (fixed chat content instead of an echo), `chunk_delay`
+(seconds between streamed chunks), `garbage` (answer chat with 200 and a body that
+is not JSON), `key` (require `Authorization: Bearer <key>`, as Ollama Cloud does).
+Each request body is recorded in `requests` (its path in `paths`, its
+Authorization header in `auth`); `max_in_flight` is the most requests seen at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import math
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from tests.fakes.chat import count_tokens, pieces, prompt_tokens, reply_for
 from tests.fakes.server import RunningServer, serve_in_thread
 
 
@@ -38,9 +49,16 @@ class FakeOllama:
 
     def __init__(self, models: dict[str, int] | None = None) -> None:
         self.models: dict[str, int] = dict(models or {"nomic-embed-text": 768})
+        self.chat_models: set[str] = {"qwen3:4b", "llama3.2", "kimi-k2.6", "gpt-oss:120b"}
         self.delay = 0.0
         self.fail_status: int | None = None
+        self.reply: str | None = None
+        self.chunk_delay = 0.0
+        self.garbage = False
+        self.key: str | None = None
         self.requests: list[dict[str, Any]] = []
+        self.paths: list[str] = []
+        self.auth: list[str | None] = []
         self.in_flight = 0
         self.max_in_flight = 0
         self.server: RunningServer | None = None
@@ -53,7 +71,13 @@ class FakeOllama:
 
     def app(self) -> Starlette:
         """The ASGI app."""
-        return Starlette(routes=[Route("/api/embed", self.embed, methods=["POST"])])
+        return Starlette(
+            routes=[
+                Route("/api/embed", self.embed, methods=["POST"]),
+                Route("/api/chat", self.chat, methods=["POST"]),
+                Route("/api/generate", self.generate, methods=["POST"]),
+            ]
+        )
 
     async def embed(self, request: Request) -> JSONResponse:
         """Ollama's `/api/embed`, including its error answers."""
@@ -78,6 +102,63 @@ class FakeOllama:
             return JSONResponse({"model": model, "embeddings": vectors, "prompt_eval_count": len(texts)})
         finally:
             self.in_flight -= 1
+
+    async def chat(self, request: Request) -> Response:
+        """Ollama's `/api/chat`, streamed as NDJSON unless `"stream": false`."""
+        return await self._answer(request, "message")
+
+    async def generate(self, request: Request) -> Response:
+        """Ollama's `/api/generate` (what Ollama Cloud's native API serves)."""
+        return await self._answer(request, "response")
+
+    async def _answer(self, request: Request, field: str) -> Response:
+        body = await request.json()
+        self.requests.append(body)
+        self.paths.append(request.url.path)
+        self.auth.append(request.headers.get("authorization"))
+        if self.key is not None and request.headers.get("authorization") != f"Bearer {self.key}":
+            return JSONResponse({"error": "unauthorized"}, 401)
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if self.fail_status is not None:
+            headers = {"Retry-After": "7"} if self.fail_status == 429 else None
+            return JSONResponse({"error": "llama runner process has terminated"}, self.fail_status, headers)
+        model = str(body.get("model", ""))
+        if model not in self.chat_models and model.removesuffix(":latest") not in self.chat_models:
+            return JSONResponse({"error": f"model '{model}' not found"}, 404)
+        if self.garbage:
+            return Response("<html>upstream proxy error</html>", 200, media_type="text/html")
+        if field == "message":
+            messages = body.get("messages") or []
+        else:
+            messages = [{"role": "user", "content": str(body.get("prompt", ""))}]
+        content = reply_for(messages, body.get("format"), self.reply)
+        final = {
+            "model": model,
+            "done": True,
+            "done_reason": "stop",
+            "prompt_eval_count": prompt_tokens(messages),
+            "eval_count": count_tokens(content),
+            "total_duration": 1000,
+        }
+        if body.get("stream") is False:
+            return JSONResponse({**final, field: _piece(field, content)})
+        chunks = self._ndjson(model, field, content, final)
+        return StreamingResponse(chunks, media_type="application/x-ndjson")
+
+    async def _ndjson(
+        self, model: str, field: str, content: str, final: dict[str, Any]
+    ) -> AsyncIterator[bytes]:
+        for i, piece in enumerate(pieces(content)):
+            if i and self.chunk_delay:
+                await asyncio.sleep(self.chunk_delay)
+            chunk = {"model": model, field: _piece(field, piece), "done": False}
+            yield json.dumps(chunk).encode() + b"\n"
+        yield json.dumps({**final, field: _piece(field, "")}).encode() + b"\n"
+
+
+def _piece(field: str, text: str) -> Any:
+    return {"role": "assistant", "content": text} if field == "message" else text
 
 
 @contextmanager
