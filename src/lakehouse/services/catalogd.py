@@ -1,7 +1,158 @@
-"""catalogd routes."""
+"""catalogd routes: register dataset versions, read manifests and histories."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated, Any
 
-router = APIRouter()
+from fastapi import APIRouter, Query, Response
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+
+from lakehouse.catalog import Column, Manifest, ObjectRef
+from lakehouse.services.deps import DepsDep
+
+router = APIRouter(prefix="/v1/catalog", tags=["catalog"])
+
+
+class ColumnBody(BaseModel):
+    """One column: its name and DuckDB type."""
+
+    name: StrictStr = Field(min_length=1)
+    type: StrictStr = Field(min_length=1)
+
+
+class ObjectBody(BaseModel):
+    """One data file of a version."""
+
+    key: StrictStr
+    size: StrictInt = Field(ge=0)
+    rows: StrictInt = Field(ge=0)
+
+
+class RegisterRequest(BaseModel):
+    """A version to register; the fingerprint is computed when absent."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    name: StrictStr
+    columns: list[ColumnBody] = Field(alias="schema")
+    objects: list[ObjectBody]
+    row_count: StrictInt = Field(ge=0)
+    fingerprint: StrictStr | None = Field(default=None, min_length=1)
+    extra: dict[str, Any] | None = None
+
+
+class ManifestOut(BaseModel):
+    """One immutable version of a dataset."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    name: str
+    version: int
+    columns: list[ColumnBody] = Field(alias="schema")
+    objects: list[ObjectBody]
+    row_count: int
+    fingerprint: str
+    created_at: str
+    parent_version: int | None
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+    @classmethod
+    def of(cls, manifest: Manifest) -> ManifestOut:
+        """The public form of a stored manifest."""
+        return cls.model_validate(manifest.to_dict())
+
+
+class DatasetSummary(BaseModel):
+    """A dataset's current version, as listed."""
+
+    name: str
+    version: int
+    row_count: int
+    updated_at: str
+
+
+class DatasetList(BaseModel):
+    """Every dataset's current version."""
+
+    datasets: list[DatasetSummary]
+
+
+class VersionSummary(BaseModel):
+    """One entry of a dataset's history."""
+
+    version: int
+    row_count: int
+    fingerprint: str
+    created_at: str
+    parent_version: int | None
+
+
+class VersionList(BaseModel):
+    """A dataset's history, oldest first."""
+
+    versions: list[VersionSummary]
+
+
+@router.post(
+    "/register",
+    status_code=201,
+    response_model=ManifestOut,
+    response_model_by_alias=True,
+    summary="Register a dataset version (201 new, 200 same content again)",
+    responses={200: {"description": "Same content as the current version; nothing new was written"}},
+)
+async def register(body: RegisterRequest, response: Response, deps: DepsDep) -> ManifestOut:
+    """Add a version, or return the current one when its content is the same."""
+    manifest, created = await deps.catalog.register(
+        body.name,
+        [Column(c.name, c.type) for c in body.columns],
+        [ObjectRef(o.key, o.size, o.rows) for o in body.objects],
+        body.row_count,
+        fingerprint=body.fingerprint,
+        extra=body.extra,
+    )
+    response.status_code = 201 if created else 200
+    return ManifestOut.of(manifest)
+
+
+@router.get("/datasets", response_model=DatasetList, summary="Every dataset's current version")
+async def list_datasets(deps: DepsDep) -> DatasetList:
+    """Every dataset with its current version."""
+    current = await deps.catalog.datasets()
+    return DatasetList(
+        datasets=[
+            DatasetSummary(name=m.name, version=m.version, row_count=m.row_count, updated_at=m.created_at)
+            for m in current
+        ]
+    )
+
+
+@router.get(
+    "/datasets/{name}",
+    response_model=ManifestOut,
+    response_model_by_alias=True,
+    summary="A dataset's current manifest, or version N of it",
+)
+async def get_manifest(
+    name: str, deps: DepsDep, version: Annotated[int | None, Query(ge=1)] = None
+) -> ManifestOut:
+    """The current manifest, or `?version=N`."""
+    return ManifestOut.of(await deps.catalog.get(name, version))
+
+
+@router.get("/datasets/{name}/versions", response_model=VersionList, summary="A dataset's version history")
+async def list_versions(name: str, deps: DepsDep) -> VersionList:
+    """Every version of a dataset, oldest first."""
+    history = await deps.catalog.versions(name)
+    return VersionList(
+        versions=[
+            VersionSummary(
+                version=m.version,
+                row_count=m.row_count,
+                fingerprint=m.fingerprint,
+                created_at=m.created_at,
+                parent_version=m.parent_version,
+            )
+            for m in history
+        ]
+    )

@@ -1,0 +1,172 @@
+"""catalogd over HTTP in a real process: register, read, history, bad input, kill -9."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import StartLakehouse
+from tests.support.procs import LakehouseProcess
+
+SCHEMA = [{"name": "id", "type": "BIGINT"}, {"name": "city", "type": "VARCHAR"}]
+
+
+def put_object(client: httpx.Client, key: str, data: bytes) -> dict[str, Any]:
+    """Store a data file through storaged and return it as a manifest object."""
+    stored = client.put(f"/v1/storage/objects/{key}", content=data)
+    assert stored.status_code in (200, 201), stored.text
+    return {"key": key, "size": len(data), "rows": 3}
+
+
+def register(client: httpx.Client, name: str, objects: list[dict[str, Any]], **extra: Any) -> httpx.Response:
+    """POST a register request."""
+    body = {"name": name, "schema": SCHEMA, "objects": objects, "row_count": 3 * len(objects), **extra}
+    return client.post("/v1/catalog/register", json=body)
+
+
+def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    """The response is the contract's error body with this status and code."""
+    assert response.status_code == status, response.text
+    error: dict[str, Any] = response.json()["error"]
+    assert error["code"] == code
+    assert isinstance(error["message"], str) and error["message"]
+    return error
+
+
+@pytest.fixture
+def server(start_lakehouse: StartLakehouse) -> LakehouseProcess:
+    """One embedded lakehouse process."""
+    return start_lakehouse()
+
+
+def test_register_read_and_history(server: LakehouseProcess) -> None:
+    with server.client() as client:
+        first = put_object(client, "raw/trips/1.parquet", b"one")
+        created = register(client, "trips", [first])
+        assert created.status_code == 201
+        v1 = created.json()
+        assert (v1["name"], v1["version"], v1["parent_version"], v1["row_count"]) == ("trips", 1, None, 3)
+        assert v1["schema"] == SCHEMA
+        assert v1["objects"] == [first]
+        assert len(v1["fingerprint"]) == 64
+        again = register(client, "trips", [first])
+        assert again.status_code == 200
+        assert again.json() == v1
+        second = put_object(client, "raw/trips/2.parquet", b"two!")
+        v2 = register(client, "trips", [first, second], extra={"sha256": "abc"}).json()
+        assert (v2["version"], v2["parent_version"], v2["extra"]) == (2, 1, {"sha256": "abc"})
+        assert client.get("/v1/catalog/datasets/trips").json() == v2
+        assert client.get("/v1/catalog/datasets/trips", params={"version": 1}).json() == v1
+        versions = client.get("/v1/catalog/datasets/trips/versions").json()["versions"]
+        assert [(v["version"], v["row_count"]) for v in versions] == [(1, 3), (2, 6)]
+        assert versions[0]["fingerprint"] == v1["fingerprint"]
+        assert versions[1]["created_at"] == v2["created_at"]
+        listed = client.get("/v1/catalog/datasets").json()["datasets"]
+        assert listed == [{"name": "trips", "version": 2, "row_count": 6, "updated_at": v2["created_at"]}]
+
+
+def test_bad_register_bodies_get_the_contract_errors(server: LakehouseProcess) -> None:
+    with server.client() as client:
+        part = put_object(client, "raw/trips/1.parquet", b"one")
+        good = {"name": "trips", "schema": SCHEMA, "objects": [part], "row_count": 3}
+        malformed = client.post(
+            "/v1/catalog/register",
+            content=b'{"name": "trips", ',
+            headers={"content-type": "application/json"},
+        )
+        assert_error(malformed, 400, "invalid_request")
+        for broken in (
+            {**good, "row_count": "three"},
+            {**good, "row_count": -1},
+            {**good, "schema": "id BIGINT"},
+            {**good, "schema": [{"name": "id"}]},
+            {**good, "objects": [{**part, "size": -5}]},
+            {**good, "objects": [{**part, "rows": 1.5}]},
+            {k: v for k, v in good.items() if k != "objects"},
+            [good],
+        ):
+            assert_error(client.post("/v1/catalog/register", json=broken), 400, "invalid_request")
+        for name in ("Trips", "1trips", "a-b", "", "x" * 64):
+            assert_error(register(client, name, [part]), 400, "invalid_name")
+        assert_error(register(client, "trips", [{**part, "key": "../up"}]), 400, "invalid_key")
+        assert_error(register(client, "trips", [{**part, "size": 99}]), 400, "invalid_request")
+        ghost = {"key": "raw/trips/ghost.parquet", "size": 1, "rows": 3}
+        missing = assert_error(register(client, "trips", [ghost]), 400, "missing_object")
+        assert missing["missing"] == [ghost["key"]]
+        # None of the rejected requests left a version behind.
+        assert_error(client.get("/v1/catalog/datasets/trips"), 404, "not_found")
+        assert client.get("/v1/catalog/datasets").json() == {"datasets": []}
+
+
+def test_schema_drift_is_409_with_the_column_diff(server: LakehouseProcess) -> None:
+    with server.client() as client:
+        part = put_object(client, "raw/trips/1.parquet", b"one")
+        assert register(client, "trips", [part]).status_code == 201
+        drifted = {
+            "name": "trips",
+            "schema": [{"name": "id", "type": "VARCHAR"}, {"name": "fare", "type": "DOUBLE"}],
+            "objects": [part],
+            "row_count": 3,
+        }
+        error = assert_error(client.post("/v1/catalog/register", json=drifted), 409, "schema_drift")
+        assert error["added"] == [{"name": "fare", "type": "DOUBLE"}]
+        assert error["removed"] == [{"name": "city", "type": "VARCHAR"}]
+        assert error["changed"] == [{"name": "id", "from": "BIGINT", "to": "VARCHAR"}]
+        assert [
+            v["version"] for v in client.get("/v1/catalog/datasets/trips/versions").json()["versions"]
+        ] == [1]
+
+
+def test_unknown_datasets_versions_and_bad_parameters(server: LakehouseProcess) -> None:
+    with server.client() as client:
+        assert_error(client.get("/v1/catalog/datasets/nothing"), 404, "not_found")
+        assert_error(client.get("/v1/catalog/datasets/nothing/versions"), 404, "not_found")
+        part = put_object(client, "raw/trips/1.parquet", b"one")
+        register(client, "trips", [part])
+        assert_error(client.get("/v1/catalog/datasets/trips", params={"version": 7}), 404, "not_found")
+        for bad in ("0", "-1", "latest"):
+            assert_error(
+                client.get("/v1/catalog/datasets/trips", params={"version": bad}), 400, "invalid_request"
+            )
+        assert_error(client.get("/v1/catalog/datasets/Bad-Name"), 400, "invalid_name")
+        assert_error(client.get("/v1/catalog/datasets/Bad-Name/versions"), 400, "invalid_name")
+        assert client.delete("/v1/catalog/datasets/trips").status_code == 405
+        assert_error(client.get("/v1/catalog/register"), 405, "method_not_allowed")
+
+
+def test_concurrent_registers_over_http_get_distinct_versions(server: LakehouseProcess) -> None:
+    with server.client() as client:
+        parts = [put_object(client, f"raw/trips/{i}.parquet", b"x" * (i + 1)) for i in range(12)]
+
+    def one(part: dict[str, Any]) -> int:
+        with server.client() as client:
+            response = register(client, "trips", [part])
+            assert response.status_code == 201, response.text
+            version: int = response.json()["version"]
+            return version
+
+    with ThreadPoolExecutor(6) as pool:
+        versions = sorted(pool.map(one, parts))
+    assert versions == list(range(1, 13))
+
+
+def test_everything_acknowledged_survives_kill_9(server: LakehouseProcess) -> None:
+    acknowledged: list[dict[str, Any]] = []
+    with server.client() as client:
+        for i in range(5):
+            part = put_object(client, f"raw/trips/{i}.parquet", b"y" * (i + 1))
+            response = register(client, "trips", [part])
+            assert response.status_code == 201
+            acknowledged.append(response.json())
+    server.kill9()
+    server.start()
+    with server.client() as client:
+        versions = client.get("/v1/catalog/datasets/trips/versions").json()["versions"]
+        assert [v["version"] for v in versions] == [1, 2, 3, 4, 5]
+        for manifest in acknowledged:
+            fetched = client.get("/v1/catalog/datasets/trips", params={"version": manifest["version"]})
+            assert fetched.json() == manifest
+        assert client.get("/v1/catalog/datasets/trips").json() == acknowledged[-1]
