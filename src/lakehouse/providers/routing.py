@@ -15,7 +15,7 @@ A tier name from `[models]` is replaced by its model id before routing.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 DEFAULT_PROVIDER = "ollama"
@@ -33,12 +33,16 @@ class Route:
     model: str
 
 
-def resolve(name: str, tiers: Mapping[str, str] | None = None) -> Route:
-    """Route a model name (or tier name) to its provider and upstream model."""
+def resolve(name: str, tiers: Mapping[str, str] | None = None, prefixes: Collection[str] = PREFIXED) -> Route:
+    """Route a model name (or tier name) to its provider and upstream model.
+
+    `prefixes` limits which prefixes name a provider (chat passes its own five,
+    so `openai/<m>` is an ordinary Ollama model name there).
+    """
     if tiers and name in tiers:
         name = tiers[name]
     prefix, sep, rest = name.partition("/")
-    if sep and rest and prefix in PREFIXED:
+    if sep and rest and prefix in prefixes:
         return Route(prefix, rest)
     if name.endswith(CLOUD_SUFFIX) and len(name) > len(CLOUD_SUFFIX):
         return Route("ollama_cloud", name[: -len(CLOUD_SUFFIX)])

@@ -1,0 +1,101 @@
+"""The chat provider interface: what a caller asks, what comes back, what a provider implements."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+import httpx
+
+from lakehouse.errors import InvalidRequest
+
+ChatFormat = Literal["json"]
+
+
+@dataclass(frozen=True)
+class Message:
+    """One turn of a conversation."""
+
+    role: str
+    content: str
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """A chat call: the model name (as the caller wrote it, or as sent upstream) and its options."""
+
+    model: str
+    messages: tuple[Message, ...]
+    format: ChatFormat | None = None
+    max_tokens: int | None = None
+    temperature: float | None = None
+    think: bool | None = None
+
+    def check(self) -> None:
+        """Raise InvalidRequest when the model or the messages are missing or empty."""
+        if not self.model.strip():
+            raise InvalidRequest('\'model\' must name a model, e.g. "qwen3:4b" or "openrouter/<v>/<m>"')
+        if not self.messages:
+            raise InvalidRequest("'messages' must hold at least one message")
+        for i, message in enumerate(self.messages):
+            if not message.role.strip():
+                raise InvalidRequest(f"'messages.{i}.role' must not be empty")
+
+
+@dataclass(frozen=True)
+class Completion:
+    """A provider's whole answer."""
+
+    content: str
+    done_reason: str
+    input_tokens: int
+    output_tokens: int
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A piece of a streamed answer; the last one carries the done reason and the token counts."""
+
+    content: str = ""
+    done_reason: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+
+    @property
+    def done(self) -> bool:
+        """Whether this is the closing chunk."""
+        return self.done_reason is not None
+
+
+@dataclass(frozen=True)
+class ChatResponse:
+    """The contract's answer to `POST /v1/chat`."""
+
+    model: str
+    provider: str
+    content: str
+    done_reason: str
+    input_tokens: int
+    output_tokens: int
+    latency_ms: float
+    upstream_model: str = field(default="", compare=False)
+
+
+class ChatProvider(Protocol):
+    """One upstream that answers chats; `request.model` is already the upstream model name."""
+
+    name: str
+    kind: str
+
+    async def chat(self, http: httpx.AsyncClient, request: ChatRequest) -> Completion:
+        """The whole answer.
+
+        Raises:
+            ProviderUnavailable, UpstreamTimeout, RateLimited, UpstreamError.
+        """
+        ...
+
+    def stream(self, http: httpx.AsyncClient, request: ChatRequest) -> AsyncIterator[Chunk]:
+        """The answer piece by piece as the upstream produces it, ending with a closing Chunk."""
+        ...
