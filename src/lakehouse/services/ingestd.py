@@ -1,7 +1,82 @@
-"""ingestd routes."""
+"""ingestd routes: `POST /v1/ingest/{name}`, a CSV body streamed into a new dataset version."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Literal
 
-router = APIRouter()
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from lakehouse.services.deps import Deps, DepsDep
+
+router = APIRouter(tags=["ingest"])
+
+
+class ColumnOut(BaseModel):
+    """A dataset column."""
+
+    name: str
+    type: str
+
+
+class IngestResponse(BaseModel):
+    """The version the upload produced (201) or already was (200); `rows` counts this upload."""
+
+    dataset: str
+    version: int
+    rows: int
+    row_count: int
+    columns: list[ColumnOut] = Field(alias="schema")
+    created: bool
+
+
+_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "text/csv": {"schema": {"type": "string", "format": "binary"}},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                    "required": ["file"],
+                }
+            },
+        },
+    }
+}
+
+
+@router.post(
+    "/v1/ingest/{name}",
+    summary="Ingest a CSV as a new version of a dataset",
+    status_code=201,
+    responses={
+        201: {"model": IngestResponse, "description": "A new version"},
+        200: {"model": IngestResponse, "description": "The same bytes again: the existing version"},
+    },
+    openapi_extra=_BODY,
+)
+async def ingest(
+    name: str,
+    request: Request,
+    deps: DepsDep,
+    mode: Literal["append", "replace"] = Query("append", description="Add to the data, or replace it."),
+) -> JSONResponse:
+    """The body is the CSV (`text/csv`) or a multipart form with a `file` field, streamed to disk."""
+    result = await deps.ingester.ingest(name, request.stream(), request.headers.get("content-type", ""), mode)
+    body = {
+        "dataset": result.manifest.name,
+        "version": result.manifest.version,
+        "rows": result.rows,
+        "row_count": result.manifest.row_count,
+        "schema": [c.to_dict() for c in result.schema],
+        "created": result.created,
+    }
+    return JSONResponse(body, status_code=201 if result.created else 200)
+
+
+async def startup(deps: Deps) -> None:
+    """Remove dataset files a crashed ingest left behind."""
+    await deps.ingester.sweep()

@@ -1,0 +1,7 @@
+"""ingestd's domain: CSV uploads into versioned Parquet datasets."""
+
+from __future__ import annotations
+
+from lakehouse.ingest.ingester import Ingester, IngestResult, Mode
+
+__all__ = ["IngestResult", "Ingester", "Mode"]

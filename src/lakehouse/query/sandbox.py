@@ -1,0 +1,142 @@
+"""The DuckDB sandbox: one read-only statement, and no reach past the lakehouse's datasets.
+
+Two layers. `check_statement` lets through exactly one statement of a
+read-only type (DuckDB's own parser tells the type). `open_connection` then
+builds the one connection every query cursor comes from, with file access
+limited to the dataset location, external access off and the configuration
+locked, so a SELECT cannot read `/etc/passwd`, a URL, or change a setting.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from lakehouse.errors import Forbidden, ForbiddenStatement, SqlError
+
+READ_ONLY = frozenset(
+    {
+        duckdb.StatementType.SELECT,  # also WITH, VALUES, DESCRIBE, SHOW, SUMMARIZE, PRAGMA show_*
+        duckdb.StatementType.EXPLAIN,
+    }
+)
+
+
+# Functions that would reach the host (DuckDB's shell registers getenv); absent from
+# this engine, and reported as forbidden rather than as a typo.
+ESCAPE_FUNCTIONS = frozenset({"getenv", "system", "shell"})
+_MISSING_FUNCTION = re.compile(r"Function with name (\w+) does not exist")
+
+
+@dataclass(frozen=True)
+class S3Access:
+    """What DuckDB's httpfs needs to read the lakehouse's bucket."""
+
+    key_id: str
+    secret: str
+    region: str
+    endpoint: str  # host[:port], no scheme; empty for AWS itself
+    use_ssl: bool
+    url_style: str  # "path" or "vhost"
+    session_token: str = ""
+
+
+def check_statement(sql: str) -> None:
+    """Accept exactly one read-only statement.
+
+    Raises:
+        SqlError: the text does not parse.
+        ForbiddenStatement: several statements, or one that is not read-only.
+    """
+    try:
+        statements = duckdb.extract_statements(sql)
+    except duckdb.Error as exc:
+        raise SqlError(_first_line(exc)) from None
+    if len(statements) != 1:
+        raise ForbiddenStatement(f"send exactly one statement; got {len(statements)}")
+    kind = statements[0].type
+    if kind not in READ_ONLY:
+        raise ForbiddenStatement(
+            f"only read-only statements (SELECT, WITH, VALUES, DESCRIBE, SHOW, EXPLAIN) run here; "
+            f"got {kind.name}"
+        )
+
+
+def httpfs_path() -> Path:
+    """The httpfs extension file shipped by the `duckdb-extension-httpfs` package."""
+    root = importlib.resources.files("duckdb_extension_httpfs")
+    path = Path(str(root)) / "extensions" / f"v{duckdb.__version__}" / "httpfs.duckdb_extension"
+    if not path.exists():
+        raise RuntimeError(
+            f"httpfs for DuckDB {duckdb.__version__} is not installed; "
+            f"run: pip install 'duckdb-extension-httpfs=={duckdb.__version__}'"
+        )
+    return path
+
+
+def open_connection(
+    allowed: list[str], *, threads: int, memory_limit: str, s3: S3Access | None = None
+) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB limited to reading under `allowed`, its configuration locked."""
+    conn = duckdb.connect(
+        ":memory:",
+        config={
+            "threads": threads,
+            "memory_limit": memory_limit,
+            "autoinstall_known_extensions": False,
+            "autoload_known_extensions": False,
+        },
+    )
+    if s3 is not None:
+        conn.execute(f"LOAD {literal(str(httpfs_path()))}")
+        conn.execute(_secret_sql(s3))
+    listed = ", ".join(literal(path) for path in allowed)
+    conn.execute(f"SET allowed_directories = [{listed}]")
+    conn.execute("SET enable_external_access = false")
+    conn.execute("SET lock_configuration = true")
+    return conn
+
+
+def _secret_sql(s3: S3Access) -> str:
+    parts = [
+        "TYPE s3",
+        f"KEY_ID {literal(s3.key_id)}",
+        f"SECRET {literal(s3.secret)}",
+        f"REGION {literal(s3.region)}",
+        f"URL_STYLE {literal(s3.url_style)}",
+        f"USE_SSL {'true' if s3.use_ssl else 'false'}",
+    ]
+    if s3.endpoint:
+        parts.append(f"ENDPOINT {literal(s3.endpoint)}")
+    if s3.session_token:
+        parts.append(f"SESSION_TOKEN {literal(s3.session_token)}")
+    return "CREATE SECRET lakehouse_s3 (" + ", ".join(parts) + ")"
+
+
+def translate(exc: duckdb.Error) -> Exception:
+    """DuckDB's error as the lakehouse's: permission errors are 403, the rest 400 sql_error."""
+    if isinstance(exc, duckdb.PermissionException):
+        return Forbidden("this query reaches outside the lakehouse's datasets: " + _first_line(exc))
+    missing = _MISSING_FUNCTION.search(str(exc))
+    if isinstance(exc, duckdb.CatalogException) and missing and missing[1].lower() in ESCAPE_FUNCTIONS:
+        return Forbidden(f"{missing[1]} is not available to queries here")
+    return SqlError(str(exc).strip())
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def literal(value: str) -> str:
+    """A quoted SQL string literal."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def identifier(name: str) -> str:
+    """A quoted SQL identifier."""
+    return '"' + name.replace('"', '""') + '"'

@@ -1,0 +1,210 @@
+"""CSV ingest over a real local store and catalog: versions, idempotency, drift, bad CSV, orphans."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from lakehouse.catalog import Catalog
+from lakehouse.config import Settings
+from lakehouse.errors import InvalidCsv, InvalidName, InvalidRequest, SchemaDrift, TooLarge
+from lakehouse.ingest import Ingester
+from lakehouse.ingest.spool import spool
+from lakehouse.storage import DATASETS_PREFIX, open_store
+from lakehouse.storage.base import ObjectStore
+from tests.support.staffing import csv_bytes
+
+
+async def body(data: bytes, chunk: int = 65536) -> AsyncIterator[bytes]:
+    """A request body in chunks."""
+    for i in range(0, len(data), chunk):
+        yield data[i : i + chunk]
+
+
+def multipart(field: str, data: bytes, boundary: str = "XyZ123") -> tuple[bytes, str]:
+    """A multipart/form-data body with one file field (and a text field before it)."""
+    parts = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="note"\r\n\r\nhello\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="x.csv"\r\n'
+            "Content-Type: text/csv\r\n\r\n"
+        ).encode()
+        + data
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    return parts, f"multipart/form-data; boundary={boundary}"
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Local storage and spool folders under tmp_path; no orphan grace period."""
+    return Settings.model_validate(
+        {
+            "storage": {"root": str(tmp_path / "data")},
+            "ingestd": {
+                "tmp_dir": str(tmp_path / "tmp"),
+                "orphan_grace_secs": 0,
+                "max_upload_bytes": 2_000_000,
+            },
+        }
+    )
+
+
+@pytest.fixture
+async def store(settings: Settings) -> AsyncIterator[ObjectStore]:
+    """The local object store."""
+    store = open_store(settings)
+    yield store
+    await store.close()
+
+
+@pytest.fixture
+def ingester(settings: Settings, store: ObjectStore) -> Ingester:
+    """An ingester over the store."""
+    return Ingester(settings, store, Catalog(store))
+
+
+async def dataset_files(store: ObjectStore) -> list[str]:
+    """Keys of every dataset file in the store."""
+    listed, _ = await store.list(DATASETS_PREFIX)
+    return [info.key for info in listed]
+
+
+async def test_ingest_makes_a_version_with_sniffed_types(ingester: Ingester, store: ObjectStore) -> None:
+    result = await ingester.ingest("placements", body(csv_bytes("placements", 2000)))
+    assert result.created and result.rows == 2000 and result.manifest.version == 1
+    types = {c.name: c.type for c in result.schema}
+    assert types == {
+        "placement_id": "BIGINT",
+        "candidate_id": "BIGINT",
+        "job_id": "BIGINT",
+        "start_date": "DATE",
+        "end_date": "DATE",
+        "margin": "DOUBLE",
+        "placed_at": "TIMESTAMP",
+    }
+    assert len(await dataset_files(store)) == 1
+
+
+async def test_same_bytes_twice_is_the_same_version(ingester: Ingester, store: ObjectStore) -> None:
+    data = csv_bytes("jobs", 300)
+    first = await ingester.ingest("jobs", body(data))
+    again = await ingester.ingest("jobs", body(data, chunk=7))
+    assert not again.created and again.manifest.version == first.manifest.version and again.rows == 300
+    replaced = await ingester.ingest("jobs", body(data), mode="replace")
+    assert not replaced.created
+    assert len(await dataset_files(store)) == 1
+
+
+async def test_append_and_replace(ingester: Ingester) -> None:
+    await ingester.ingest("jobs", body(csv_bytes("jobs", 100)))
+    appended = await ingester.ingest("jobs", body(csv_bytes("jobs", 50, start=101)))
+    assert (appended.manifest.version, appended.manifest.row_count, appended.rows) == (2, 150, 50)
+    replaced = await ingester.ingest("jobs", body(csv_bytes("jobs", 20, start=500)), mode="replace")
+    assert (replaced.manifest.version, replaced.manifest.row_count, len(replaced.manifest.objects)) == (
+        3,
+        20,
+        1,
+    )
+
+
+async def test_multipart_file_field(ingester: Ingester) -> None:
+    data, content_type = multipart("file", csv_bytes("candidates", 120))
+    result = await ingester.ingest("candidates", body(data, chunk=1000), content_type)
+    assert result.rows == 120
+    again, _ = multipart("file", csv_bytes("candidates", 120), boundary="other")
+    assert not (
+        await ingester.ingest("candidates", body(again), "multipart/form-data; boundary=other")
+    ).created
+    wrong, content_type = multipart("upload", csv_bytes("candidates", 5))
+    with pytest.raises(InvalidRequest, match="'file'"):
+        await ingester.ingest("candidates", body(wrong), content_type)
+
+
+async def test_drift_writes_nothing(ingester: Ingester, store: ObjectStore) -> None:
+    await ingester.ingest("jobs", body(b"id,title\n1,clerk\n"))
+    cases = {
+        b"id,title,city\n2,cook,Lyon\n": ("added", "city"),
+        b"id\n3\n": ("removed", "title"),
+        b"id,title\nx,cook\n": ("changed", "id"),
+    }
+    for data, (kind, column) in cases.items():
+        with pytest.raises(SchemaDrift) as caught:
+            await ingester.ingest("jobs", body(data))
+        assert [c["name"] for c in caught.value.detail[kind]] == [column]
+    assert len(await dataset_files(store)) == 1
+    # Same columns in another order is the same schema.
+    swapped = await ingester.ingest("jobs", body(b"title,id\nbaker,4\n"))
+    assert swapped.manifest.version == 2 and [c.name for c in swapped.schema] == ["id", "title"]
+
+
+@pytest.mark.parametrize(
+    ("data", "line"),
+    [
+        (b"a,b\n1,2\n3,4,5\n", 3),
+        (b"a,b\n1,2\n3\n", 3),
+        (b'a,b\n1,"open\n', 2),
+        (b"a,b\n1,\xff\xfe\n", 2),
+        (b"", 1),
+        (b"a,b\n", 2),
+    ],
+    ids=["ragged-long", "ragged-short", "unterminated-quote", "not-utf8", "empty", "header-only"],
+)
+async def test_bad_csv_names_the_line(ingester: Ingester, store: ObjectStore, data: bytes, line: int) -> None:
+    with pytest.raises(InvalidCsv) as caught:
+        await ingester.ingest("broken", body(data))
+    assert caught.value.detail["line"] == line
+    assert await dataset_files(store) == []
+
+
+async def test_late_type_change_past_the_sniff_sample_is_read(ingester: Ingester) -> None:
+    data = b"n\n" + b"1\n" * 30000 + b"n/a\n"
+    result = await ingester.ingest("numbers", body(data))
+    assert result.schema[0].type == "VARCHAR" and result.rows == 30001
+
+
+async def test_bad_names_fail_before_reading(ingester: Ingester) -> None:
+    async def never() -> AsyncIterator[bytes]:
+        raise AssertionError("the body was read")
+        yield b""
+
+    for name in ["Bad", "1abc", "a-b", "", "x" * 64, "../etc"]:
+        with pytest.raises(InvalidName):
+            await ingester.ingest(name, never())
+
+
+async def test_upload_cap_and_cut_off_upload_leave_nothing(ingester: Ingester, settings: Settings) -> None:
+    with pytest.raises(TooLarge):
+        await ingester.ingest("big", body(b"a\n" + b"1\n" * 1_100_000))
+
+    async def cut() -> AsyncIterator[bytes]:
+        yield b"a,b\n1,2\n"
+        raise ConnectionResetError("client went away")
+
+    with pytest.raises(ConnectionResetError):
+        await ingester.ingest("cut", cut())
+    assert list((Path(settings.ingestd.tmp_dir) / "lakehouse-ingest").iterdir()) == []
+
+
+async def test_spool_hashes_while_streaming(tmp_path: Path) -> None:
+    import hashlib
+
+    data = os.urandom(3_000_000)
+    spooled = await spool(body(data), "text/csv", tmp_path, max_bytes=10**7)
+    assert spooled.sha256 == hashlib.sha256(data).hexdigest() and spooled.path.read_bytes() == data
+
+
+async def test_sweep_removes_only_unreferenced_files(ingester: Ingester, store: ObjectStore) -> None:
+    await ingester.ingest("jobs", body(csv_bytes("jobs", 10)))
+    kept = await dataset_files(store)
+    await store.put_bytes(f"{DATASETS_PREFIX}jobs/orphan.parquet", b"half")
+    stale = Path(ingester._tmp) / "upload-stale.csv"  # a spool file from a crashed process
+    stale.parent.mkdir(parents=True, exist_ok=True)
+    stale.write_bytes(b"a\n1\n")
+    os.utime(stale, (time.time() - 10, time.time() - 10))
+    assert await ingester.sweep() == 1
+    assert await dataset_files(store) == kept and not stale.exists()

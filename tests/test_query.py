@@ -1,0 +1,193 @@
+"""The query engine over a real local store and catalog: views, sandbox, results, limits."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from lakehouse.catalog import Catalog
+from lakehouse.config import Settings
+from lakehouse.errors import Forbidden, ForbiddenStatement, QueryTimeout, SqlError
+from lakehouse.ingest import Ingester
+from lakehouse.query import QueryEngine
+from lakehouse.query.results import json_value
+from lakehouse.query.sandbox import check_statement
+from lakehouse.storage import open_store
+from tests.support.staffing import csv_bytes
+
+
+async def body(data: bytes) -> AsyncIterator[bytes]:
+    """A request body in 64 KiB chunks."""
+    for i in range(0, len(data), 65536):
+        yield data[i : i + 65536]
+
+
+@pytest.fixture
+async def lake(tmp_path: Path) -> AsyncIterator[tuple[Ingester, QueryEngine]]:
+    """An ingester and a query engine over one local store."""
+    settings = Settings.model_validate(
+        {
+            "storage": {"root": str(tmp_path / "data")},
+            "ingestd": {"tmp_dir": str(tmp_path / "tmp")},
+            "queryd": {"timeout_secs": 1.0, "max_rows": 50},
+        }
+    )
+    store = open_store(settings)
+    catalog = Catalog(store)
+    engine = QueryEngine(settings, store, catalog)
+    yield Ingester(settings, store, catalog), engine
+    engine.close()
+    await store.close()
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT 1",
+        "WITH a AS (SELECT 1) SELECT * FROM a",
+        "VALUES (1)",
+        "DESCRIBE SELECT 1",
+        "SHOW TABLES",
+        "EXPLAIN SELECT 1",
+        "FROM range(3)",
+    ],
+)
+def test_read_only_statements_pass(sql: str) -> None:
+    check_statement(sql)
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT 1; SELECT 2",
+        "CREATE TABLE t (a INT)",
+        "DROP VIEW x",
+        "INSERT INTO t VALUES (1)",
+        "COPY (SELECT 1) TO '/tmp/x.csv'",
+        "ATTACH '/tmp/x.db'",
+        "INSTALL httpfs",
+        "LOAD httpfs",
+        "SET threads = 8",
+        "PRAGMA threads = 8",
+        "CALL pragma_version()",
+        "EXPORT DATABASE '/tmp/x'",
+        "DETACH memory",
+        "UPDATE t SET a = 1",
+        "CREATE SECRET s (TYPE s3)",
+        "USE memory",
+    ],
+)
+def test_other_statements_are_forbidden(sql: str) -> None:
+    with pytest.raises(ForbiddenStatement):
+        check_statement(sql)
+
+
+def test_unparseable_sql_is_a_sql_error() -> None:
+    with pytest.raises(SqlError):
+        check_statement("SELEC 1")
+
+
+@given(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(),
+        st.floats(),
+        st.text(),
+        st.binary(),
+        st.decimals(),
+        st.dates(),
+        st.datetimes(),
+        st.times(),
+    )
+)
+def test_every_value_renders_as_valid_json(value: object) -> None:
+    json.dumps(json_value(value), allow_nan=False)
+
+
+async def test_sandbox_refuses_files_urls_and_settings(lake: tuple[Ingester, QueryEngine]) -> None:
+    _, engine = lake
+    for sql in [
+        "SELECT * FROM read_csv('/etc/passwd')",
+        "SELECT * FROM glob('/*')",
+        "SELECT * FROM read_text('/etc/hostname')",
+        "SELECT * FROM read_parquet('https://example.com/x')",
+        "SELECT * FROM read_csv('s3://bucket/x.csv')",
+    ]:
+        with pytest.raises(Forbidden):
+            await engine.run(sql)
+    with pytest.raises(Forbidden):
+        await engine.run("SELECT getenv('HOME')")
+    with pytest.raises(SqlError):
+        await engine.run("SELECT * FROM nowhere")
+    # SET is stopped by the statement check, and the configuration is locked besides.
+    with pytest.raises(ForbiddenStatement):
+        await engine.run("SET enable_external_access = true")
+    result = await engine.run("SELECT current_setting('enable_external_access')")
+    assert result.rows == [[False]]
+
+
+async def test_results_are_exact_json(lake: tuple[Ingester, QueryEngine]) -> None:
+    _, engine = lake
+    result = await engine.run(
+        "SELECT 12345678901234567.89::DECIMAL(38,2) AS d, DATE '2024-02-29' AS day, "
+        "TIMESTAMP '2024-01-02 03:04:05.123' AS ts, 'nan'::DOUBLE AS n, 'inf'::DOUBLE AS i, "
+        "'\\x00\\xff'::BLOB AS b, NULL AS z, [1, 2] AS l, {'k': 'v'} AS s"
+    )
+    assert [c.name for c in result.columns] == ["d", "day", "ts", "n", "i", "b", "z", "l", "s"]
+    assert result.columns[0].type == "DECIMAL(38,2)"
+    row = result.rows[0]
+    assert row[:5] == ["12345678901234567.89", "2024-02-29", "2024-01-02T03:04:05.123000", None, None]
+    assert base64.b64decode(row[5]) == b"\x00\xff"
+    assert row[6:] == [None, [1, 2], {"k": "v"}]
+
+
+async def test_rows_are_capped_by_config_and_request(lake: tuple[Ingester, QueryEngine]) -> None:
+    _, engine = lake
+    capped = await engine.run("SELECT * FROM range(1000)", max_rows=100000)
+    assert (capped.row_count, capped.truncated) == (50, True)
+    small = await engine.run("SELECT * FROM range(1000)", max_rows=3)
+    assert small.rows == [[0], [1], [2]] and small.truncated
+    exact = await engine.run("SELECT * FROM range(3)", max_rows=3)
+    assert exact.row_count == 3 and not exact.truncated
+
+
+async def test_views_follow_versions(lake: tuple[Ingester, QueryEngine]) -> None:
+    ingester, engine = lake
+    await ingester.ingest("jobs", body(csv_bytes("jobs", 40)))
+    assert (await engine.run("SELECT count(*) FROM jobs")).rows == [[40]]
+    await ingester.ingest("jobs", body(csv_bytes("jobs", 10, start=41)))
+    assert (await engine.run("SELECT count(*) FROM jobs")).rows == [[50]]
+    assert (await engine.run('SELECT count(*) FROM "jobs@1"')).rows == [[40]]
+    await ingester.ingest("jobs", body(csv_bytes("jobs", 5, start=100)), mode="replace")
+    counts = await engine.run('SELECT (SELECT count(*) FROM jobs), (SELECT count(*) FROM "jobs@2")')
+    assert counts.rows == [[5, 50]]
+
+
+async def test_a_runaway_query_times_out_and_the_engine_stays_usable(
+    lake: tuple[Ingester, QueryEngine],
+) -> None:
+    _, engine = lake
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(QueryTimeout):
+        await engine.run("SELECT count(*) FROM range(100000000000) a, range(1000000) b")
+    assert asyncio.get_running_loop().time() - started < 5
+    assert (await engine.run("SELECT 42")).rows == [[42]]
+
+
+async def test_arrow_stream_is_valid_ipc(lake: tuple[Ingester, QueryEngine]) -> None:
+    _, engine = lake
+    stream = await engine.arrow("SELECT range AS n, range::VARCHAR AS s FROM range(200000)")
+    data = b"".join([chunk async for chunk in stream.chunks()])
+    table = pa.ipc.open_stream(data).read_all()
+    assert table.num_rows == 200000 and table.column_names == ["n", "s"]
+    with pytest.raises(ForbiddenStatement):
+        await engine.arrow("DROP VIEW x")
