@@ -73,6 +73,11 @@ class IngestdConfig(Section):
     bind: str = "127.0.0.1:3213"
     max_upload_bytes: int = Field(default=4 * 1024 * 1024 * 1024, gt=0)
     tmp_dir: str = ""
+    # DuckDB's CSV->Parquet conversion: 0 threads means one per core.
+    threads: int = Field(default=0, ge=0)
+    memory_limit: str = "512MB"
+    # Dataset files no manifest references, older than this, are removed at start.
+    orphan_grace_secs: float = Field(default=3600.0, ge=0)
 
 
 class QuerydConfig(Section):
