@@ -1,7 +1,163 @@
-"""vectord routes."""
+"""vectord routes: HNSW indexes, durable upserts and deletes, search by vector or text."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Any, Literal
 
-router = APIRouter()
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from lakehouse.services.deps import Deps, DepsDep
+from lakehouse.vectors import Hit, NewItem
+
+router = APIRouter(prefix="/v1/vectors", tags=["vectors"])
+
+
+class IndexCreate(BaseModel):
+    """A new index: its name, dimension, metric, embedding model and storage type."""
+
+    name: str
+    dim: int
+    metric: Literal["cosine", "l2", "ip"] = "cosine"
+    model: str | None = None
+    dtype: Literal["f32", "f16", "i8"] | None = None
+
+
+class IndexInfo(BaseModel):
+    """What an index is and how many items it holds."""
+
+    name: str
+    dim: int
+    metric: str
+    count: int
+    model: str
+    dtype: str
+    created_at: str
+
+
+class IndexList(BaseModel):
+    """Every index."""
+
+    indexes: list[IndexInfo]
+
+
+class ItemIn(BaseModel):
+    """An item to upsert: a vector or a text (embedded with the index's model)."""
+
+    id: str
+    vector: list[float] | None = None
+    text: str | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class AddBody(BaseModel):
+    """A batch of items, applied whole or not at all."""
+
+    items: list[ItemIn]
+
+
+class AddResult(BaseModel):
+    """How many items the batch upserted and the index's new count."""
+
+    added: int
+    count: int
+
+
+class SearchBody(BaseModel):
+    """One query (`vector` or `text`) or a batch (`vectors`), with k and a metadata filter."""
+
+    vector: list[float] | None = None
+    vectors: list[list[float]] | None = None
+    text: str | None = None
+    k: int = Field(default=10)
+    filter: dict[str, Any] | None = None
+
+
+class HitOut(BaseModel):
+    """One result; score is the similarity for cosine and ip, the distance for l2."""
+
+    id: str
+    score: float
+    metadata: dict[str, Any]
+    text: str | None = None
+
+
+class SearchHits(BaseModel):
+    """The hits of one query, best first."""
+
+    hits: list[HitOut]
+
+
+class SearchResult(BaseModel):
+    """`hits` for a single query; `results` (one per query) for `vectors`."""
+
+    hits: list[HitOut] | None = None
+    results: list[SearchHits] | None = None
+
+
+async def startup(deps: Deps) -> None:
+    """Load every index (snapshot, then log replay) before serving."""
+    await deps.vectors.load()
+
+
+@router.post("/index", status_code=201, response_model=IndexInfo, summary="Create an index")
+async def create_index(body: IndexCreate, deps: DepsDep) -> dict[str, Any]:
+    """Create an empty index; 409 when the name is taken."""
+    return await deps.vectors.create(body.name, body.dim, body.metric, body.model, body.dtype)
+
+
+@router.get("/index", response_model=IndexList, summary="List indexes")
+async def list_indexes(deps: DepsDep) -> dict[str, Any]:
+    """Every index's info."""
+    return {"indexes": deps.vectors.indexes()}
+
+
+@router.get("/index/{name}", response_model=IndexInfo, summary="Describe an index")
+async def get_index(name: str, deps: DepsDep) -> dict[str, Any]:
+    """One index's info."""
+    return deps.vectors.info(name)
+
+
+@router.delete("/index/{name}", status_code=204, summary="Delete an index")
+async def delete_index(name: str, deps: DepsDep) -> Response:
+    """Delete an index and its items."""
+    await deps.vectors.delete(name)
+    return Response(status_code=204)
+
+
+@router.post("/index/{name}/add", response_model=AddResult, summary="Upsert items")
+async def add_items(name: str, body: AddBody, deps: DepsDep) -> dict[str, int]:
+    """Upsert a batch; acknowledged once durably logged."""
+    items = [NewItem(i.id, i.vector, i.text, i.metadata) for i in body.items]
+    added, count = await deps.vectors.add(name, items)
+    return {"added": added, "count": count}
+
+
+@router.post("/index/{name}/search", response_model=SearchResult, summary="Search an index")
+async def search(name: str, body: SearchBody, deps: DepsDep) -> JSONResponse:
+    """The k nearest items, filtered by metadata equality inside the search."""
+    vectors = body.vectors if body.vectors is not None else [body.vector] if body.vector is not None else None
+    found = await deps.vectors.search(name, vectors, body.text, body.k, body.filter)
+    # Rendered directly: the hits are plain data, and skipping the response
+    # model's re-validation keeps large batch answers fast.
+    if body.vectors is not None:
+        return JSONResponse({"results": [{"hits": _hits(hits)} for hits in found]})
+    return JSONResponse({"hits": _hits(found[0])})
+
+
+def _hits(hits: list[Hit]) -> list[dict[str, Any]]:
+    out = []
+    for hit in hits:
+        row: dict[str, Any] = {"id": hit.id, "score": hit.score, "metadata": hit.metadata}
+        if hit.text is not None:
+            row["text"] = hit.text
+        out.append(row)
+    return out
+
+
+@router.delete("/index/{name}/items/{item_id:path}", status_code=204, summary="Delete an item")
+async def delete_item(name: str, item_id: str, deps: DepsDep) -> Response:
+    """Delete one item; 404 when the index or the item is absent."""
+    await deps.vectors.delete_item(name, item_id)
+    return Response(status_code=204)

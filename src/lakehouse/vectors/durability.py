@@ -1,0 +1,175 @@
+"""Where an index lives in the object store: its definition, write-ahead log and snapshots.
+
+    _lakehouse/vectors/<name>/index.json                 the definition (created once)
+    _lakehouse/vectors/<name>/<gen>/wal/<seq>            one record per acknowledged batch
+    _lakehouse/vectors/<name>/<gen>/snap/<seq>.usearch   usearch's own save of the graph
+    _lakehouse/vectors/<name>/<gen>/snap/<seq>.json      ids, metadata; written last
+
+Every object is written whole with one atomic put, so the same layout works
+on a local folder and on S3. `<gen>` is a fresh id per created index: files
+left behind by a deleted index of the same name can never leak into a new one.
+A snapshot at sequence S covers every record up to S; the records it covers
+and older snapshots are deleted once it is complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from lakehouse.errors import NotFound
+from lakehouse.runner import run_blocking
+from lakehouse.storage.base import VECTORS_PREFIX, ObjectStore
+from lakehouse.vectors.index import IndexSpec, VectorIndex
+from lakehouse.vectors.records import Batch, CorruptRecord, decode, encode
+
+log = logging.getLogger("lakehouse.vectors")
+
+SEQ_DIGITS = 20
+
+
+def spec_key(name: str) -> str:
+    """The key of an index's definition."""
+    return f"{VECTORS_PREFIX}{name}/index.json"
+
+
+def _seq(n: int) -> str:
+    return str(n).zfill(SEQ_DIGITS)
+
+
+@dataclass
+class Recovered:
+    """An index rebuilt from storage and the sequence number of its last change."""
+
+    index: VectorIndex
+    seq: int
+    replayed: int
+
+
+class IndexFiles:
+    """The log and snapshots of one index generation."""
+
+    def __init__(self, store: ObjectStore, spec: IndexSpec) -> None:
+        self.store = store
+        self.spec = spec
+        self.base = f"{VECTORS_PREFIX}{spec.name}/{spec.generation}/"
+
+    def wal_key(self, seq: int) -> str:
+        """The key of one log record."""
+        return f"{self.base}wal/{_seq(seq)}"
+
+    async def append(self, seq: int, batch: Batch) -> None:
+        """Record one batch durably; it counts as acknowledged once this returns."""
+        await self.store.put_bytes(self.wal_key(seq), encode(batch), if_absent=True)
+
+    async def put_snapshot(self, seq: int, graph: Path, state: bytes) -> None:
+        """Store a snapshot as of `seq` (graph first, state last), then drop what it covers."""
+        await self.store.put_file(f"{self.base}snap/{_seq(seq)}.usearch", graph)
+        await self.store.put_bytes(f"{self.base}snap/{_seq(seq)}.json", state)
+        await self.prune(seq)
+
+    async def prune(self, seq: int) -> None:
+        """Delete log records up to `seq` and snapshots older than it."""
+        objects, _ = await self.store.list(self.base)
+        keep = {f"{self.base}snap/{_seq(seq)}.usearch", f"{self.base}snap/{_seq(seq)}.json"}
+        for obj in objects:
+            number = _number(obj.key)
+            if obj.key in keep or number is None or number > seq:
+                continue
+            with contextlib.suppress(NotFound):
+                await self.store.delete(obj.key)
+
+    async def recover(self) -> Recovered:
+        """Load the newest complete snapshot, then replay the log records after it.
+
+        A record that is torn or damaged ends the log: it and anything after
+        it are set aside (deleted) with a warning, never applied.
+        """
+        objects, _ = await self.store.list(self.base)
+        keys = {obj.key for obj in objects}
+        snaps = sorted(
+            n
+            for key in keys
+            if key.startswith(f"{self.base}snap/") and key.endswith(".json")
+            for n in [_number(key)]
+            if n is not None and f"{self.base}snap/{_seq(n)}.usearch" in keys
+        )
+        seq = 0
+        index = VectorIndex.empty(self.spec)
+        if snaps:
+            seq = snaps[-1]
+            index = await self._load_snapshot(seq)
+        records = sorted(
+            n
+            for key in keys
+            if key.startswith(f"{self.base}wal/")
+            for n in [_number(key)]
+            if n is not None and n > seq
+        )
+        replayed = 0
+        for position, n in enumerate(records):
+            try:
+                batch = decode(await self.store.get_bytes(self.wal_key(n)))
+            except CorruptRecord as exc:
+                log.warning("index %s: log record %d is damaged (%s); ignoring it", self.spec.name, n, exc)
+                for later in records[position:]:
+                    with contextlib.suppress(NotFound):
+                        await self.store.delete(self.wal_key(later))
+                break
+            await run_blocking(index.apply, batch)
+            seq, replayed = n, replayed + 1
+        return Recovered(index=index, seq=seq, replayed=replayed)
+
+    async def _load_snapshot(self, seq: int) -> VectorIndex:
+        state = await self.store.get_bytes(f"{self.base}snap/{_seq(seq)}.json")
+        with tempfile.TemporaryDirectory(prefix="lakehouse-vec-") as tmp:
+            path = Path(tmp) / "graph.usearch"
+            _, chunks = await self.store.get(f"{self.base}snap/{_seq(seq)}.usearch")
+            with open(path, "wb") as fh:
+                async for chunk in chunks:
+                    await run_blocking(fh.write, chunk)
+            return await run_blocking(VectorIndex.load, self.spec, path, state)
+
+
+def _number(key: str) -> int | None:
+    stem = key.rsplit("/", 1)[-1].split(".", 1)[0]
+    return int(stem) if stem.isdigit() else None
+
+
+async def read_specs(store: ObjectStore) -> list[IndexSpec]:
+    """Every defined index; files of deleted indexes or generations are removed."""
+    objects, _ = await store.list(VECTORS_PREFIX)
+    specs: dict[str, IndexSpec] = {}
+    for obj in objects:
+        rest = obj.key[len(VECTORS_PREFIX) :]
+        name, _, tail = rest.partition("/")
+        if tail == "index.json":
+            specs[name] = IndexSpec.from_json(await store.get_bytes(obj.key))
+    for obj in objects:
+        name, _, tail = obj.key[len(VECTORS_PREFIX) :].partition("/")
+        spec = specs.get(name)
+        if tail != "index.json" and (spec is None or not tail.startswith(spec.generation + "/")):
+            with contextlib.suppress(NotFound):
+                await store.delete(obj.key)
+    return sorted(specs.values(), key=lambda s: s.name)
+
+
+async def write_spec(store: ObjectStore, spec: IndexSpec) -> None:
+    """Define an index durably.
+
+    Raises:
+        AlreadyExists: an index of that name exists.
+    """
+    await store.put_bytes(spec_key(spec.name), spec.to_json(), if_absent=True)
+
+
+async def remove_index(store: ObjectStore, spec: IndexSpec) -> None:
+    """Undefine an index (durable once this returns), then delete its files."""
+    await store.delete(spec_key(spec.name))
+    objects, _ = await store.list(f"{VECTORS_PREFIX}{spec.name}/{spec.generation}/")
+    for obj in objects:
+        with contextlib.suppress(NotFound):
+            await store.delete(obj.key)
