@@ -8,9 +8,11 @@ from typing import Any
 
 import pytest
 
+from tests.support.cluster import MODES, LakehouseCluster
 from tests.support.procs import LakehouseProcess, free_port, write_config
 
 StartLakehouse = Callable[..., LakehouseProcess]
+StartCluster = Callable[..., LakehouseCluster]
 
 
 @pytest.fixture
@@ -40,6 +42,52 @@ def start_lakehouse(tmp_path: Path) -> Iterator[StartLakehouse]:
     yield start
     for proc in procs:
         proc.kill9()
+
+
+@pytest.fixture(params=MODES)
+def lakehouse_mode(request: pytest.FixtureRequest) -> str:
+    """Each serve mode in turn: "embedded" (one process) and "split" (a process per service + gateway)."""
+    mode: str = request.param
+    return mode
+
+
+@pytest.fixture
+def start_cluster(lakehouse_mode: str, tmp_path: Path) -> Iterator[StartCluster]:
+    """Start a whole lakehouse in the current `lakehouse_mode`; every process is killed after the test.
+
+    Call as `start_cluster(config={...sections...}, env=None, services=None)`
+    (`services`: in split mode run only these, which starts faster): the same config
+    file (plus, in split mode, `[gateway] <service>_url` and `[<service>] bind`
+    on free ports) and one storage root under tmp_path serve every process.
+    Processes start in parallel. The result is a `LakehouseCluster`: `.url`
+    (the gateway, in both modes), `.client()`, `.service(name)` (that
+    service's own process in split mode, the single process when embedded),
+    `.kill9_all()`, `.restart_all()`, `.stop_all()`, `.log()`.
+    """
+    clusters: list[LakehouseCluster] = []
+
+    def start(
+        config: dict[str, dict[str, Any]] | None = None,
+        env: dict[str, str] | None = None,
+        services: list[str] | None = None,
+    ) -> LakehouseCluster:
+        cluster = LakehouseCluster(lakehouse_mode, tmp_path, config=config, env=env, services=services)
+        clusters.append(cluster)
+        return cluster.start_all()
+
+    yield start
+    for cluster in clusters:
+        cluster.kill9_all()
+
+
+@pytest.fixture
+def lakehouse_cluster(start_cluster: StartCluster) -> LakehouseCluster:
+    """A default-config lakehouse, run once embedded and once split; the same tests pass on both.
+
+    Use it (or `start_cluster` for extra config) in e2e tests whose client-visible
+    behaviour must not depend on the serve mode.
+    """
+    return start_cluster()
 
 
 @pytest.fixture(scope="session")
