@@ -1,0 +1,187 @@
+"""`lakehouse mcp` driven by the MCP SDK's own stdio client against a live `lakehouse serve`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+from mcp import ClientSession
+from mcp.client.stdio import StdioServerParameters, stdio_client
+from mcp.types import CallToolResult
+
+from tests.conftest import StartLakehouse
+from tests.fakes.ollama import run_fake_ollama
+from tests.support.procs import LAKEHOUSE, LakehouseProcess, free_port
+
+pytestmark = pytest.mark.e2e
+
+PEOPLE_CSV = b"id,name,city\n1,Ada,Oslo\n2,Bo,Lima\n3,Cy,Oslo\n"
+
+
+@asynccontextmanager
+async def mcp_session(gateway: str) -> AsyncIterator[ClientSession]:
+    """A ready MCP client session to a `lakehouse mcp --gateway <gateway>` subprocess."""
+    params = StdioServerParameters(command=LAKEHOUSE, args=["mcp", "--gateway", gateway])
+    async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
+        await session.initialize()
+        yield session
+
+
+def text_of(result: CallToolResult) -> str:
+    """All text content of a tool result."""
+    return "".join(getattr(item, "text", "") for item in result.content)
+
+
+def payload(result: CallToolResult) -> Any:
+    """The JSON a successful tool returned."""
+    assert not result.is_error, text_of(result)
+    if result.structured_content is not None:
+        return result.structured_content
+    return json.loads(text_of(result))
+
+
+def ingest(proc: LakehouseProcess, name: str, csv: bytes) -> None:
+    """Ingest a CSV through the HTTP API."""
+    with proc.client() as client:
+        response = client.post(f"/v1/ingest/{name}", content=csv, headers={"content-type": "text/csv"})
+    assert response.status_code == 201, response.text
+
+
+async def test_every_tool_is_listed_with_a_described_schema() -> None:
+    async with mcp_session(f"http://127.0.0.1:{free_port()}") as session:
+        tools = {tool.name: tool for tool in (await session.list_tools()).tools}
+    assert set(tools) == {
+        "list_datasets",
+        "get_manifest",
+        "query_sql",
+        "embed_text",
+        "search_vectors",
+        "chat",
+    }
+    for tool in tools.values():
+        assert tool.description
+        for prop in tool.input_schema.get("properties", {}).values():
+            assert prop.get("description"), f"{tool.name}: an argument without a description"
+    assert tools["query_sql"].input_schema["required"] == ["sql"]
+    assert tools["get_manifest"].input_schema["required"] == ["name"]
+    assert tools["search_vectors"].input_schema["required"] == ["index"]
+    assert set(tools["chat"].input_schema["required"]) == {"model", "prompt"}
+
+
+async def test_unreachable_gateway_is_a_tool_error_and_the_server_keeps_serving() -> None:
+    gateway = f"http://127.0.0.1:{free_port()}"
+    async with mcp_session(gateway) as session:
+        first = await session.call_tool("list_datasets", {})
+        second = await session.call_tool("query_sql", {"sql": "SELECT 1"})
+    for result in (first, second):
+        assert result.is_error
+        assert "cannot reach the lakehouse gateway" in text_of(result)
+        assert gateway in text_of(result)
+
+
+async def test_datasets_manifest_and_sql_through_mcp(start_lakehouse: StartLakehouse) -> None:
+    proc = start_lakehouse()
+    ingest(proc, "people", PEOPLE_CSV)
+    async with mcp_session(proc.url) as session:
+        listed = payload(await session.call_tool("list_datasets", {}))
+        manifest = payload(await session.call_tool("get_manifest", {"name": "people"}))
+        rows = payload(
+            await session.call_tool(
+                "query_sql", {"sql": "SELECT name FROM people WHERE city = 'Oslo' ORDER BY id"}
+            )
+        )
+        capped = payload(await session.call_tool("query_sql", {"sql": "SELECT * FROM people", "max_rows": 2}))
+        missing = await session.call_tool("get_manifest", {"name": "nobody"})
+    assert [d["name"] for d in listed["datasets"]] == ["people"]
+    assert manifest["row_count"] == 3
+    assert [c["name"] for c in manifest["schema"]] == ["id", "name", "city"]
+    assert rows["rows"] == [["Ada"], ["Cy"]]
+    assert len(capped["rows"]) == 2 and capped["truncated"] is True
+    assert missing.is_error and "not_found" in text_of(missing)
+
+
+async def test_sql_errors_come_back_as_tool_errors_with_the_gateway_message(
+    start_lakehouse: StartLakehouse,
+) -> None:
+    proc = start_lakehouse()
+    async with mcp_session(proc.url) as session:
+        bad = await session.call_tool("query_sql", {"sql": "SELECT no_such_column FROM (SELECT 1 AS a)"})
+        write = await session.call_tool("query_sql", {"sql": "CREATE TABLE t (a INT)"})
+        too_many = await session.call_tool("query_sql", {"sql": "SELECT 1", "max_rows": 100000})
+    assert bad.is_error and "sql_error" in text_of(bad) and "no_such_column" in text_of(bad)
+    assert write.is_error and "forbidden_statement" in text_of(write)
+    assert too_many.is_error
+
+
+async def test_datasets_are_resources_with_schema_and_sample(start_lakehouse: StartLakehouse) -> None:
+    proc = start_lakehouse()
+    ingest(proc, "people", PEOPLE_CSV)
+    async with mcp_session(proc.url) as session:
+        resources = (await session.list_resources()).resources
+        read = await session.read_resource("lakehouse://datasets/people")
+    assert [str(r.uri) for r in resources] == ["lakehouse://datasets/people"]
+    overview = json.loads(getattr(read.contents[0], "text", ""))
+    assert [c["name"] for c in overview["schema"]] == ["id", "name", "city"]
+    assert overview["sample"]["rows"][0] == [1, "Ada", "Oslo"]
+
+
+def skip_unless_served(proc: LakehouseProcess, path: str) -> None:
+    """Skip while the service owning `path` has not landed yet (the gateway has no route for it)."""
+    with proc.client() as client:
+        response = client.get(path)
+    if response.status_code == 404 and "no route" in response.text:
+        pytest.skip(f"{path} is not served yet")
+
+
+async def test_embed_text_through_mcp(start_lakehouse: StartLakehouse) -> None:
+    with run_fake_ollama({"nomic-embed-text": 8}) as ollama:
+        proc = start_lakehouse(config={"embedd": {"ollama_url": ollama.url}})
+        async with mcp_session(proc.url) as session:
+            embedded = payload(await session.call_tool("embed_text", {"texts": ["apples", "pears"]}))
+            empty = await session.call_tool("embed_text", {"texts": []})
+    assert embedded["dim"] == 8 and len(embedded["vectors"]) == 2
+    assert empty.is_error
+
+
+async def test_chat_through_mcp(start_lakehouse: StartLakehouse) -> None:
+    with run_fake_ollama() as ollama:
+        proc = start_lakehouse(config={"chatd": {"ollama_url": ollama.url}})
+        skip_unless_served(proc, "/v1/chat/providers")
+        async with mcp_session(proc.url) as session:
+            answer = payload(await session.call_tool("chat", {"model": "qwen3:4b", "prompt": "say hi"}))
+            unrouted = await session.call_tool("chat", {"model": "kimi/k2", "prompt": "hi"})
+    assert answer["provider"] == "ollama" and answer["content"]
+    assert unrouted.is_error and "provider_not_registered" in text_of(unrouted)
+
+
+async def test_search_vectors_through_mcp(start_lakehouse: StartLakehouse) -> None:
+    proc = start_lakehouse()
+    skip_unless_served(proc, "/v1/vectors/index")
+    with proc.client() as client:
+        created = client.post("/v1/vectors/index", json={"name": "notes", "dim": 3})
+        assert created.status_code == 201, created.text
+        items = [
+            {"id": "a", "vector": [1.0, 0.0, 0.0], "metadata": {"kind": "fruit"}},
+            {"id": "b", "vector": [0.0, 1.0, 0.0], "metadata": {"kind": "stone"}},
+        ]
+        added = client.post("/v1/vectors/index/notes/add", json={"items": items})
+        assert added.status_code == 200, added.text
+    async with mcp_session(proc.url) as session:
+        hits = payload(
+            await session.call_tool("search_vectors", {"index": "notes", "vector": [0.9, 0.1, 0.0], "k": 1})
+        )
+        filtered = payload(
+            await session.call_tool(
+                "search_vectors",
+                {"index": "notes", "vector": [0.9, 0.1, 0.0], "k": 1, "filter": {"kind": "stone"}},
+            )
+        )
+        neither = await session.call_tool("search_vectors", {"index": "notes"})
+        unknown = await session.call_tool("search_vectors", {"index": "nope", "vector": [1.0, 0.0, 0.0]})
+    assert hits["hits"][0]["id"] == "a"
+    assert [h["id"] for h in filtered["hits"]] == ["b"]
+    assert neither.is_error and "text or vector" in text_of(neither)
+    assert unknown.is_error and "not_found" in text_of(unknown)
