@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from lakehouse.providers.chat import ChatRouter
     from lakehouse.providers.embeddings import Embedder
     from lakehouse.query import QueryEngine
+    from lakehouse.storage.access import StorageAccess
     from lakehouse.storage.base import ObjectStore
     from lakehouse.vectors import VectorService
 
@@ -41,6 +42,15 @@ class Deps:
 
             self._built["store"] = open_store(self.settings)
         return self._built["store"]  # type: ignore[no-any-return]
+
+    @property
+    def storage(self) -> StorageAccess:
+        """The storage API's rules (key checks, caps) over the object store."""
+        if "storage" not in self._built:
+            from lakehouse.storage.access import StorageAccess
+
+            self._built["storage"] = StorageAccess(self.settings.storage, self.store)
+        return self._built["storage"]  # type: ignore[no-any-return]
 
     @property
     def catalog(self) -> Catalog:

@@ -1,0 +1,100 @@
+"""The storage API's rules over an ObjectStore: key checks, read-only prefixes, size and concurrency caps.
+
+The storage routes go through `StorageAccess`; the lakehouse's own modules
+(catalog, ingest, vectors) use the ObjectStore directly and may write under
+the reserved prefix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+
+from lakehouse.config import StorageConfig
+from lakehouse.errors import Busy, ReservedKey, TooLarge
+from lakehouse.storage.base import ObjectInfo, ObjectStore, PutResult
+from lakehouse.storage.keys import is_reserved, validate_key, validate_prefix
+
+RETRY_AFTER_SECS = 1
+
+
+class StorageAccess:
+    """Client-facing object operations with the contract's limits applied."""
+
+    def __init__(self, cfg: StorageConfig, store: ObjectStore) -> None:
+        self.store = store
+        self.max_object_bytes = cfg.max_object_bytes
+        self.max_concurrent = cfg.max_concurrent
+        self.in_flight = 0
+
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        """Hold one of the `max_concurrent` request slots for the block.
+
+        Never waits: all requests share one event loop, so the check and the
+        increment cannot interleave with another request.
+
+        Raises:
+            Busy: every slot is taken (503 with Retry-After).
+        """
+        if self.in_flight >= self.max_concurrent:
+            raise Busy(
+                f"storage is handling {self.in_flight} requests, its limit; retry shortly",
+                headers={"Retry-After": str(RETRY_AFTER_SECS)},
+                retry_after=RETRY_AFTER_SECS,
+            )
+        self.in_flight += 1
+        try:
+            yield
+        finally:
+            self.in_flight -= 1
+
+    def check_length(self, declared: int | None) -> None:
+        """Refuse a body whose declared length is already past the cap.
+
+        Raises:
+            TooLarge: `declared` exceeds `max_object_bytes`.
+        """
+        if declared is not None and declared > self.max_object_bytes:
+            raise TooLarge(
+                f"the body is {declared} bytes; the limit is {self.max_object_bytes}",
+                limit=self.max_object_bytes,
+            )
+
+    async def put(self, key: str, chunks: AsyncIterator[bytes], declared: int | None = None) -> PutResult:
+        """Store a client's streamed body under a client key.
+
+        Raises:
+            InvalidKey: the key breaks the key rules.
+            ReservedKey: the key is under the lakehouse's own prefix.
+            TooLarge: the body is (or declares itself) past the cap; nothing is stored.
+        """
+        self._writable(key)
+        self.check_length(declared)
+        return await self.store.put(key, chunks, max_bytes=self.max_object_bytes)
+
+    async def get(self, key: str) -> tuple[ObjectInfo, AsyncIterator[bytes]]:
+        """The object's info and its bytes (reserved keys are readable)."""
+        return await self.store.get(validate_key(key))
+
+    async def head(self, key: str) -> ObjectInfo:
+        """The object's info."""
+        return await self.store.head(validate_key(key))
+
+    async def delete(self, key: str) -> None:
+        """Remove a client object.
+
+        Raises:
+            InvalidKey, ReservedKey, NotFound.
+        """
+        self._writable(key)
+        await self.store.delete(key)
+
+    async def list(self, prefix: str, limit: int) -> tuple[list[ObjectInfo], bool]:
+        """Objects under `prefix`, at most `limit`, and whether more exist."""
+        return await self.store.list(validate_prefix(prefix), limit)
+
+    def _writable(self, key: str) -> None:
+        validate_key(key)
+        if is_reserved(key):
+            raise ReservedKey(f"keys under '_lakehouse/' are read-only here: {key!r}", key=key)
