@@ -144,6 +144,9 @@ class VectorService:
         dtype = dtype or self.config.dtype
         if dtype not in DTYPES:
             raise InvalidRequest(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+        if dtype == "i8" and metric != "cosine":
+            # usearch quantises i8 for unit vectors; other metrics would get scaled distances.
+            raise InvalidRequest(f"dtype i8 works with the cosine metric only, not {metric!r}")
         if name in self._live:
             raise AlreadyExists(f"vector index {name!r} already exists", index=name)
         spec = IndexSpec(
@@ -230,9 +233,10 @@ class VectorService:
         batch_items = list(unique.values())
         vectors = np.zeros((len(batch_items), spec.dim), dtype=np.float32)
         to_embed = [row for row, item in enumerate(batch_items) if item.vector is None]
-        for row, item in enumerate(batch_items):
-            if item.vector is not None:
-                vectors[row] = item.vector
+        with np.errstate(over="ignore"):  # values past float32 become inf, refused below
+            for row, item in enumerate(batch_items):
+                if item.vector is not None:
+                    vectors[row] = item.vector
         if to_embed:
             texts = [batch_items[row].text or "" for row in to_embed]
             vectors[to_embed] = await self._embed(spec, texts)
@@ -327,7 +331,8 @@ class VectorService:
                         expected=spec.dim,
                         got=len(vector),
                     )
-            queries = np.asarray(vectors, dtype=np.float32)
+            with np.errstate(over="ignore"):
+                queries = np.asarray(vectors, dtype=np.float32)
             _check_finite(queries, None)
         return await run_blocking(live.index.search, queries, k, where)
 
