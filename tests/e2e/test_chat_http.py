@@ -13,7 +13,7 @@ import pytest
 from tests.conftest import StartLakehouse
 from tests.fakes.ollama import FakeOllama, run_fake_ollama
 from tests.fakes.openai import FakeOpenAI, run_fake_openai
-from tests.support.procs import LakehouseProcess, free_port
+from tests.support.procs import LakehouseProcess, free_port, write_config
 
 NO_KEY_FILES = {f"{p}_key_file": "" for p in ("ollama_cloud", "openrouter", "opencode", "kimi")}
 NO_KEYS = {name: "" for name in ("OLLAMA_API_KEY", "OPENROUTER_API_KEY", "OPENCODE_API_KEY", "KIMI_API_KEY")}
@@ -21,33 +21,59 @@ OR_KEY = "sk-or-e2e-secret"
 HELLO = [{"role": "user", "content": "say hello"}]
 
 
-@pytest.fixture
-def ollama() -> Iterator[FakeOllama]:
-    with run_fake_ollama() as fake:
-        yield fake
+@pytest.fixture(scope="module")
+def fakes() -> Iterator[tuple[FakeOllama, FakeOpenAI]]:
+    """One fake Ollama and one fake OpenRouter for the module."""
+    with run_fake_ollama() as ollama, run_fake_openai(key=OR_KEY) as upstream:
+        yield ollama, upstream
 
 
 @pytest.fixture
-def upstream_openai() -> Iterator[FakeOpenAI]:
-    with run_fake_openai(key=OR_KEY) as fake:
-        yield fake
+def ollama(fakes: tuple[FakeOllama, FakeOpenAI]) -> FakeOllama:
+    """The module's fake Ollama, with fresh behaviours."""
+    fakes[0].reset()
+    return fakes[0]
+
+
+@pytest.fixture
+def upstream_openai(fakes: tuple[FakeOllama, FakeOpenAI]) -> FakeOpenAI:
+    """The module's fake OpenRouter, with fresh behaviours."""
+    fakes[1].reset()
+    return fakes[1]
+
+
+@pytest.fixture(scope="module")
+def shared_lakehouse(
+    fakes: tuple[FakeOllama, FakeOpenAI], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LakehouseProcess]:
+    """All services in one process for the module: local Ollama and OpenRouter registered, 1 s timeout."""
+    ollama, upstream = fakes
+    root = tmp_path_factory.mktemp("chat")
+    chatd = {
+        **NO_KEY_FILES,
+        "ollama_url": ollama.url,
+        "openrouter_url": upstream.url + "/v1",
+        "timeout_secs": 1.0,
+    }
+    sections = {
+        "storage": {"root": str(root / "data")},
+        "chatd": chatd,
+        "models": {"fast": "ollama/llama3.2"},
+    }
+    config = write_config(root / "lakehouse.toml", sections)
+    proc = LakehouseProcess(config, env={**NO_KEYS, "OPENROUTER_API_KEY": OR_KEY})
+    try:
+        yield proc.start()
+    finally:
+        proc.kill9()
 
 
 @pytest.fixture
 def lakehouse(
-    start_lakehouse: StartLakehouse, ollama: FakeOllama, upstream_openai: FakeOpenAI
+    shared_lakehouse: LakehouseProcess, ollama: FakeOllama, upstream_openai: FakeOpenAI
 ) -> LakehouseProcess:
-    """All services in one process: local Ollama and OpenRouter registered, tight timeout."""
-    chatd = {
-        **NO_KEY_FILES,
-        "ollama_url": ollama.url,
-        "openrouter_url": upstream_openai.url + "/v1",
-        "timeout_secs": 1.0,
-    }
-    return start_lakehouse(
-        config={"chatd": chatd, "models": {"fast": "ollama/llama3.2"}},
-        env={**NO_KEYS, "OPENROUTER_API_KEY": OR_KEY},
-    )
+    """The module's lakehouse, its fakes reset."""
+    return shared_lakehouse
 
 
 def test_chatd_smoke(start_lakehouse: StartLakehouse, ollama: FakeOllama) -> None:

@@ -63,6 +63,12 @@ class FakeOllama:
         self.max_in_flight = 0
         self.server: RunningServer | None = None
 
+    def reset(self) -> None:
+        """Back to the behaviours of a new fake (its embedding models kept), for reuse across tests."""
+        server = self.server
+        self.__init__(self.models)  # type: ignore[misc]
+        self.server = server
+
     @property
     def url(self) -> str:
         """Base URL of the running server."""

@@ -54,6 +54,12 @@ class FakeOpenAI:
         self.auth: list[str | None] = []
         self.server: RunningServer | None = None
 
+    def reset(self) -> None:
+        """Back to the behaviours of a new fake (models and key kept), for reuse across tests."""
+        server = self.server
+        self.__init__(self.key, self.models)  # type: ignore[misc]
+        self.server = server
+
     @property
     def url(self) -> str:
         """Base URL of the running server (without `/v1`)."""
