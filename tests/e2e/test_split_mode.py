@@ -60,6 +60,9 @@ def test_health_openapi_and_error_shapes(lakehouse_cluster: LakehouseCluster) ->
         assert health.json()["service"] == "gateway"
         paths = client.get("/openapi.json").json()["paths"]
         assert {"/v1/storage/objects/{key}", "/v1/catalog/register", "/v1/sql"} <= set(paths)
+        docs = client.get("/docs")
+        assert docs.status_code == 200
+        assert "/openapi.json" in docs.text
         assert_error(client.get("/v1/nothing"), 404, "not_found")
         assert_error(client.get("/v1/catalog/no/such/route"), 404, "not_found")
         assert_error(client.post("/health"), 405, "method_not_allowed")
@@ -107,6 +110,17 @@ def test_multi_mib_objects_stream_both_ways(cluster: LakehouseCluster) -> None:
         listed = client.get("/v1/storage/objects", params={"prefix": "blobs/"}).json()
         assert [o["key"] for o in listed["objects"]] == ["blobs/sized.bin", "blobs/streamed.bin"]
         assert client.delete("/v1/storage/objects/blobs/sized.bin").status_code == 204
+
+
+def test_encoded_keys_and_query_strings_pass_through_untouched(cluster: LakehouseCluster) -> None:
+    with cluster.client() as client:
+        stored = client.put("/v1/storage/objects/odd/a%20b%C3%A9%2Bc.txt", content=b"odd")
+        assert stored.status_code == 201, stored.text
+        assert stored.json()["key"] == "odd/a b\u00e9+c.txt"
+        assert client.get("/v1/storage/objects/odd/a%20b%C3%A9%2Bc.txt").content == b"odd"
+        listed = client.get("/v1/storage/objects?prefix=odd%2Fa%20b&limit=1").json()
+        assert [o["key"] for o in listed["objects"]] == ["odd/a b\u00e9+c.txt"]
+        assert_error(client.get("/v1/storage/objects/odd/%2E%2E/x"), 400, "invalid_key")
 
 
 def test_oversize_bodies_are_refused_the_same_way(start_cluster: StartCluster) -> None:

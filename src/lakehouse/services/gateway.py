@@ -47,7 +47,7 @@ _NOT_FORWARDED = HOP_BY_HOP | {b"host", b"expect"}
 # Our own server writes these; passing the upstream's too would duplicate them.
 _NOT_RETURNED = HOP_BY_HOP | {b"date", b"server"}
 _SKIP_AUTO_HEADERS = frozenset({"Accept", "Accept-Encoding", "User-Agent", "Content-Type"})
-_GATEWAY_PATHS = ("/health", "/openapi.json")
+_GATEWAY_PATHS = ("/health", "/openapi.json", "/docs")
 
 
 class Gateway:
@@ -100,14 +100,19 @@ class Gateway:
             )
             return
         if path == "/health":
-            body = _dumps(health_body("gateway"))
-        else:
+            await _send_json(send, 200, _dumps(health_body("gateway")), head=method == "HEAD")
+        elif path == "/openapi.json":
             if self._openapi is None:
                 from lakehouse.services.app import full_openapi
 
                 self._openapi = _dumps(full_openapi())
-            body = self._openapi
-        await _send_json(send, 200, body, head=method == "HEAD")
+            await _send_json(send, 200, self._openapi, head=method == "HEAD")
+        else:
+            # The same Swagger UI page the embedded app serves at /docs.
+            from fastapi.openapi.docs import get_swagger_ui_html
+
+            page = get_swagger_ui_html(openapi_url="/openapi.json", title="lakehouse gateway - Swagger UI")
+            await page({"type": "http", "method": method, "headers": []}, _no_body, send)
 
     async def _proxy(self, spec: ServiceSpec, scope: Scope, receive: Receive, send: Send) -> None:
         session = self.session
@@ -181,6 +186,10 @@ class Gateway:
                 service=spec.name,
                 url=base,
             )
+
+
+async def _no_body() -> Message:
+    return {"type": "http.request", "body": b"", "more_body": False}
 
 
 def _new_session(settings: Settings) -> aiohttp.ClientSession:
