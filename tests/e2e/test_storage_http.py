@@ -382,3 +382,26 @@ def test_storage_works_on_s3_through_the_process(
     with server.client() as client:
         assert listed(client) == ["s3/x.txt"]
         assert client.delete(f"{OBJECTS}/s3/x.txt").status_code == 204
+
+
+def test_split_mode_through_the_gateway_behaves_the_same(start_lakehouse: StartLakehouse) -> None:
+    storaged = start_lakehouse(config={"storage": {"max_object_bytes": MIB}}, service="storaged")
+    gateway = start_lakehouse(
+        config={"storage": {"max_object_bytes": MIB}, "gateway": {"storaged_url": storaged.url}},
+        service="gateway",
+        name="gateway.toml",
+    )
+    with gateway.client() as client:
+        assert client.put(f"{OBJECTS}/split/a", content=b"via gateway").status_code == 201
+        got = client.get(f"{OBJECTS}/split/a")
+        assert got.content == b"via gateway"
+        assert got.headers["content-length"] == "11"
+        assert_error(client.put(f"{OBJECTS}/_lakehouse/x", content=b"x"), 403, "reserved_key")
+    status, body, sent = raw_upload(
+        gateway.url, f"{OBJECTS}/split/big", {}, zeros(300 * MIB, 256 * 1024), True
+    )
+    assert status == 413
+    assert b'"too_large"' in body
+    assert sent < 64 * MIB
+    with storaged.client() as client:
+        assert listed(client) == ["split/a"]

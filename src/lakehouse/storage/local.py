@@ -9,6 +9,7 @@ leaves at most an orphan temp file, which the next start removes.
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import contextlib
 import errno
@@ -20,6 +21,8 @@ from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
+
+import anyio
 
 from lakehouse.errors import AlreadyExists, Conflict, InvalidKey, NotFound, TooLarge
 from lakehouse.runner import run_blocking
@@ -74,6 +77,8 @@ class LocalStore:
     ) -> PutResult:
         """Store the streamed bytes atomically under `key` (see ObjectStore.put)."""
         tmp, fh = await run_blocking(self._tmp_file)
+        # One write in flight while the next megabyte arrives: disk and network overlap.
+        writing: asyncio.Future[None] | None = None
         try:
             size = 0
             pending: list[bytes] = []
@@ -86,14 +91,22 @@ class LocalStore:
                 pending_size += len(chunk)
                 # Batch small network chunks so each thread hop writes about 1 MiB.
                 if pending_size >= CHUNK:
-                    await run_blocking(fh.writelines, pending)
+                    if writing is not None:
+                        await writing
+                    writing = asyncio.ensure_future(run_blocking(fh.writelines, pending))
                     pending, pending_size = [], 0
+            if writing is not None:
+                await writing
             if pending:
                 await run_blocking(fh.writelines, pending)
             await run_blocking(_flush_and_close, fh)
             return await run_blocking(self._commit, tmp, key, if_absent)
         finally:
-            await run_blocking(_discard, fh, tmp)
+            # Shielded: a cancelled request must still remove its temp file.
+            with anyio.CancelScope(shield=True):
+                if writing is not None:
+                    await asyncio.wait([writing])
+                await run_blocking(_discard, fh, tmp)
 
     async def put_bytes(self, key: str, data: bytes, *, if_absent: bool = False) -> PutResult:
         """Store a small in-memory value atomically."""
@@ -275,14 +288,20 @@ def _info(key: str, st: os.stat_result) -> ObjectInfo:
 
 
 async def _read_chunks(fh: BinaryIO) -> AsyncIterator[bytes]:
+    # The next megabyte is read while the current one is being sent.
+    reading = asyncio.ensure_future(run_blocking(fh.read, CHUNK))
     try:
         while True:
-            chunk = await run_blocking(fh.read, CHUNK)
+            chunk = await reading
             if not chunk:
                 return
+            reading = asyncio.ensure_future(run_blocking(fh.read, CHUNK))
             yield chunk
     finally:
-        fh.close()
+        if reading.done():
+            fh.close()
+        else:  # never close a file under a read in flight
+            reading.add_done_callback(lambda _: fh.close())
 
 
 def _flush_and_close(fh: BinaryIO) -> None:

@@ -1,0 +1,237 @@
+"""PUT and GET of a large object through `lakehouse serve` vs the store library directly.
+
+    .venv/bin/python bench/storage.py [--mib 200] [--rounds 2] [--backends local,s3]
+
+For each backend (local folder; S3 through a moto server this script starts)
+it prints MiB/s for the direct ObjectStore calls and for HTTP through a real
+`lakehouse serve` process, their ratio (target >= 0.7x), and the server's peak
+RSS growth during each transfer (target < 64 MiB).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import httpx
+
+from lakehouse.config import Settings, StorageConfig
+from lakehouse.storage import open_store
+
+MIB = 1024 * 1024
+CHUNK = MIB
+TIMEOUT = aiohttp.ClientTimeout(total=600)
+LAKEHOUSE = str(Path(sys.executable).with_name("lakehouse"))
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def proc_kib(pid: int, field: str) -> int:
+    """A `Vm*` field of /proc/<pid>/status, in KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+class PeakRss:
+    """Peak RSS growth of a process across a block: resets VmHWM, reads it after."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.growth_mib = 0.0
+
+    def __enter__(self) -> PeakRss:
+        # Writing 5 to clear_refs resets the peak (VmHWM) to the current RSS.
+        Path(f"/proc/{self.pid}/clear_refs").write_text("5")
+        self.base = proc_kib(self.pid, "VmRSS")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.growth_mib = (proc_kib(self.pid, "VmHWM") - self.base) / 1024
+
+
+def file_chunks(path: Path) -> Iterator[bytes]:
+    """A file in 1 MiB chunks."""
+    with open(path, "rb") as fh:
+        while chunk := fh.read(CHUNK):
+            yield chunk
+
+
+async def afile_chunks(path: Path) -> AsyncIterator[bytes]:
+    """A file in 1 MiB chunks, as an async stream."""
+    for chunk in file_chunks(path):
+        yield chunk
+
+
+def timed(fn: Callable[[], Coroutine[Any, Any, None]]) -> float:
+    """Seconds one run of the coroutine function took, on a fresh event loop."""
+    started = time.perf_counter()
+    asyncio.run(fn())
+    return time.perf_counter() - started
+
+
+class Server:
+    """A `lakehouse serve` process with the given storage section."""
+
+    def __init__(self, workdir: Path, storage: dict[str, Any], env: dict[str, str]) -> None:
+        lines = ["[storage]"]
+        for key, value in storage.items():
+            lines.append(f"{key} = {value!r}" if isinstance(value, int) else f'{key} = "{value}"')
+        lines.append("[log]\nlevel = 'warning'")
+        config = workdir / "lakehouse.toml"
+        config.write_text("\n".join(lines) + "\n")
+        self.url = f"http://127.0.0.1:{free_port()}"
+        bind = self.url.removeprefix("http://")
+        self.proc = subprocess.Popen(
+            [LAKEHOUSE, "serve", "--config", str(config), "--bind", bind],
+            env={**os.environ, **env},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("lakehouse serve did not start")
+
+    def stop(self) -> None:
+        """Stop the process."""
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def bench_backend(
+    name: str,
+    settings: Settings,
+    storage: dict[str, Any],
+    env: dict[str, str],
+    blob: Path,
+    rounds: int,
+    workdir: Path,
+) -> None:
+    """Print direct vs served throughput and server RSS growth for one backend."""
+    size_mib = blob.stat().st_size / MIB
+    store = open_store(settings)
+
+    async def direct_put() -> None:
+        await store.put("bench/direct.bin", afile_chunks(blob))
+
+    async def direct_get() -> None:
+        _, chunks = await store.get("bench/direct.bin")
+        async for _ in chunks:
+            pass
+
+    async def served_put() -> None:
+        async with aiohttp.ClientSession(timeout=TIMEOUT) as session:
+            with open(blob, "rb") as fh:  # a file body: sent with Content-Length, streamed
+                async with session.put(f"{server.url}/v1/storage/objects/bench/served.bin", data=fh) as resp:
+                    resp.raise_for_status()
+
+    async def served_get() -> None:
+        async with (
+            aiohttp.ClientSession(timeout=TIMEOUT) as session,
+            session.get(f"{server.url}/v1/storage/objects/bench/served.bin") as resp,
+        ):
+            resp.raise_for_status()
+            async for _ in resp.content.iter_chunked(CHUNK):
+                pass
+
+    server = Server(workdir, storage, env)
+    best: dict[str, float] = {}
+    rss: dict[str, float] = {"put": 0.0, "get": 0.0}
+    try:
+        for _ in range(rounds):
+            for label, coro in (("direct put", direct_put), ("direct get", direct_get)):
+                best[label] = min(best.get(label, 1e9), timed(coro))
+            for op, coro in (("put", served_put), ("get", served_get)):
+                with PeakRss(server.proc.pid) as peak:
+                    seconds = timed(coro)
+                best[f"served {op}"] = min(best.get(f"served {op}", 1e9), seconds)
+                rss[op] = max(rss[op], peak.growth_mib)
+    finally:
+        server.stop()
+        asyncio.run(store.close())
+    for op in ("put", "get"):
+        direct = size_mib / best[f"direct {op}"]
+        served = size_mib / best[f"served {op}"]
+        print(
+            f"{name:5} {op.upper():3} {size_mib:.0f} MiB: direct {direct:7.1f} MiB/s, "
+            f"served {served:7.1f} MiB/s, ratio {served / direct:.2f}x, "
+            f"server peak RSS growth {rss[op]:.1f} MiB"
+        )
+
+
+def main() -> None:
+    """Run the benchmark for the chosen backends."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mib", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--backends", default="local,s3")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="lakehouse-bench-") as tmp:
+        workdir = Path(tmp)
+        blob = workdir / "blob.bin"
+        with open(blob, "wb") as fh:
+            for _ in range(args.mib):
+                fh.write(os.urandom(MIB))
+        backends = args.backends.split(",")
+        if "local" in backends:
+            root = str(workdir / "data")
+            storage: dict[str, Any] = {"root": root, "max_object_bytes": 1024 * MIB}
+            settings = Settings(storage=StorageConfig(root=root))
+            bench_backend("local", settings, storage, {}, blob, args.rounds, workdir)
+        if "s3" in backends:
+            bench_s3(blob, args.rounds, workdir)
+
+
+def bench_s3(blob: Path, rounds: int, workdir: Path) -> None:
+    """The S3 half: a moto server in this process, a bucket, then the same measurements."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    env = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1"}
+    os.environ.update(env)
+    port = free_port()
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto logs every request
+    moto.start()
+    try:
+        endpoint = f"http://127.0.0.1:{port}"
+        boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket="bench")
+        storage: dict[str, Any] = {
+            "backend": "s3",
+            "bucket": "bench",
+            "endpoint": endpoint,
+            "secrets": str(workdir / "no-secrets.toml"),
+            "max_object_bytes": 1024 * MIB,
+        }
+        settings = Settings(storage=StorageConfig(**storage))
+        bench_backend("s3", settings, storage, env, blob, rounds, workdir)
+    finally:
+        moto.stop()
+
+
+if __name__ == "__main__":
+    main()
