@@ -274,3 +274,20 @@ def test_s3_credentials_come_from_the_secrets_file_first(
     secrets.write_text("[s3.primary]\naccess_key_id = 'only-id'\n")
     with pytest.raises(ConfigError, match="secret_access_key"):
         resolve_credentials(cfg)
+
+
+async def test_local_object_and_folder_of_the_same_name_conflict_cleanly(tmp_path: Path) -> None:
+    from lakehouse.errors import Conflict
+    from lakehouse.storage.local import LocalStore
+
+    store = LocalStore(tmp_path / "data")
+    await store.put_bytes("a", b"file")
+    with pytest.raises(Conflict):
+        await store.put_bytes("a/b", b"nested")
+    await store.put_bytes("c/d", b"nested")
+    with pytest.raises(Conflict):
+        await store.put("c", stream(b"file"))
+    with pytest.raises(NotFound):
+        await store.get("c")
+    assert [o.key for o in (await store.list())[0]] == ["a", "c/d"]
+    assert list((tmp_path / "data" / ".tmp").iterdir()) == []
