@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -13,7 +14,7 @@ import pytest
 from tests.conftest import StartLakehouse
 from tests.fakes.ollama import FakeOllama, run_fake_ollama
 from tests.fakes.openai import FakeOpenAI, run_fake_openai
-from tests.support.procs import LakehouseProcess, free_port, write_config
+from tests.support.procs import LAKEHOUSE, LakehouseProcess, free_port, write_config
 
 NO_KEY_FILES = {f"{p}_key_file": "" for p in ("ollama_cloud", "openrouter", "opencode", "kimi")}
 NO_KEYS = {name: "" for name in ("OLLAMA_API_KEY", "OPENROUTER_API_KEY", "OPENCODE_API_KEY", "KIMI_API_KEY")}
@@ -315,3 +316,20 @@ def test_split_mode_streams_through_the_gateway(start_lakehouse: StartLakehouse,
         assert lines[-1]["content"] == "through the gateway"
         answer = client.post("/v1/chat", json={"model": "kimi-k2.6:cloud", "messages": HELLO})
         assert answer.status_code == 404 and answer.json()["error"]["code"] == "provider_not_registered"
+
+
+def test_the_chat_command_streams_to_the_terminal(lakehouse: LakehouseProcess, ollama: FakeOllama) -> None:
+    args = [LAKEHOUSE, "chat", "qwen3:4b", "say hello", "--system", "be brief", "--gateway", lakehouse.url]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "echo: say hello\n"
+    assert "ollama" in done.stderr and "3 out" in done.stderr
+    assert ollama.requests[-1]["messages"][0] == {"role": "system", "content": "be brief"}
+
+    args = [LAKEHOUSE, "chat", "kimi/kimi-for-coding", "hi", "--gateway", lakehouse.url]
+    failed = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    assert failed.returncode == 1 and "provider_not_registered" in failed.stderr
+
+    args = [LAKEHOUSE, "chat", "qwen3:4b", "hi", "--gateway", f"http://127.0.0.1:{free_port()}"]
+    unreachable = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    assert unreachable.returncode == 1 and "cannot reach the lakehouse" in unreachable.stderr
