@@ -18,6 +18,7 @@ from lakehouse.catalog import Column, schema_drift
 from lakehouse.errors import InvalidCsv
 
 _LINE = re.compile(r"CSV Error on Line: (\d+)")
+_NOISE = ("CSV Error on Line", "Original Line", "Possible", "LINE ", "^", "*")
 _CAST = ("Could not convert", "Error when converting column")
 
 
@@ -117,6 +118,10 @@ def _invalid(conn: duckdb.DuckDBPyConnection, source: Path, exc: duckdb.Error) -
     if line is None and "sniffing" in message:
         # The sniffer reports no line; a plain all-text read with the header's width does.
         line, message = _strict_reread(conn, source, message)
+    if line is None and "CSV Error" in message:
+        # DuckDB knew the line but its message lost it (seen when another native library
+        # loaded first): find the first bad row ourselves.
+        line = _scan_for_line(source)
     summary = _summary(message)
     where = f" at line {line}" if line is not None else ""
     return InvalidCsv(f"the CSV cannot be read{where}: {summary}", line=line)
@@ -143,6 +148,30 @@ def _strict_reread(conn: duckdb.DuckDBPyConnection, source: Path, fallback: str)
     return None, fallback
 
 
+def _scan_for_line(source: Path) -> int | None:
+    """The line of the first row that is not valid UTF-8 CSV of the header's width."""
+    with open(source, "rb") as raw:
+        for number, physical in enumerate(raw, start=1):
+            try:
+                physical.decode("utf-8")
+            except UnicodeDecodeError:
+                return number
+    width = None
+    line = 1
+    with open(source, newline="", encoding="utf-8") as fh:
+        reader = csv.reader(fh, strict=True)
+        try:
+            for row in reader:
+                if width is None:
+                    width = len(row)
+                elif row and len(row) != width:
+                    return line
+                line = reader.line_num + 1
+        except csv.Error:
+            return line
+    return None
+
+
 def _line_of(message: str) -> int | None:
     found = _LINE.search(message)
     return int(found.group(1)) if found else None
@@ -150,12 +179,11 @@ def _line_of(message: str) -> int | None:
 
 def _summary(message: str) -> str:
     """The telling sentence of DuckDB's long CSV error."""
-    lines = [ln.strip().removeprefix("Invalid Input Error: ") for ln in message.splitlines() if ln.strip()]
-    for ln in lines:
-        if ln.startswith(("CSV Error on Line", "Original Line", "Possible")):
-            continue
-        return ln
-    return lines[0] if lines else "unreadable CSV"
+    for ln in message.splitlines():
+        ln = ln.strip().removeprefix("Invalid Input Error: ")
+        if ln and not ln.startswith(_NOISE):
+            return ln
+    return "a row does not match the header, a quote is never closed, or the text is not UTF-8"
 
 
 def _literal(value: str) -> str:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
+# DuckDB has to load before usearch (vectord): loaded after it, DuckDB's error
+# messages are cut at their first formatted number. Routers import in service order.
+import duckdb  # noqa: F401
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field

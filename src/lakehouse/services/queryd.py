@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+# DuckDB has to load before usearch (vectord): loaded after it, DuckDB's error
+# messages are cut at their first formatted number. Routers import in service order.
+import duckdb  # noqa: F401
 from fastapi import APIRouter, Header
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
