@@ -291,3 +291,21 @@ async def test_local_object_and_folder_of_the_same_name_conflict_cleanly(tmp_pat
         await store.get("c")
     assert [o.key for o in (await store.list())[0]] == ["a", "c/d"]
     assert list((tmp_path / "data" / ".tmp").iterdir()) == []
+
+
+async def test_s3_unreachable_endpoint_is_unavailable_not_a_crash(
+    tmp_path: Path, s3_env: dict[str, str]
+) -> None:
+    from lakehouse.errors import Unavailable
+    from lakehouse.storage.s3 import S3Store
+    from tests.support.procs import free_port
+
+    cfg = StorageConfig(
+        backend="s3",
+        bucket="nowhere",
+        endpoint=f"http://127.0.0.1:{free_port()}",
+        secrets=str(tmp_path / "absent.toml"),
+    )
+    store = S3Store.from_config(cfg)  # pointed at a port nothing listens on
+    with pytest.raises(Unavailable):
+        await store.list()

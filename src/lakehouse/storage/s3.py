@@ -16,13 +16,14 @@ from __future__ import annotations
 import builtins
 import os
 import tomllib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import obstore
-from obstore.exceptions import AlreadyExistsError, PreconditionError
+from obstore.exceptions import AlreadyExistsError, BaseError, PreconditionError
 from obstore.store import S3Store as _ObS3Store
 
 from lakehouse.config import ConfigError, StorageConfig
@@ -125,8 +126,9 @@ class S3Store:
 
     async def _exists(self, key: str) -> bool:
         try:
-            await obstore.head_async(self._store, key)
-        except FileNotFoundError:
+            with _s3_errors(key):
+                await obstore.head_async(self._store, key)
+        except NotFound:
             return False
         return True
 
@@ -144,65 +146,56 @@ class S3Store:
         is gathered in memory first: meant for manifests and other small values.
         """
         existed = False if if_absent else await self._exists(key)
-        body = _capped(chunks, max_bytes)
-        try:
+        with _s3_errors(key):
             await obstore.put_async(
                 self._store,
                 key,
-                body,
+                _capped(chunks, max_bytes),
                 mode="create" if if_absent else "overwrite",
                 chunk_size=PART_SIZE,
                 max_concurrency=PARTS_IN_FLIGHT,
             )
-        except (AlreadyExistsError, PreconditionError):
-            raise AlreadyExists(f"object {key!r} already exists", key=key) from None
         return PutResult(info=await self.head(key), replaced=existed)
 
     async def put_bytes(self, key: str, data: bytes, *, if_absent: bool = False) -> PutResult:
         """Store a small in-memory value (one PUT, conditional when `if_absent`)."""
         existed = False if if_absent else await self._exists(key)
-        try:
+        with _s3_errors(key):
             await obstore.put_async(self._store, key, data, mode="create" if if_absent else "overwrite")
-        except (AlreadyExistsError, PreconditionError):
-            raise AlreadyExists(f"object {key!r} already exists", key=key) from None
         return PutResult(info=await self.head(key), replaced=existed)
 
     async def put_file(self, key: str, path: Path) -> PutResult:
         """Upload a local file, in parts when it is large."""
         existed = await self._exists(key)
-        await obstore.put_async(
-            self._store, key, Path(path), chunk_size=PART_SIZE, max_concurrency=PARTS_IN_FLIGHT
-        )
+        with _s3_errors(key):
+            await obstore.put_async(
+                self._store, key, Path(path), chunk_size=PART_SIZE, max_concurrency=PARTS_IN_FLIGHT
+            )
         return PutResult(info=await self.head(key), replaced=existed)
 
     async def get(self, key: str) -> tuple[ObjectInfo, AsyncIterator[bytes]]:
         """The object's info and a stream of its bytes from one GET."""
-        try:
+        with _s3_errors(key):
             result = await obstore.get_async(self._store, key)
-        except FileNotFoundError:
-            raise NotFound(f"no object {key!r}", key=key) from None
-        return _info(result.meta), _stream(result.stream(min_chunk_size=READ_CHUNK))
+        return _info(result.meta), _stream(result.stream(min_chunk_size=READ_CHUNK), key)
 
     async def get_bytes(self, key: str) -> bytes:
         """The whole object in memory."""
-        try:
+        with _s3_errors(key):
             result = await obstore.get_async(self._store, key)
             return bytes(await result.bytes_async())
-        except FileNotFoundError:
-            raise NotFound(f"no object {key!r}", key=key) from None
 
     async def head(self, key: str) -> ObjectInfo:
         """The object's info."""
-        try:
+        with _s3_errors(key):
             return _info(await obstore.head_async(self._store, key))
-        except FileNotFoundError:
-            raise NotFound(f"no object {key!r}", key=key) from None
 
     async def delete(self, key: str) -> None:
         """Remove the object; S3 deletes are silent, so absence is checked first."""
         if not await self._exists(key):
             raise NotFound(f"no object {key!r}", key=key)
-        await obstore.delete_async(self._store, key)
+        with _s3_errors(key):
+            await obstore.delete_async(self._store, key)
 
     async def list(
         self, prefix: str = "", limit: int | None = None
@@ -212,16 +205,17 @@ class S3Store:
         # and filter by string. S3 lists in key order, so stop once past it.
         folder = prefix.rpartition("/")[0] or None
         found: builtins.list[ObjectInfo] = []
-        async for page in obstore.list(self._store, folder, chunk_size=LIST_PAGE):
-            for meta in page:
-                key = meta["path"]
-                if not key.startswith(prefix):
-                    if key > prefix:
-                        return found, False
-                    continue
-                if limit is not None and len(found) >= limit:
-                    return found, True
-                found.append(_info(meta))
+        with _s3_errors(prefix):
+            async for page in obstore.list(self._store, folder, chunk_size=LIST_PAGE):
+                for meta in page:
+                    key = meta["path"]
+                    if not key.startswith(prefix):
+                        if key > prefix:
+                            return found, False
+                        continue
+                    if limit is not None and len(found) >= limit:
+                        return found, True
+                    found.append(_info(meta))
         return found, False
 
     def engine_path(self, key: str) -> str:
@@ -255,6 +249,21 @@ async def _capped(chunks: AsyncIterator[bytes], max_bytes: int | None) -> AsyncI
         yield chunk
 
 
-async def _stream(chunks: Any) -> AsyncIterator[bytes]:
-    async for chunk in chunks:
-        yield bytes(chunk)
+async def _stream(chunks: Any, key: str) -> AsyncIterator[bytes]:
+    with _s3_errors(key):
+        async for chunk in chunks:
+            yield bytes(chunk)
+
+
+@contextmanager
+def _s3_errors(key: str) -> Iterator[None]:
+    """Turn the S3 client's errors into the lakehouse's typed ones."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise NotFound(f"no object {key!r}", key=key) from None
+    except (AlreadyExistsError, PreconditionError):
+        raise AlreadyExists(f"object {key!r} already exists", key=key) from None
+    except BaseError as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise Unavailable(f"the S3 store could not complete the request: {reason}", key=key) from None
