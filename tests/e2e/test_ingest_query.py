@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ import pyarrow as pa
 import pytest
 
 from tests.conftest import StartLakehouse
-from tests.support.procs import LakehouseProcess, write_config
+from tests.support.procs import LAKEHOUSE, LakehouseProcess, write_config
 from tests.support.staffing import csv_bytes
 
 pytestmark = pytest.mark.e2e
@@ -359,3 +360,21 @@ def test_ingest_and_query_on_s3(
             403,
             "forbidden",
         )
+
+
+def test_cli_ingest_and_sql(server: LakehouseProcess, tmp_path: Path) -> None:
+    source = tmp_path / "jobs.csv"
+    source.write_bytes(csv_bytes("jobs", 250))
+    base = [LAKEHOUSE]
+    gateway = ["--gateway", server.url]
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*base, *args, *gateway], capture_output=True, text=True, timeout=60)
+
+    first = run("ingest", str(source), "--name", "cli_jobs")
+    assert first.returncode == 0 and "new version 1" in first.stdout, first.stderr
+    assert "already ingested: version 1" in run("ingest", str(source), "--name", "cli_jobs").stdout
+    out = run("sql", "SELECT job_id, client FROM cli_jobs WHERE job_id = 1", "--format", "csv")
+    assert out.returncode == 0 and out.stdout.splitlines() == ["job_id,client", '1,"Acme, Inc."']
+    refused = run("sql", "DROP TABLE cli_jobs")
+    assert refused.returncode == 1 and "forbidden_statement" in refused.stderr
