@@ -309,3 +309,13 @@ async def test_s3_unreachable_endpoint_is_unavailable_not_a_crash(
     store = S3Store.from_config(cfg)  # pointed at a port nothing listens on
     with pytest.raises(Unavailable):
         await store.list()
+
+
+@pytest.mark.parametrize("size", [0, 1024 * 1024, 1024 * 1024 + 1])
+async def test_sizes_around_the_read_chunk_round_trip(store: ObjectStore, size: int) -> None:
+    data = os.urandom(size)
+    result = await store.put("sized", stream(data) if size else stream())
+    assert result.info.size == size
+    info, body = await store.get("sized")
+    assert info.size == size
+    assert await read_all(body) == data

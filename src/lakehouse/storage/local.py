@@ -173,10 +173,12 @@ class LocalStore:
 
     async def get(self, key: str) -> tuple[ObjectInfo, AsyncIterator[bytes]]:
         """The object's info and a stream of its bytes, read from one open file."""
-        fh, info = await run_blocking(self._open, key)
+        fh, info, small = await run_blocking(self._open, key, True)
+        if small is not None:  # already read whole: no further thread hops
+            return info, _one_chunk(small)
         return info, _read_chunks(fh)
 
-    def _open(self, key: str) -> tuple[BinaryIO, ObjectInfo]:
+    def _open(self, key: str, read_small: bool = False) -> tuple[BinaryIO, ObjectInfo, bytes | None]:
         path = self._path(key)
         try:
             fh = open(path, "rb")  # noqa: SIM115 - closed by _read_chunks
@@ -185,11 +187,15 @@ class LocalStore:
         except OSError as exc:
             raise _os_error(exc, key) from None
         # Info from the open file, so it matches the bytes even if a replace lands now.
-        return fh, _info(key, os.fstat(fh.fileno()))
+        info = _info(key, os.fstat(fh.fileno()))
+        if read_small and info.size <= CHUNK:
+            with fh:
+                return fh, info, fh.read()
+        return fh, info, None
 
     async def get_bytes(self, key: str) -> bytes:
         """The whole object in memory."""
-        fh, _ = await run_blocking(self._open, key)
+        fh, _, _ = await run_blocking(self._open, key)
         with fh:
             return await run_blocking(fh.read)
 
@@ -285,6 +291,11 @@ def _info(key: str, st: os.stat_result) -> ObjectInfo:
         etag=tag.hexdigest(),
         last_modified=datetime.fromtimestamp(st.st_mtime, tz=UTC),
     )
+
+
+async def _one_chunk(data: bytes) -> AsyncIterator[bytes]:
+    if data:
+        yield data
 
 
 async def _read_chunks(fh: BinaryIO) -> AsyncIterator[bytes]:
