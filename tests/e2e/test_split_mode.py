@@ -12,18 +12,36 @@ import httpx
 import pytest
 
 from tests.conftest import StartCluster
-from tests.support.cluster import LakehouseCluster
+from tests.support.cluster import MODES, LakehouseCluster
 from tests.support.procs import LakehouseProcess
 
 MIB = 1024 * 1024
+CAP = 16 * MIB
 # The services these tests touch; in split mode only they are started.
 USED = ["storaged", "catalogd"]
 
 
 @pytest.fixture
 def cluster(start_cluster: StartCluster) -> LakehouseCluster:
-    """The lakehouse in the current mode, with storaged and catalogd."""
+    """A fresh lakehouse in the current mode, with storaged and catalogd, for tests that kill or fill it."""
     return start_cluster(services=USED)
+
+
+@pytest.fixture(scope="module", params=MODES)
+def shared(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LakehouseCluster]:
+    """One lakehouse per mode shared by the tests below that only touch their own keys (starts are slow)."""
+    cluster = LakehouseCluster(
+        request.param,
+        tmp_path_factory.mktemp(f"shared-{request.param}"),
+        config={"storage": {"max_object_bytes": CAP}},
+        services=USED,
+    )
+    try:
+        yield cluster.start_all()
+    finally:
+        cluster.kill9_all()
 
 
 def wait_for_log(proc: LakehouseProcess, needle: str, timeout: float = 5.0) -> bool:
@@ -70,7 +88,8 @@ def test_health_openapi_and_error_shapes(lakehouse_cluster: LakehouseCluster) ->
         assert_error(client.post("/v1/catalog/register", content=b"{"), 400, "invalid_request")
 
 
-def test_request_ids_are_echoed_and_reach_the_service(cluster: LakehouseCluster) -> None:
+def test_request_ids_are_echoed_and_reach_the_service(shared: LakehouseCluster) -> None:
+    cluster = shared
     with cluster.client() as client:
         echoed = client.get("/v1/catalog/datasets", headers={"X-Request-ID": "trace-split-7"})
         assert echoed.status_code == 200
@@ -83,7 +102,8 @@ def test_request_ids_are_echoed_and_reach_the_service(cluster: LakehouseCluster)
     assert wait_for_log(cluster.service("catalogd"), minted.headers["x-request-id"])
 
 
-def test_multi_mib_objects_stream_both_ways(cluster: LakehouseCluster) -> None:
+def test_multi_mib_objects_stream_both_ways(shared: LakehouseCluster) -> None:
+    cluster = shared
     data = os.urandom(12 * MIB + 17)
     with cluster.client() as client:
         sized = client.put("/v1/storage/objects/blobs/sized.bin", content=data)
@@ -112,7 +132,8 @@ def test_multi_mib_objects_stream_both_ways(cluster: LakehouseCluster) -> None:
         assert client.delete("/v1/storage/objects/blobs/sized.bin").status_code == 204
 
 
-def test_encoded_keys_and_query_strings_pass_through_untouched(cluster: LakehouseCluster) -> None:
+def test_encoded_keys_and_query_strings_pass_through_untouched(shared: LakehouseCluster) -> None:
+    cluster = shared
     with cluster.client() as client:
         stored = client.put("/v1/storage/objects/odd/a%20b%C3%A9%2Bc.txt", content=b"odd")
         assert stored.status_code == 201, stored.text
@@ -123,10 +144,9 @@ def test_encoded_keys_and_query_strings_pass_through_untouched(cluster: Lakehous
         assert_error(client.get("/v1/storage/objects/odd/%2E%2E/x"), 400, "invalid_key")
 
 
-def test_oversize_bodies_are_refused_the_same_way(start_cluster: StartCluster) -> None:
-    cluster = start_cluster(config={"storage": {"max_object_bytes": MIB}}, services=USED)
-    data = os.urandom(3 * MIB)
-    with cluster.client() as client:
+def test_oversize_bodies_are_refused_the_same_way(shared: LakehouseCluster) -> None:
+    data = os.urandom(CAP + MIB)
+    with shared.client() as client:
         assert_error(client.put("/v1/storage/objects/big/sized.bin", content=data), 413, "too_large")
         assert_error(
             client.put("/v1/storage/objects/big/chunked.bin", content=chunks(data)), 413, "too_large"
