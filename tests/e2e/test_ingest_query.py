@@ -17,6 +17,7 @@ import pyarrow as pa
 import pytest
 
 from tests.conftest import StartLakehouse
+from tests.support.cluster import LakehouseCluster
 from tests.support.procs import LAKEHOUSE, LakehouseProcess, write_config
 from tests.support.staffing import csv_bytes
 
@@ -378,3 +379,28 @@ def test_cli_ingest_and_sql(server: LakehouseProcess, tmp_path: Path) -> None:
     assert out.returncode == 0 and out.stdout.splitlines() == ["job_id,client", '1,"Acme, Inc."']
     refused = run("sql", "DROP TABLE cli_jobs")
     assert refused.returncode == 1 and "forbidden_statement" in refused.stderr
+
+
+def test_ingest_and_sql_in_both_serve_modes(lakehouse_cluster: LakehouseCluster) -> None:
+    # Split mode: ingestd and queryd are separate processes behind the gateway.
+    with lakehouse_cluster.client() as client:
+        first = client.post("/v1/ingest/placements", content=csv_bytes("placements", 1200))
+        assert first.status_code == 201, first.text
+        assert client.post("/v1/ingest/placements", content=csv_bytes("placements", 1200)).status_code == 200
+        more = client.post(
+            "/v1/ingest/placements", files={"file": ("p.csv", csv_bytes("placements", 300, start=5000))}
+        )
+        assert more.status_code == 201 and more.json()["version"] == 2
+        assert_error(client.post("/v1/ingest/placements", content=csv_bytes("jobs", 5)), 409, "schema_drift")
+        assert_error(client.post("/v1/ingest/placements", content=b"a,b\n1\n"), 400, "invalid_csv")
+        assert sql(client, 'SELECT count(*), (SELECT count(*) FROM "placements@1") FROM placements') == [
+            [1500, 1200]
+        ]
+        assert_error(
+            client.post("/v1/sql", json={"sql": "SELECT * FROM read_text('/etc/hosts')"}), 403, "forbidden"
+        )
+        with client.stream(
+            "POST", "/v1/sql", json={"sql": "SELECT * FROM placements"}, headers={"accept": ARROW}
+        ) as answer:
+            table = pa.ipc.open_stream(answer.read()).read_all()
+        assert table.num_rows == 1500
