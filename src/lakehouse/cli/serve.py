@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 import uvicorn
 from rich.console import Console
+from starlette.types import ASGIApp
 
 from lakehouse.cli.app import app
 from lakehouse.config import ConfigError, Settings, load_settings, split_bind
@@ -55,6 +56,7 @@ def serve(
     """Serve the lakehouse: all services on the gateway's port, or one service alone."""
     settings = settings_or_exit(config)
     configure_logging(settings.log.level)
+    asgi: ASGIApp
     if service is None:
         from lakehouse.services.app import create_app
 
