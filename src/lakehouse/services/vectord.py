@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from lakehouse.services.deps import Deps, DepsDep
 from lakehouse.vectors import Hit, NewItem
@@ -96,6 +97,39 @@ class SearchResult(BaseModel):
     results: list[SearchHits] | None = None
 
 
+Body = TypeVar("Body", bound=BaseModel)
+
+
+async def parse(request: Request, model: type[Body]) -> Body:
+    """Validate a JSON body straight from its bytes.
+
+    pydantic's own JSON parser reads large vector batches several times
+    faster than `json.loads` followed by validation, which FastAPI would do.
+    """
+    try:
+        return model.model_validate_json(await request.body())
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors()) from None
+
+
+def documented(model: type[BaseModel]) -> dict[str, Any]:
+    """OpenAPI text for a body that `parse` reads (nested models inlined)."""
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            if "$ref" in node:
+                return inline(defs[node["$ref"].rsplit("/", 1)[-1]])
+            return {key: inline(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [inline(value) for value in node]
+        return node
+
+    body = {"content": {"application/json": {"schema": inline(schema)}}, "required": True}
+    return {"requestBody": body}
+
+
 async def startup(deps: Deps) -> None:
     """Load every index (snapshot, then log replay) before serving."""
     await deps.vectors.load()
@@ -126,17 +160,26 @@ async def delete_index(name: str, deps: DepsDep) -> Response:
     return Response(status_code=204)
 
 
-@router.post("/index/{name}/add", response_model=AddResult, summary="Upsert items")
-async def add_items(name: str, body: AddBody, deps: DepsDep) -> dict[str, int]:
+@router.post(
+    "/index/{name}/add", response_model=AddResult, summary="Upsert items", openapi_extra=documented(AddBody)
+)
+async def add_items(name: str, request: Request, deps: DepsDep) -> dict[str, int]:
     """Upsert a batch; acknowledged once durably logged."""
+    body = await parse(request, AddBody)
     items = [NewItem(i.id, i.vector, i.text, i.metadata) for i in body.items]
     added, count = await deps.vectors.add(name, items)
     return {"added": added, "count": count}
 
 
-@router.post("/index/{name}/search", response_model=SearchResult, summary="Search an index")
-async def search(name: str, body: SearchBody, deps: DepsDep) -> JSONResponse:
+@router.post(
+    "/index/{name}/search",
+    response_model=SearchResult,
+    summary="Search an index",
+    openapi_extra=documented(SearchBody),
+)
+async def search(name: str, request: Request, deps: DepsDep) -> JSONResponse:
     """The k nearest items, filtered by metadata equality inside the search."""
+    body = await parse(request, SearchBody)
     vectors = body.vectors if body.vectors is not None else [body.vector] if body.vector is not None else None
     found = await deps.vectors.search(name, vectors, body.text, body.k, body.filter)
     # Rendered directly: the hits are plain data, and skipping the response
