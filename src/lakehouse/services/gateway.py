@@ -124,8 +124,15 @@ class Gateway:
             target += "?" + scope["query_string"].decode("latin-1")
         headers: list[tuple[str, str]] = []
         has_body = False
+        # Headers the client named in `Connection` are hop-by-hop too.
+        skip = _NOT_FORWARDED | {
+            token.strip().lower()
+            for name, value in scope["headers"]
+            if name == b"connection"
+            for token in value.split(b",")
+        }
         for name, value in scope["headers"]:
-            if name in _NOT_FORWARDED:
+            if name in skip:
                 if name == b"transfer-encoding":
                     has_body = True
                 continue
@@ -153,13 +160,24 @@ class Gateway:
                     async for chunk in upstream.content.iter_any():
                         await send({"type": "http.response.body", "body": chunk, "more_body": True})
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
-        except aiohttp.ClientConnectorError as exc:
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
             log.warning("upstream %s at %s unreachable: %s", spec.name, base, exc)
             await _send_error(
                 send,
                 503,
                 "unavailable",
                 f"{spec.name} is unreachable at {base}; is `lakehouse serve {spec.name}` running?",
+                service=spec.name,
+                url=base,
+            )
+        except TimeoutError:
+            if started:
+                raise
+            await _send_error(
+                send,
+                504,
+                "upstream_timeout",
+                f"{spec.name} at {base} did not answer within {self.settings.gateway.proxy_timeout_secs}s",
                 service=spec.name,
                 url=base,
             )
@@ -172,17 +190,6 @@ class Gateway:
                 502,
                 "upstream_error",
                 f"{spec.name} at {base} dropped the request: {exc}",
-                service=spec.name,
-                url=base,
-            )
-        except TimeoutError:
-            if started:
-                raise
-            await _send_error(
-                send,
-                504,
-                "upstream_timeout",
-                f"{spec.name} at {base} did not answer in time",
                 service=spec.name,
                 url=base,
             )
