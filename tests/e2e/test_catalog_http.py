@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import uuid
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -170,3 +172,30 @@ def test_everything_acknowledged_survives_kill_9(server: LakehouseProcess) -> No
             fetched = client.get("/v1/catalog/datasets/trips", params={"version": manifest["version"]})
             assert fetched.json() == manifest
         assert client.get("/v1/catalog/datasets/trips").json() == acknowledged[-1]
+
+
+def test_catalog_on_s3_survives_kill_9(
+    start_lakehouse: StartLakehouse, s3_endpoint: str, s3_env: dict[str, str], tmp_path: Path
+) -> None:
+    import boto3
+
+    bucket = f"catalog-{uuid.uuid4().hex[:10]}"
+    boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1").create_bucket(Bucket=bucket)
+    storage = {
+        "backend": "s3",
+        "bucket": bucket,
+        "endpoint": s3_endpoint,
+        "secrets": str(tmp_path / "no.toml"),
+    }
+    server = start_lakehouse(config={"storage": storage}, env=s3_env)
+    with server.client() as client:
+        parts = [put_object(client, f"raw/s3/{i}.parquet", b"s3" * (i + 1)) for i in range(3)]
+        acknowledged = [register(client, "trips", [part]).json() for part in parts]
+        assert [m["version"] for m in acknowledged] == [1, 2, 3]
+        assert register(client, "trips", [parts[-1]]).status_code == 200
+    server.kill9()
+    server.start()
+    with server.client() as client:
+        assert client.get("/v1/catalog/datasets/trips").json() == acknowledged[-1]
+        versions = client.get("/v1/catalog/datasets/trips/versions").json()["versions"]
+        assert [v["fingerprint"] for v in versions] == [m["fingerprint"] for m in acknowledged]
