@@ -333,3 +333,23 @@ def test_the_chat_command_streams_to_the_terminal(lakehouse: LakehouseProcess, o
     args = [LAKEHOUSE, "chat", "qwen3:4b", "hi", "--gateway", f"http://127.0.0.1:{free_port()}"]
     unreachable = subprocess.run(args, capture_output=True, text=True, timeout=60)
     assert unreachable.returncode == 1 and "cannot reach the lakehouse" in unreachable.stderr
+
+
+def test_an_upstream_failing_mid_stream_ends_with_an_error_line(
+    lakehouse: LakehouseProcess, ollama: FakeOllama
+) -> None:
+    ollama.reply = "first then-too-late"
+    ollama.chunk_delay = 1.3  # past the 1 s timeout, after the first piece went out
+    with lakehouse.client() as client:
+        body = {"model": "qwen3:4b", "messages": HELLO, "stream": True}
+        with client.stream("POST", "/v1/chat", json=body) as response:
+            assert response.status_code == 200
+            lines = [json.loads(line) for line in response.iter_lines() if line]
+        assert lines[0] == {"content": "first "}
+        assert lines[-1]["error"]["code"] == "upstream_timeout"
+
+        with client.stream("POST", "/v1/chat/completions", json=body) as response:
+            events = [line for line in response.iter_lines() if line.startswith("data: ")]
+        assert json.loads(events[0][6:])["choices"][0]["delta"]["content"] == "first "
+        assert json.loads(events[-2][6:])["error"]["code"] == "upstream_timeout"
+        assert events[-1] == "data: [DONE]"
