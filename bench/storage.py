@@ -89,19 +89,13 @@ def timed(fn: Callable[[], Coroutine[Any, Any, None]]) -> float:
 
 
 class Server:
-    """A `lakehouse serve` process with the given storage section."""
+    """A server process on a free port, ready once `/health` answers."""
 
-    def __init__(self, workdir: Path, storage: dict[str, Any], env: dict[str, str]) -> None:
-        lines = ["[storage]"]
-        for key, value in storage.items():
-            lines.append(f"{key} = {value!r}" if isinstance(value, int) else f'{key} = "{value}"')
-        lines.append("[log]\nlevel = 'warning'")
-        config = workdir / "lakehouse.toml"
-        config.write_text("\n".join(lines) + "\n")
+    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
         self.url = f"http://127.0.0.1:{free_port()}"
-        bind = self.url.removeprefix("http://")
+        port = self.url.rpartition(":")[2]
         self.proc = subprocess.Popen(
-            [LAKEHOUSE, "serve", "--config", str(config), "--bind", bind],
+            [arg.replace("{port}", port) for arg in argv],
             env={**os.environ, **env},
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -114,12 +108,102 @@ class Server:
             except httpx.HTTPError:
                 time.sleep(0.1)
         self.stop()
-        raise RuntimeError("lakehouse serve did not start")
+        raise RuntimeError(f"{argv[0]} did not start")
+
+    @classmethod
+    def lakehouse(cls, workdir: Path, storage: dict[str, Any], env: dict[str, str]) -> Server:
+        """`lakehouse serve` with the given `[storage]` section."""
+        lines = ["[storage]"]
+        for key, value in storage.items():
+            lines.append(f"{key} = {value!r}" if isinstance(value, int) else f'{key} = "{value}"')
+        lines.append("[log]\nlevel = 'warning'")
+        config = workdir / "lakehouse.toml"
+        config.write_text("\n".join(lines) + "\n")
+        return cls([LAKEHOUSE, "serve", "--config", str(config), "--bind", "127.0.0.1:{port}"], env)
+
+    @classmethod
+    def bare(cls, workdir: Path, size: int) -> Server:
+        """A bare uvicorn + Starlette app that discards PUT bodies and streams zeros on GET."""
+        (workdir / "bare_app.py").write_text(BARE_APP)
+        argv = [sys.executable, "-m", "uvicorn", "bare_app:app", "--app-dir", str(workdir)]
+        argv += ["--port", "{port}", "--log-level", "warning"]
+        return cls(argv, {"BARE_SIZE": str(size)})
 
     def stop(self) -> None:
         """Stop the process."""
         self.proc.terminate()
         self.proc.wait(10)
+
+
+BARE_APP = """
+import os
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse, StreamingResponse
+from starlette.routing import Route
+
+SIZE = int(os.environ["BARE_SIZE"])
+BLOCK = bytes(1024 * 1024)
+
+
+async def put(request):
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+    return JSONResponse({"size": size}, status_code=201)
+
+
+async def get(request):
+    async def body():
+        for _ in range(SIZE // len(BLOCK)):
+            yield BLOCK
+
+    return StreamingResponse(body(), headers={"Content-Length": str(SIZE)})
+
+
+async def health(request):
+    return JSONResponse({"status": "ok"})
+
+
+app = Starlette(routes=[
+    Route("/health", health),
+    Route("/v1/storage/objects/{key:path}", put, methods=["PUT"]),
+    Route("/v1/storage/objects/{key:path}", get, methods=["GET"]),
+])
+"""
+
+
+async def served_put(url: str, blob: Path) -> None:
+    """PUT the file to the storage route at `url` (a file body: Content-Length, streamed)."""
+    async with aiohttp.ClientSession(timeout=TIMEOUT) as session:
+        with open(blob, "rb") as fh:
+            async with session.put(f"{url}/v1/storage/objects/bench/served.bin", data=fh) as resp:
+                resp.raise_for_status()
+
+
+async def served_get(url: str) -> None:
+    """GET the object back from `url`, discarding the bytes."""
+    async with (
+        aiohttp.ClientSession(timeout=TIMEOUT) as session,
+        session.get(f"{url}/v1/storage/objects/bench/served.bin") as resp,
+    ):
+        resp.raise_for_status()
+        async for _ in resp.content.iter_chunked(CHUNK):
+            pass
+
+
+def bench_bare(blob: Path, rounds: int, workdir: Path) -> None:
+    """The HTTP ceiling on this machine: the same client against an app that does no storage."""
+    size_mib = blob.stat().st_size / MIB
+    server = Server.bare(workdir, blob.stat().st_size)
+    try:
+        put = min(timed(lambda: served_put(server.url, blob)) for _ in range(rounds))
+        get = min(timed(lambda: served_get(server.url)) for _ in range(rounds))
+    finally:
+        server.stop()
+    print(
+        f"bare  HTTP ceiling (uvicorn + Starlette, no storage): PUT {size_mib / put:7.1f} MiB/s, "
+        f"GET {size_mib / get:7.1f} MiB/s"
+    )
 
 
 def bench_backend(
@@ -143,29 +227,17 @@ def bench_backend(
         async for _ in chunks:
             pass
 
-    async def served_put() -> None:
-        async with aiohttp.ClientSession(timeout=TIMEOUT) as session:
-            with open(blob, "rb") as fh:  # a file body: sent with Content-Length, streamed
-                async with session.put(f"{server.url}/v1/storage/objects/bench/served.bin", data=fh) as resp:
-                    resp.raise_for_status()
-
-    async def served_get() -> None:
-        async with (
-            aiohttp.ClientSession(timeout=TIMEOUT) as session,
-            session.get(f"{server.url}/v1/storage/objects/bench/served.bin") as resp,
-        ):
-            resp.raise_for_status()
-            async for _ in resp.content.iter_chunked(CHUNK):
-                pass
-
-    server = Server(workdir, storage, env)
+    server = Server.lakehouse(workdir, storage, env)
     best: dict[str, float] = {}
     rss: dict[str, float] = {"put": 0.0, "get": 0.0}
     try:
         for _ in range(rounds):
             for label, coro in (("direct put", direct_put), ("direct get", direct_get)):
                 best[label] = min(best.get(label, 1e9), timed(coro))
-            for op, coro in (("put", served_put), ("get", served_get)):
+            for op, coro in (
+                ("put", lambda: served_put(server.url, blob)),
+                ("get", lambda: served_get(server.url)),
+            ):
                 with PeakRss(server.proc.pid) as peak:
                     seconds = timed(coro)
                 best[f"served {op}"] = min(best.get(f"served {op}", 1e9), seconds)
@@ -197,6 +269,7 @@ def main() -> None:
             for _ in range(args.mib):
                 fh.write(os.urandom(MIB))
         backends = args.backends.split(",")
+        bench_bare(blob, args.rounds, workdir)
         if "local" in backends:
             root = str(workdir / "data")
             storage: dict[str, Any] = {"root": root, "max_object_bytes": 1024 * MIB}
