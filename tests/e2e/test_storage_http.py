@@ -405,3 +405,23 @@ def test_split_mode_through_the_gateway_behaves_the_same(start_lakehouse: StartL
     assert sent < 64 * MIB
     with storaged.client() as client:
         assert listed(client) == ["split/a"]
+
+
+def test_client_dropping_mid_upload_leaves_nothing(server: LakehouseProcess) -> None:
+    with server.client() as client:
+        client.put(f"{OBJECTS}/drop/doc", content=b"original")
+    parts = urlsplit(server.url)
+    for key in ("doc", "new"):
+        sock = socket.create_connection((parts.hostname, parts.port), timeout=30)
+        head = f"PUT {OBJECTS}/drop/{key} HTTP/1.1\r\nHost: x\r\nContent-Length: {MIB}\r\n\r\n"
+        sock.sendall(head.encode() + b"x" * (MIB // 2))
+        time.sleep(0.2)
+        sock.close()
+    tmp_dir = data_dir(server) / ".tmp"
+    deadline = time.monotonic() + 5
+    while list(tmp_dir.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert list(tmp_dir.iterdir()) == []
+    with server.client() as client:
+        assert client.get(f"{OBJECTS}/drop/doc").content == b"original"
+        assert listed(client, "drop/") == ["drop/doc"]
