@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -12,9 +12,8 @@ from mcp import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.types import CallToolResult
 
-from tests.conftest import StartLakehouse
 from tests.fakes.ollama import run_fake_ollama
-from tests.support.procs import LAKEHOUSE, LakehouseProcess, free_port
+from tests.support.procs import LAKEHOUSE, LakehouseProcess, free_port, write_config
 
 pytestmark = pytest.mark.e2e
 
@@ -43,6 +42,27 @@ def payload(result: CallToolResult) -> Any:
     return json.loads(text_of(result))
 
 
+@pytest.fixture(scope="module")
+def lakehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LakehouseProcess]:
+    """One lakehouse for the module: fake Ollama for embeddings and chat, a `people` dataset."""
+    root = tmp_path_factory.mktemp("mcp")
+    with run_fake_ollama({"nomic-embed-text": 8}) as ollama:
+        config = write_config(
+            root / "lakehouse.toml",
+            {
+                "storage": {"root": str(root / "data")},
+                "embedd": {"ollama_url": ollama.url},
+                "chatd": {"ollama_url": ollama.url},
+            },
+        )
+        proc = LakehouseProcess(config).start()
+        try:
+            ingest(proc, "people", PEOPLE_CSV)
+            yield proc
+        finally:
+            proc.kill9()
+
+
 def ingest(proc: LakehouseProcess, name: str, csv: bytes) -> None:
     """Ingest a CSV through the HTTP API."""
     with proc.client() as client:
@@ -50,9 +70,12 @@ def ingest(proc: LakehouseProcess, name: str, csv: bytes) -> None:
     assert response.status_code == 201, response.text
 
 
-async def test_every_tool_is_listed_with_a_described_schema() -> None:
-    async with mcp_session(f"http://127.0.0.1:{free_port()}") as session:
+async def test_tools_have_described_schemas_and_an_unreachable_gateway_is_a_tool_error() -> None:
+    gateway = f"http://127.0.0.1:{free_port()}"
+    async with mcp_session(gateway) as session:
         tools = {tool.name: tool for tool in (await session.list_tools()).tools}
+        first = await session.call_tool("list_datasets", {})
+        second = await session.call_tool("query_sql", {"sql": "SELECT 1"})
     assert set(tools) == {
         "list_datasets",
         "get_manifest",
@@ -69,22 +92,15 @@ async def test_every_tool_is_listed_with_a_described_schema() -> None:
     assert tools["get_manifest"].input_schema["required"] == ["name"]
     assert tools["search_vectors"].input_schema["required"] == ["index"]
     assert set(tools["chat"].input_schema["required"]) == {"model", "prompt"}
-
-
-async def test_unreachable_gateway_is_a_tool_error_and_the_server_keeps_serving() -> None:
-    gateway = f"http://127.0.0.1:{free_port()}"
-    async with mcp_session(gateway) as session:
-        first = await session.call_tool("list_datasets", {})
-        second = await session.call_tool("query_sql", {"sql": "SELECT 1"})
+    # The server survives a dead gateway: both calls come back as tool errors naming it.
     for result in (first, second):
         assert result.is_error
         assert "cannot reach the lakehouse gateway" in text_of(result)
         assert gateway in text_of(result)
 
 
-async def test_datasets_manifest_and_sql_through_mcp(start_lakehouse: StartLakehouse) -> None:
-    proc = start_lakehouse()
-    ingest(proc, "people", PEOPLE_CSV)
+async def test_datasets_manifest_sql_and_resources_through_mcp(lakehouse: LakehouseProcess) -> None:
+    proc = lakehouse
     async with mcp_session(proc.url) as session:
         listed = payload(await session.call_tool("list_datasets", {}))
         manifest = payload(await session.call_tool("get_manifest", {"name": "people"}))
@@ -95,18 +111,24 @@ async def test_datasets_manifest_and_sql_through_mcp(start_lakehouse: StartLakeh
         )
         capped = payload(await session.call_tool("query_sql", {"sql": "SELECT * FROM people", "max_rows": 2}))
         missing = await session.call_tool("get_manifest", {"name": "nobody"})
+        resources = (await session.list_resources()).resources
+        read = await session.read_resource("lakehouse://datasets/people")
     assert [d["name"] for d in listed["datasets"]] == ["people"]
     assert manifest["row_count"] == 3
     assert [c["name"] for c in manifest["schema"]] == ["id", "name", "city"]
     assert rows["rows"] == [["Ada"], ["Cy"]]
     assert len(capped["rows"]) == 2 and capped["truncated"] is True
     assert missing.is_error and "not_found" in text_of(missing)
+    assert [str(r.uri) for r in resources] == ["lakehouse://datasets/people"]
+    overview = json.loads(getattr(read.contents[0], "text", ""))
+    assert [c["name"] for c in overview["schema"]] == ["id", "name", "city"]
+    assert overview["sample"]["rows"][0] == [1, "Ada", "Oslo"]
 
 
 async def test_sql_errors_come_back_as_tool_errors_with_the_gateway_message(
-    start_lakehouse: StartLakehouse,
+    lakehouse: LakehouseProcess,
 ) -> None:
-    proc = start_lakehouse()
+    proc = lakehouse
     async with mcp_session(proc.url) as session:
         bad = await session.call_tool("query_sql", {"sql": "SELECT no_such_column FROM (SELECT 1 AS a)"})
         write = await session.call_tool("query_sql", {"sql": "CREATE TABLE t (a INT)"})
@@ -116,50 +138,24 @@ async def test_sql_errors_come_back_as_tool_errors_with_the_gateway_message(
     assert too_many.is_error
 
 
-async def test_datasets_are_resources_with_schema_and_sample(start_lakehouse: StartLakehouse) -> None:
-    proc = start_lakehouse()
-    ingest(proc, "people", PEOPLE_CSV)
-    async with mcp_session(proc.url) as session:
-        resources = (await session.list_resources()).resources
-        read = await session.read_resource("lakehouse://datasets/people")
-    assert [str(r.uri) for r in resources] == ["lakehouse://datasets/people"]
-    overview = json.loads(getattr(read.contents[0], "text", ""))
-    assert [c["name"] for c in overview["schema"]] == ["id", "name", "city"]
-    assert overview["sample"]["rows"][0] == [1, "Ada", "Oslo"]
-
-
-def skip_unless_served(proc: LakehouseProcess, path: str) -> None:
-    """Skip while the service owning `path` has not landed yet (the gateway has no route for it)."""
-    with proc.client() as client:
-        response = client.get(path)
-    if response.status_code == 404 and "no route" in response.text:
-        pytest.skip(f"{path} is not served yet")
-
-
-async def test_embed_text_through_mcp(start_lakehouse: StartLakehouse) -> None:
-    with run_fake_ollama({"nomic-embed-text": 8}) as ollama:
-        proc = start_lakehouse(config={"embedd": {"ollama_url": ollama.url}})
-        async with mcp_session(proc.url) as session:
-            embedded = payload(await session.call_tool("embed_text", {"texts": ["apples", "pears"]}))
-            empty = await session.call_tool("embed_text", {"texts": []})
+async def test_embed_text_through_mcp(lakehouse: LakehouseProcess) -> None:
+    async with mcp_session(lakehouse.url) as session:
+        embedded = payload(await session.call_tool("embed_text", {"texts": ["apples", "pears"]}))
+        empty = await session.call_tool("embed_text", {"texts": []})
     assert embedded["dim"] == 8 and len(embedded["vectors"]) == 2
     assert empty.is_error
 
 
-async def test_chat_through_mcp(start_lakehouse: StartLakehouse) -> None:
-    with run_fake_ollama() as ollama:
-        proc = start_lakehouse(config={"chatd": {"ollama_url": ollama.url}})
-        skip_unless_served(proc, "/v1/chat/providers")
-        async with mcp_session(proc.url) as session:
-            answer = payload(await session.call_tool("chat", {"model": "qwen3:4b", "prompt": "say hi"}))
-            unrouted = await session.call_tool("chat", {"model": "kimi/k2", "prompt": "hi"})
+async def test_chat_through_mcp(lakehouse: LakehouseProcess) -> None:
+    async with mcp_session(lakehouse.url) as session:
+        answer = payload(await session.call_tool("chat", {"model": "qwen3:4b", "prompt": "say hi"}))
+        unrouted = await session.call_tool("chat", {"model": "kimi/k2", "prompt": "hi"})
     assert answer["provider"] == "ollama" and answer["content"]
     assert unrouted.is_error and "provider_not_registered" in text_of(unrouted)
 
 
-async def test_search_vectors_through_mcp(start_lakehouse: StartLakehouse) -> None:
-    proc = start_lakehouse()
-    skip_unless_served(proc, "/v1/vectors/index")
+async def test_search_vectors_through_mcp(lakehouse: LakehouseProcess) -> None:
+    proc = lakehouse
     with proc.client() as client:
         created = client.post("/v1/vectors/index", json={"name": "notes", "dim": 3})
         assert created.status_code == 201, created.text
