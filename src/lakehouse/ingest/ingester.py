@@ -99,6 +99,10 @@ class Ingester:
         finally:
             parquet.unlink(missing_ok=True)
         ref = ObjectRef(key, stored.info.size, converted.rows)
+        # Another process may have added a version meanwhile: append onto the newest one.
+        latest = await self._current(name)
+        if latest is not None and (current is None or latest.version != current.version):
+            current = latest
         keep = current is not None and mode == "append"
         objects = [*current.objects, ref] if keep and current else [ref]
         sources = [*_sources(current), spooled.sha256] if keep and current else [spooled.sha256]
