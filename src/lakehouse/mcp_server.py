@@ -13,12 +13,13 @@ import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import httpx
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
 from mcp.shared.exceptions import MCPError
-from mcp.types import INTERNAL_ERROR
+from mcp.types import INTERNAL_ERROR, ToolAnnotations
 from mcp.types import Resource as MCPResource
 from pydantic import Field
 
@@ -31,6 +32,10 @@ DEFAULT_TOOL_ROWS = 100
 SAMPLE_ROWS = 5
 RESOURCE_PREFIX = "lakehouse://datasets/"
 DATASET_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+# The lakehouse tools read; none changes a dataset or an index.
+READS = ToolAnnotations(read_only_hint=True, open_world_hint=False)
+# chat and embed_text reach model providers outside the lakehouse.
+REACHES_OUT = ToolAnnotations(read_only_hint=True, open_world_hint=True)
 
 INSTRUCTIONS = (
     "Lakehouse: versioned SQL datasets (DuckDB SQL; each dataset is a view named after it, "
@@ -161,13 +166,13 @@ def build_server(gateway_url: str, timeout: float = 120.0) -> LakehouseMCP:
         except GatewayError as exc:
             raise ToolError(str(exc)) from None
 
-    @server.tool()
+    @server.tool(annotations=READS)
     async def list_datasets() -> dict[str, Any]:
         """List every dataset in the lakehouse: name, current version, row count, last update."""
         result: dict[str, Any] = await call("GET", "/v1/catalog/datasets")
         return result
 
-    @server.tool()
+    @server.tool(annotations=READS)
     async def get_manifest(
         name: Annotated[str, Field(description="Dataset name, as listed by list_datasets.")],
         version: Annotated[
@@ -176,10 +181,11 @@ def build_server(gateway_url: str, timeout: float = 120.0) -> LakehouseMCP:
     ) -> dict[str, Any]:
         """A dataset's manifest: columns and types, row count, Parquet objects, fingerprint, parent."""
         params = {"version": version} if version is not None else None
-        result: dict[str, Any] = await call("GET", f"/v1/catalog/datasets/{name}", params=params)
+        path = f"/v1/catalog/datasets/{quote(name, safe='')}"
+        result: dict[str, Any] = await call("GET", path, params=params)
         return result
 
-    @server.tool()
+    @server.tool(annotations=READS)
     async def query_sql(
         sql: Annotated[
             str,
@@ -201,7 +207,7 @@ def build_server(gateway_url: str, timeout: float = 120.0) -> LakehouseMCP:
         )
         return result
 
-    @server.tool()
+    @server.tool(annotations=REACHES_OUT)
     async def embed_text(
         texts: Annotated[list[str], Field(description="Texts to embed, one vector each.", min_length=1)],
         model: Annotated[
@@ -216,7 +222,7 @@ def build_server(gateway_url: str, timeout: float = 120.0) -> LakehouseMCP:
         result: dict[str, Any] = await call("POST", "/v1/embed", json_body=body)
         return result
 
-    @server.tool()
+    @server.tool(annotations=READS)
     async def search_vectors(
         index: Annotated[str, Field(description="Name of the vector index to search.")],
         text: Annotated[
@@ -241,10 +247,11 @@ def build_server(gateway_url: str, timeout: float = 120.0) -> LakehouseMCP:
             body["vector"] = vector
         if filter:
             body["filter"] = filter
-        result: dict[str, Any] = await call("POST", f"/v1/vectors/index/{index}/search", json_body=body)
+        path = f"/v1/vectors/index/{quote(index, safe='')}/search"
+        result: dict[str, Any] = await call("POST", path, json_body=body)
         return result
 
-    @server.tool()
+    @server.tool(annotations=REACHES_OUT)
     async def chat(
         model: Annotated[
             str,

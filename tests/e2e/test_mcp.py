@@ -92,6 +92,7 @@ async def test_tools_have_described_schemas_and_an_unreachable_gateway_is_a_tool
     assert tools["get_manifest"].input_schema["required"] == ["name"]
     assert tools["search_vectors"].input_schema["required"] == ["index"]
     assert set(tools["chat"].input_schema["required"]) == {"model", "prompt"}
+    assert tools["query_sql"].annotations is not None and tools["query_sql"].annotations.read_only_hint
     # The server survives a dead gateway: both calls come back as tool errors naming it.
     for result in (first, second):
         assert result.is_error
@@ -111,6 +112,7 @@ async def test_datasets_manifest_sql_and_resources_through_mcp(lakehouse: Lakeho
         )
         capped = payload(await session.call_tool("query_sql", {"sql": "SELECT * FROM people", "max_rows": 2}))
         missing = await session.call_tool("get_manifest", {"name": "nobody"})
+        sideways = await session.call_tool("get_manifest", {"name": "../../storage/objects"})
         resources = (await session.list_resources()).resources
         read = await session.read_resource("lakehouse://datasets/people")
     assert [d["name"] for d in listed["datasets"]] == ["people"]
@@ -119,6 +121,7 @@ async def test_datasets_manifest_sql_and_resources_through_mcp(lakehouse: Lakeho
     assert rows["rows"] == [["Ada"], ["Cy"]]
     assert len(capped["rows"]) == 2 and capped["truncated"] is True
     assert missing.is_error and "not_found" in text_of(missing)
+    assert sideways.is_error
     assert [str(r.uri) for r in resources] == ["lakehouse://datasets/people"]
     overview = json.loads(getattr(read.contents[0], "text", ""))
     assert [c["name"] for c in overview["schema"]] == ["id", "name", "city"]
