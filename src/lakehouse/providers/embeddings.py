@@ -27,7 +27,7 @@ from lakehouse.providers.transport import Upstream, error_text
 EMBEDDING_PROVIDERS = ("ollama", "openai", "local")
 
 
-@dataclass(frozen=True)
+@dataclass
 class EmbedResult:
     """Vectors for a list of texts, one per text, in order, all of length `dim`."""
 
