@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ import httpx
 import pytest
 
 from tests.conftest import StartLakehouse
-from tests.support.procs import LakehouseProcess
+from tests.support.procs import LakehouseProcess, write_config
 
 SCHEMA = [{"name": "id", "type": "BIGINT"}, {"name": "city", "type": "VARCHAR"}]
 
@@ -38,45 +39,58 @@ def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, 
     return error
 
 
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LakehouseProcess]:
+    """One process for the tests that each use their own dataset (process starts are slow)."""
+    root = tmp_path_factory.mktemp("catalog-shared")
+    config = write_config(root / "lakehouse.toml", {"storage": {"root": str(root / "data")}})
+    proc = LakehouseProcess(config)
+    try:
+        yield proc.start()
+    finally:
+        proc.kill9()
+
+
 @pytest.fixture
 def server(start_lakehouse: StartLakehouse) -> LakehouseProcess:
     """One embedded lakehouse process."""
     return start_lakehouse()
 
 
-def test_register_read_and_history(server: LakehouseProcess) -> None:
-    with server.client() as client:
-        first = put_object(client, "raw/trips/1.parquet", b"one")
-        created = register(client, "trips", [first])
+def test_register_read_and_history(shared: LakehouseProcess) -> None:
+    with shared.client() as client:
+        first = put_object(client, "raw/history/1.parquet", b"one")
+        created = register(client, "history", [first])
         assert created.status_code == 201
         v1 = created.json()
-        assert (v1["name"], v1["version"], v1["parent_version"], v1["row_count"]) == ("trips", 1, None, 3)
+        assert (v1["name"], v1["version"], v1["parent_version"], v1["row_count"]) == ("history", 1, None, 3)
         assert v1["schema"] == SCHEMA
         assert v1["objects"] == [first]
         assert len(v1["fingerprint"]) == 64
-        again = register(client, "trips", [first])
+        again = register(client, "history", [first])
         assert again.status_code == 200
         assert again.json() == v1
-        second = put_object(client, "raw/trips/2.parquet", b"two!")
-        v2 = register(client, "trips", [first, second], extra={"sha256": "abc"}).json()
+        second = put_object(client, "raw/history/2.parquet", b"two!")
+        v2 = register(client, "history", [first, second], extra={"sha256": "abc"}).json()
         assert (v2["version"], v2["parent_version"], v2["extra"]) == (2, 1, {"sha256": "abc"})
-        assert client.get("/v1/catalog/datasets/trips").json() == v2
-        assert client.get("/v1/catalog/datasets/trips", params={"version": 1}).json() == v1
-        versions = client.get("/v1/catalog/datasets/trips/versions").json()["versions"]
+        assert client.get("/v1/catalog/datasets/history").json() == v2
+        assert client.get("/v1/catalog/datasets/history", params={"version": 1}).json() == v1
+        versions = client.get("/v1/catalog/datasets/history/versions").json()["versions"]
         assert [(v["version"], v["row_count"]) for v in versions] == [(1, 3), (2, 6)]
         assert versions[0]["fingerprint"] == v1["fingerprint"]
         assert versions[1]["created_at"] == v2["created_at"]
         listed = client.get("/v1/catalog/datasets").json()["datasets"]
-        assert listed == [{"name": "trips", "version": 2, "row_count": 6, "updated_at": v2["created_at"]}]
+        summary = {"name": "history", "version": 2, "row_count": 6, "updated_at": v2["created_at"]}
+        assert summary in listed
 
 
-def test_bad_register_bodies_get_the_contract_errors(server: LakehouseProcess) -> None:
-    with server.client() as client:
-        part = put_object(client, "raw/trips/1.parquet", b"one")
-        good = {"name": "trips", "schema": SCHEMA, "objects": [part], "row_count": 3}
+def test_bad_register_bodies_get_the_contract_errors(shared: LakehouseProcess) -> None:
+    with shared.client() as client:
+        part = put_object(client, "raw/bad_bodies/1.parquet", b"one")
+        good = {"name": "bad_bodies", "schema": SCHEMA, "objects": [part], "row_count": 3}
         malformed = client.post(
             "/v1/catalog/register",
-            content=b'{"name": "trips", ',
+            content=b'{"name": "bad_bodies", ',
             headers={"content-type": "application/json"},
         )
         assert_error(malformed, 400, "invalid_request")
@@ -93,22 +107,23 @@ def test_bad_register_bodies_get_the_contract_errors(server: LakehouseProcess) -
             assert_error(client.post("/v1/catalog/register", json=broken), 400, "invalid_request")
         for name in ("Trips", "1trips", "a-b", "", "x" * 64):
             assert_error(register(client, name, [part]), 400, "invalid_name")
-        assert_error(register(client, "trips", [{**part, "key": "../up"}]), 400, "invalid_key")
-        assert_error(register(client, "trips", [{**part, "size": 99}]), 400, "invalid_request")
-        ghost = {"key": "raw/trips/ghost.parquet", "size": 1, "rows": 3}
-        missing = assert_error(register(client, "trips", [ghost]), 400, "missing_object")
+        assert_error(register(client, "bad_bodies", [{**part, "key": "../up"}]), 400, "invalid_key")
+        assert_error(register(client, "bad_bodies", [{**part, "size": 99}]), 400, "invalid_request")
+        ghost = {"key": "raw/bad_bodies/ghost.parquet", "size": 1, "rows": 3}
+        missing = assert_error(register(client, "bad_bodies", [ghost]), 400, "missing_object")
         assert missing["missing"] == [ghost["key"]]
         # None of the rejected requests left a version behind.
-        assert_error(client.get("/v1/catalog/datasets/trips"), 404, "not_found")
-        assert client.get("/v1/catalog/datasets").json() == {"datasets": []}
+        assert_error(client.get("/v1/catalog/datasets/bad_bodies"), 404, "not_found")
+        listed = client.get("/v1/catalog/datasets").json()["datasets"]
+        assert "bad_bodies" not in [d["name"] for d in listed]
 
 
-def test_schema_drift_is_409_with_the_column_diff(server: LakehouseProcess) -> None:
-    with server.client() as client:
-        part = put_object(client, "raw/trips/1.parquet", b"one")
-        assert register(client, "trips", [part]).status_code == 201
+def test_schema_drift_is_409_with_the_column_diff(shared: LakehouseProcess) -> None:
+    with shared.client() as client:
+        part = put_object(client, "raw/drift/1.parquet", b"one")
+        assert register(client, "drift", [part]).status_code == 201
         drifted = {
-            "name": "trips",
+            "name": "drift",
             "schema": [{"name": "id", "type": "VARCHAR"}, {"name": "fare", "type": "DOUBLE"}],
             "objects": [part],
             "row_count": 3,
@@ -118,34 +133,34 @@ def test_schema_drift_is_409_with_the_column_diff(server: LakehouseProcess) -> N
         assert error["removed"] == [{"name": "city", "type": "VARCHAR"}]
         assert error["changed"] == [{"name": "id", "from": "BIGINT", "to": "VARCHAR"}]
         assert [
-            v["version"] for v in client.get("/v1/catalog/datasets/trips/versions").json()["versions"]
+            v["version"] for v in client.get("/v1/catalog/datasets/drift/versions").json()["versions"]
         ] == [1]
 
 
-def test_unknown_datasets_versions_and_bad_parameters(server: LakehouseProcess) -> None:
-    with server.client() as client:
+def test_unknown_datasets_versions_and_bad_parameters(shared: LakehouseProcess) -> None:
+    with shared.client() as client:
         assert_error(client.get("/v1/catalog/datasets/nothing"), 404, "not_found")
         assert_error(client.get("/v1/catalog/datasets/nothing/versions"), 404, "not_found")
-        part = put_object(client, "raw/trips/1.parquet", b"one")
-        register(client, "trips", [part])
-        assert_error(client.get("/v1/catalog/datasets/trips", params={"version": 7}), 404, "not_found")
+        part = put_object(client, "raw/unknown/1.parquet", b"one")
+        register(client, "unknown", [part])
+        assert_error(client.get("/v1/catalog/datasets/unknown", params={"version": 7}), 404, "not_found")
         for bad in ("0", "-1", "latest"):
             assert_error(
-                client.get("/v1/catalog/datasets/trips", params={"version": bad}), 400, "invalid_request"
+                client.get("/v1/catalog/datasets/unknown", params={"version": bad}), 400, "invalid_request"
             )
         assert_error(client.get("/v1/catalog/datasets/Bad-Name"), 400, "invalid_name")
         assert_error(client.get("/v1/catalog/datasets/Bad-Name/versions"), 400, "invalid_name")
-        assert client.delete("/v1/catalog/datasets/trips").status_code == 405
+        assert client.delete("/v1/catalog/datasets/unknown").status_code == 405
         assert_error(client.get("/v1/catalog/register"), 405, "method_not_allowed")
 
 
-def test_concurrent_registers_over_http_get_distinct_versions(server: LakehouseProcess) -> None:
-    with server.client() as client:
-        parts = [put_object(client, f"raw/trips/{i}.parquet", b"x" * (i + 1)) for i in range(12)]
+def test_concurrent_registers_over_http_get_distinct_versions(shared: LakehouseProcess) -> None:
+    with shared.client() as client:
+        parts = [put_object(client, f"raw/racing/{i}.parquet", b"x" * (i + 1)) for i in range(12)]
 
     def one(part: dict[str, Any]) -> int:
-        with server.client() as client:
-            response = register(client, "trips", [part])
+        with shared.client() as client:
+            response = register(client, "racing", [part])
             assert response.status_code == 201, response.text
             version: int = response.json()["version"]
             return version
