@@ -13,6 +13,7 @@ from lakehouse.services.table import SERVICES
 from tests.support.procs import LakehouseProcess, free_port, write_config
 
 MODES = ("embedded", "split")
+START_TIMEOUT = 90.0
 
 
 class LakehouseCluster:
@@ -72,7 +73,8 @@ class LakehouseCluster:
 
     def start_all(self) -> LakehouseCluster:
         """Start every process at once and wait until all answer `/health`."""
-        _each(self.processes, lambda proc: proc.start())
+        # Many interpreters importing at once on two cores: allow more than one process's start-up time.
+        _each(self.processes, lambda proc: proc.start(timeout=START_TIMEOUT))
         return self
 
     def kill9_all(self) -> None:
