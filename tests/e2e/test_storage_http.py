@@ -323,6 +323,31 @@ def test_concurrency_cap_answers_busy_never_hangs(start_lakehouse: StartLakehous
         assert listed(client) == []
 
 
+def test_unread_downloads_hold_their_slots(start_lakehouse: StartLakehouse) -> None:
+    server = start_lakehouse(config={"storage": {"max_concurrent": 2}})
+    with server.client() as client:
+        assert client.put(f"{OBJECTS}/big", content=bytes(32 * MIB)).status_code == 201
+    parts = urlsplit(server.url)
+    readers = []
+    try:
+        for _ in range(2):  # downloads whose client stops reading: the server waits on send
+            sock = socket.create_connection((parts.hostname, parts.port), timeout=30)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.sendall(f"GET {OBJECTS}/big HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            readers.append(sock)
+        time.sleep(0.5)
+        with server.client(timeout=5) as client:
+            assert_error(client.get(OBJECTS), 503, "busy")
+    finally:
+        for sock in readers:
+            sock.close()
+    with server.client(timeout=5) as client:
+        deadline = time.monotonic() + 5
+        while client.get(OBJECTS).status_code == 503 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert client.get(OBJECTS).status_code == 200
+
+
 def test_large_download_is_streamed_intact(server: LakehouseProcess) -> None:
     blob = os.urandom(MIB)
     with server.client() as client:
