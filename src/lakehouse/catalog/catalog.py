@@ -34,6 +34,7 @@ _MANIFEST_FILE = re.compile(r"^(\d{10})\.json$")
 # some writer always wins, so running out means something else is wrong.
 MAX_ATTEMPTS = 64
 HEAD_CONCURRENCY = 16
+FETCH_CONCURRENCY = 16
 
 
 @dataclass(frozen=True)
@@ -150,7 +151,7 @@ class Catalog:
         numbers = await self._version_numbers(name)
         if not numbers:
             raise NotFound(f"dataset {name!r} does not exist", dataset=name)
-        return list(await asyncio.gather(*(self._load(name, n) for n in numbers)))
+        return await self._load_many([(name, n) for n in numbers])
 
     async def datasets(self) -> list[Manifest]:
         """The current manifest of every dataset, by name."""
@@ -169,7 +170,7 @@ class Catalog:
             if parsed is not None:
                 numbers.setdefault(parsed[0], []).append(parsed[1])
         names = sorted(numbers)
-        currents = await asyncio.gather(*(self._load(n, max(numbers[n])) for n in names))
+        currents = await self._load_many([(n, max(numbers[n])) for n in names])
         return {
             name: DatasetHistory(current, tuple(sorted(numbers[name])))
             for name, current in zip(names, currents, strict=True)
@@ -188,6 +189,16 @@ class Catalog:
         manifest = Manifest.from_json(await self.store.get_bytes(key))
         self._cache[key] = manifest
         return manifest
+
+    async def _load_many(self, wanted: list[tuple[str, int]]) -> list[Manifest]:
+        """Manifests in the given order, fetching the uncached ones a few at a time."""
+        limit = asyncio.Semaphore(FETCH_CONCURRENCY)
+
+        async def one(name: str, version: int) -> Manifest:
+            async with limit:
+                return await self._load(name, version)
+
+        return list(await asyncio.gather(*(one(name, version) for name, version in wanted)))
 
     async def _check_objects(self, refs: Sequence[ObjectRef]) -> None:
         limit = asyncio.Semaphore(HEAD_CONCURRENCY)
