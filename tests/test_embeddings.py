@@ -50,6 +50,7 @@ def reset_ollama(ollama: FakeOllama) -> None:
     ollama.fail_status = None
     ollama.requests.clear()
     ollama.max_in_flight = 0
+    ollama.embed_answer = None
 
 
 @pytest.fixture
@@ -115,6 +116,26 @@ async def test_ollama_server_error_is_upstream_error(embedder: Embedder, ollama:
         await embedder.embed(["a"])
     assert info.value.status == 502
     assert "llama runner process has terminated" in info.value.message
+
+
+@pytest.mark.parametrize(
+    ("answer", "fragment"),
+    [
+        ([[0.1, 0.2], [0.3, 0.4]], "2 vectors for 1 texts"),
+        ("nope", "vectors for 1 texts"),
+        ([["a", "b"]], "not lists of numbers"),
+        ([[]], "not lists of numbers"),
+        ([[float("inf"), 0.0]], "NaN or infinite"),
+        ([[float("nan"), 0.0]], "NaN or infinite"),
+    ],
+)
+async def test_malformed_ollama_answers_are_upstream_errors(
+    embedder: Embedder, ollama: FakeOllama, answer: Any, fragment: str
+) -> None:
+    ollama.embed_answer = answer
+    with pytest.raises(UpstreamError) as info:
+        await embedder.embed(["a"])
+    assert fragment in info.value.message
 
 
 async def test_one_failing_batch_fails_the_whole_request(embedder: Embedder, ollama: FakeOllama) -> None:

@@ -12,7 +12,8 @@ know; others get Ollama's 404), `delay` (seconds before answering), `fail_status
 (answer every request with this status and an Ollama error body; 429 carries
 `Retry-After: 7`), `reply` (fixed chat content instead of an echo), `chunk_delay`
 (seconds between streamed chunks), `garbage` (answer chat with 200 and a body that
-is not JSON), `key` (require `Authorization: Bearer <key>`, as Ollama Cloud does).
+is not JSON), `embed_answer` (answer /api/embed with 200 and these `embeddings`,
+however malformed), `key` (require `Authorization: Bearer <key>`, as Ollama Cloud does).
 Each request body is recorded in `requests` (its path in `paths`, its
 Authorization header in `auth`); `max_in_flight` is the most requests seen at once.
 """
@@ -55,6 +56,7 @@ class FakeOllama:
         self.reply: str | None = None
         self.chunk_delay = 0.0
         self.garbage = False
+        self.embed_answer: Any = None
         self.key: str | None = None
         self.requests: list[dict[str, Any]] = []
         self.paths: list[str] = []
@@ -85,7 +87,7 @@ class FakeOllama:
             ]
         )
 
-    async def embed(self, request: Request) -> JSONResponse:
+    async def embed(self, request: Request) -> Response:
         """Ollama's `/api/embed`, including its error answers."""
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
@@ -96,6 +98,10 @@ class FakeOllama:
                 await asyncio.sleep(self.delay)
             if self.fail_status is not None:
                 return JSONResponse({"error": "llama runner process has terminated"}, self.fail_status)
+            if self.embed_answer is not None:
+                # json.dumps, not JSONResponse: the answer may hold NaN or Infinity on purpose.
+                text = json.dumps({"model": body.get("model"), "embeddings": self.embed_answer})
+                return Response(text, media_type="application/json")
             model = str(body.get("model", ""))
             dim = self.models.get(model) or self.models.get(model.removesuffix(":latest"))
             if dim is None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import httpx
+import numpy as np
 
 from lakehouse.config import Settings
 from lakehouse.errors import InvalidRequest, LakehouseError, ProviderNotRegistered, UpstreamError
@@ -49,14 +50,27 @@ class EmbedProvider(Protocol):
 
 
 def _vector_list(value: Any, count: int, provider: str) -> list[list[float]]:
-    """Check that an upstream answer holds `count` numeric vectors of one length."""
+    """`count` finite vectors of one length from an upstream answer, as lists of floats.
+
+    Raises:
+        UpstreamError: the wrong number of vectors, ragged or empty ones, or values that
+            are not finite numbers.
+    """
     if not isinstance(value, list) or len(value) != count:
         got = len(value) if isinstance(value, list) else type(value).__name__
         raise UpstreamError(f"{provider} returned {got} vectors for {count} texts")
-    for vector in value:
-        if not isinstance(vector, list) or not vector:
-            raise UpstreamError(f"{provider} returned a vector that is not a list of numbers")
-    return value
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise UpstreamError(
+            f"{provider} returned vectors that are not lists of numbers of one length"
+        ) from None
+    if array.ndim != 2 or array.shape[1] == 0:
+        raise UpstreamError(f"{provider} returned vectors that are not lists of numbers of one length")
+    if not np.isfinite(array).all():
+        raise UpstreamError(f"{provider} returned vectors holding NaN or infinite values")
+    vectors: list[list[float]] = array.tolist()
+    return vectors
 
 
 class HttpEmbeddings:
