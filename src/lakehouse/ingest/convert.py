@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import re
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,23 +65,29 @@ def csv_to_parquet(
             `line` names the line DuckDB stopped at when it says.
         SchemaDrift: the sniffed columns differ from `current` (checked before writing).
     """
+    spill = target.with_name(target.name + ".spill")
     config: dict[str, str | bool | int | float | list[str]] = {
         "memory_limit": memory_limit,
         "preserve_insertion_order": True,
+        "temp_directory": str(spill),
     }
     if threads > 0:
         config["threads"] = threads
-    with duckdb.connect(":memory:", config=config) as conn:
-        try:
-            return _convert(conn, source, target, dataset, current, sample_size=None)
-        except duckdb.Error as exc:
-            if not any(marker in str(exc) for marker in _CAST):
+    try:
+        with duckdb.connect(":memory:", config=config) as conn:
+            conn.execute("SET enable_progress_bar = false")
+            try:
+                return _convert(conn, source, target, dataset, current, sample_size=None)
+            except duckdb.Error as exc:
+                if not any(marker in str(exc) for marker in _CAST):
+                    raise _invalid(conn, source, exc) from None
+            # A value past the sniffing sample did not fit the guessed type: sniff the whole file.
+            try:
+                return _convert(conn, source, target, dataset, current, sample_size=-1)
+            except duckdb.Error as exc:
                 raise _invalid(conn, source, exc) from None
-        # A value past the sniffing sample did not fit the guessed type: sniff the whole file.
-        try:
-            return _convert(conn, source, target, dataset, current, sample_size=-1)
-        except duckdb.Error as exc:
-            raise _invalid(conn, source, exc) from None
+    finally:
+        shutil.rmtree(spill, ignore_errors=True)
 
 
 def _convert(

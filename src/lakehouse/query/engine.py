@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import duckdb
@@ -72,6 +75,7 @@ class QueryEngine:
                     [f"{root}/{DATASETS_PREFIX}"],
                     threads=self._cfg.threads,
                     memory_limit=self._cfg.memory_limit,
+                    spill_dir=str(Path(tempfile.gettempdir()) / f"lakehouse-query-{os.getpid()}"),
                     s3=s3_access(self._settings) if self._settings.storage.backend == "s3" else None,
                 )
             return self._conn

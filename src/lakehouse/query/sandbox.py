@@ -79,18 +79,29 @@ def httpfs_path() -> Path:
 
 
 def open_connection(
-    allowed: list[str], *, threads: int, memory_limit: str, s3: S3Access | None = None
+    allowed: list[str],
+    *,
+    threads: int,
+    memory_limit: str,
+    spill_dir: str,
+    s3: S3Access | None = None,
 ) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB limited to reading under `allowed`, its configuration locked."""
+    """An in-memory DuckDB limited to reading under `allowed`, its configuration locked.
+
+    Sorts and joins past `memory_limit` spill to `spill_dir` (DuckDB's own files;
+    queries cannot name them).
+    """
     conn = duckdb.connect(
         ":memory:",
         config={
             "threads": threads,
             "memory_limit": memory_limit,
+            "temp_directory": spill_dir,
             "autoinstall_known_extensions": False,
             "autoload_known_extensions": False,
         },
     )
+    conn.execute("SET enable_progress_bar = false")  # a session option; cursors inherit it
     if s3 is not None:
         conn.execute(f"LOAD {literal(str(httpfs_path()))}")
         conn.execute(_secret_sql(s3))
