@@ -404,3 +404,17 @@ def test_ingest_and_sql_in_both_serve_modes(lakehouse_cluster: LakehouseCluster)
         ) as answer:
             table = pa.ipc.open_stream(answer.read()).read_all()
         assert table.num_rows == 1500
+
+
+def test_cut_off_upload_leaves_no_version(server: LakehouseProcess, data_root: Path) -> None:
+    data = csv_bytes("jobs", 5000)
+    sock = slow_upload(server.url, "/v1/ingest/cut_jobs", [data[: len(data) // 2]])
+    time.sleep(0.3)
+    sock.close()  # the client goes away mid-body
+    time.sleep(0.3)
+    with server.client() as client:
+        assert versions(client, "cut_jobs") == []
+        assert client.get("/health").status_code == 200
+        # The same name still ingests cleanly afterwards.
+        assert client.post("/v1/ingest/cut_jobs", content=data).json()["version"] == 1
+    assert len([f for f in dataset_files(data_root) if f.startswith("cut_jobs/")]) == 1
