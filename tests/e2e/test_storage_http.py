@@ -276,7 +276,7 @@ def test_kill_9_mid_upload_leaves_no_partial_object(start_lakehouse: StartLakeho
         for key, fill in (("doc", b"a"), ("fresh", b"b")):
             sock = socket.create_connection((parts.hostname, parts.port), timeout=30)
             head = f"PUT {OBJECTS}/{key} HTTP/1.1\r\nHost: x\r\nContent-Length: {32 * MIB}\r\n\r\n"
-            sock.sendall(head.encode() + fill * (4 * MIB))
+            sock.sendall(head.encode() + fill * MIB)
             uploads.append(sock)
         tmp_dir = tmp_path / "data" / ".tmp"
         deadline = time.monotonic() + 10
@@ -326,7 +326,7 @@ def test_concurrency_cap_answers_busy_never_hangs(start_lakehouse: StartLakehous
 def test_unread_downloads_hold_their_slots(start_lakehouse: StartLakehouse) -> None:
     server = start_lakehouse(config={"storage": {"max_concurrent": 2}})
     with server.client() as client:
-        assert client.put(f"{OBJECTS}/big", content=bytes(32 * MIB)).status_code == 201
+        assert client.put(f"{OBJECTS}/big", content=bytes(16 * MIB)).status_code == 201
     parts = urlsplit(server.url)
     readers = []
     try:
@@ -402,7 +402,7 @@ def test_storage_works_on_s3_through_the_process(
         assert client.put(f"{OBJECTS}/s3/x.txt", content=b"on s3").status_code == 201
         assert client.get(f"{OBJECTS}/s3/x.txt").content == b"on s3"
         assert listed(client, "s3/") == ["s3/x.txt"]
-    status, _, _ = raw_upload(server.url, f"{OBJECTS}/s3/big", {}, zeros(40 * MIB, 256 * 1024), True)
+    status, _, _ = raw_upload(server.url, f"{OBJECTS}/s3/big", {}, zeros(8 * MIB, 256 * 1024), True)
     assert status == 413
     with server.client() as client:
         assert listed(client) == ["s3/x.txt"]

@@ -19,6 +19,7 @@ import tomllib
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +33,7 @@ from lakehouse.storage.base import ObjectInfo, PutResult
 
 if TYPE_CHECKING:
     from obstore import ObjectMeta
+    from obstore.store import ClientConfig, RetryConfig
 
 # Multipart part size and parts in flight: bounds the memory one upload holds
 # (about PART_SIZE * PARTS_IN_FLIGHT) while keeping the link busy.
@@ -39,6 +41,14 @@ PART_SIZE = 8 * 1024 * 1024
 PARTS_IN_FLIGHT = 3
 READ_CHUNK = 1024 * 1024
 LIST_PAGE = 1000
+# Fail fast when the endpoint is down (the client's default retries for three
+# minutes); a request is never cut short while its body is still flowing.
+CONNECT_TIMEOUT = timedelta(seconds=5)
+RETRIES: RetryConfig = {
+    "max_retries": 3,
+    "retry_timeout": timedelta(seconds=20),
+    "backoff": {"init_backoff": timedelta(milliseconds=100), "max_backoff": timedelta(seconds=2), "base": 2},
+}
 
 
 @dataclass(frozen=True)
@@ -100,29 +110,17 @@ class S3Store:
             options["secret_access_key"] = creds.secret_access_key
             if creds.session_token:
                 options["session_token"] = creds.session_token
+        client_options: ClientConfig = {"connect_timeout": CONNECT_TIMEOUT}
         if creds.endpoint:
             options["endpoint"] = creds.endpoint
             options["virtual_hosted_style_request"] = False
-            options["client_options"] = {"allow_http": creds.endpoint.startswith("http://")}
-        self._store = _ObS3Store(bucket, **options)
+            client_options["allow_http"] = creds.endpoint.startswith("http://")
+        self._store = _ObS3Store(bucket, client_options=client_options, retry_config=RETRIES, **options)
 
     @classmethod
     def from_config(cls, cfg: StorageConfig) -> S3Store:
         """The store named by `[storage]` (bucket, endpoint, region, secrets)."""
         return cls(cfg.bucket, resolve_credentials(cfg))
-
-    async def check(self) -> None:
-        """Verify the bucket answers.
-
-        Raises:
-            Unavailable: the endpoint is unreachable, or the bucket is missing or forbidden.
-        """
-        try:
-            await obstore.list(self._store, chunk_size=1).__anext__()
-        except StopAsyncIteration:
-            return
-        except Exception as exc:  # the client raises many kinds; all mean "not usable"
-            raise Unavailable(f"bucket {self.bucket!r} is not usable: {exc}") from None
 
     async def _exists(self, key: str) -> bool:
         try:
