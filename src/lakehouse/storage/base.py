@@ -2,7 +2,10 @@
 
 Keys are validated by `lakehouse.storage.keys.validate_key` before they reach a
 backend. Backends raise `NotFound`, `AlreadyExists` (conditional create lost)
-and `TooLarge` (streamed body past its cap) from `lakehouse.errors`.
+and `TooLarge` (streamed body past its cap) from `lakehouse.errors`; the S3
+backend raises `Unavailable` when the bucket cannot be reached, and the local
+backend `Conflict` when one key would be both an object and a folder ("a" and
+"a/b"), which S3 allows.
 """
 
 from __future__ import annotations
