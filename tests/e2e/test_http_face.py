@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -67,10 +68,12 @@ def test_openapi_describes_every_contract_route(start_lakehouse: StartLakehouse)
     server = start_lakehouse()
     with server.client() as client:
         paths = client.get("/openapi.json").json()["paths"]
+    # Parameter names are not on the wire: compare the templates with them blanked.
+    served = {re.sub(r"\{[^}]*\}", "{}", path): ops for path, ops in paths.items()}
     missing = [
         f"{method.upper()} {path}"
         for method, path in CONTRACT_ROUTES
-        if method != "head" and method not in paths.get(path, {})
+        if method != "head" and method not in served.get(re.sub(r"\{[^}]*\}", "{}", path), {})
     ]
     assert missing == []
 
