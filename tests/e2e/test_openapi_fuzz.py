@@ -8,6 +8,7 @@ provider_unavailable instead of reaching the network.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -26,7 +27,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 CODE = re.compile(r"^[a-z][a-z0-9_]*$")
 # 5xx answers the contract allows: a provider or upstream that is down, slow or busy.
 ALLOWED_5XX = {"provider_unavailable", "upstream_error", "upstream_timeout", "busy", "unavailable"}
-EXAMPLES_PER_OPERATION = 8
+# Bounded for `make test`; set LAKEHOUSE_FUZZ_EXAMPLES for a deeper run.
+EXAMPLES_PER_OPERATION = int(os.environ.get("LAKEHOUSE_FUZZ_EXAMPLES", "8"))
 
 
 @pytest.fixture(scope="module")
