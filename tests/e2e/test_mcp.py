@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,9 +22,10 @@ PEOPLE_CSV = b"id,name,city\n1,Ada,Oslo\n2,Bo,Lima\n3,Cy,Oslo\n"
 
 
 @asynccontextmanager
-async def mcp_session(gateway: str) -> AsyncIterator[ClientSession]:
+async def mcp_session(gateway: str | None = None, config: Path | None = None) -> AsyncIterator[ClientSession]:
     """A ready MCP client session to a `lakehouse mcp --gateway <gateway>` subprocess."""
-    params = StdioServerParameters(command=LAKEHOUSE, args=["mcp", "--gateway", gateway])
+    args = ["mcp", "--gateway", gateway] if gateway else ["mcp", "--config", str(config)]
+    params = StdioServerParameters(command=LAKEHOUSE, args=args)
     async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
         await session.initialize()
         yield session
@@ -184,3 +186,12 @@ async def test_search_vectors_through_mcp(lakehouse: LakehouseProcess) -> None:
     assert [h["id"] for h in filtered["hits"]] == ["b"]
     assert neither.is_error and "text or vector" in text_of(neither)
     assert unknown.is_error and "not_found" in text_of(unknown)
+
+
+async def test_without_gateway_flag_the_config_names_the_gateway(
+    lakehouse: LakehouseProcess, tmp_path: Path
+) -> None:
+    config = write_config(tmp_path / "client.toml", {"gateway": {"bind": f"0.0.0.0:{lakehouse.port}"}})
+    async with mcp_session(config=config) as session:
+        listed = payload(await session.call_tool("list_datasets", {}))
+    assert "people" in [d["name"] for d in listed["datasets"]]

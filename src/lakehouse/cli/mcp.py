@@ -33,5 +33,7 @@ def mcp_command(
     logging.getLogger("httpx").setLevel(logging.WARNING)
     if gateway is None:
         host, port = split_bind(settings_or_exit(config).gateway.bind)
+        # A gateway listening on every interface is reached on loopback.
+        host = "127.0.0.1" if host in ("0.0.0.0", "::", "[::]") else host
         gateway = f"http://{host}:{port}"
     build_server(gateway, timeout=timeout).run("stdio")
