@@ -158,7 +158,8 @@ class Settings(Section):
     chatd: ChatdConfig = ChatdConfig()
     log: LogConfig = LogConfig()
     models: dict[str, str] = Field(default_factory=dict)
-    # Where the file was found (None: defaults only); relative paths resolve against it.
+    # Where the file was found (None: defaults only). Relative paths in it, such as
+    # `[storage] root`, resolve against the working directory, like `make run`'s `./data`.
     source: str | None = Field(default=None, exclude=True)
 
 
