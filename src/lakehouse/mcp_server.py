@@ -47,6 +47,10 @@ INSTRUCTIONS = (
 class GatewayError(Exception):
     """The gateway refused a call, or could not be reached; the message says which and why."""
 
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
 
 class GatewayClient:
     """A small async client for the gateway's HTTP API."""
@@ -75,7 +79,9 @@ class GatewayClient:
         except ValueError:
             body = None
         if response.is_error:
-            raise GatewayError(_error_message(response.status_code, body))
+            err = body.get("error") if isinstance(body, dict) else None
+            code = str(err.get("code")) if isinstance(err, dict) else None
+            raise GatewayError(_error_message(response.status_code, body), code)
         return body
 
     async def aclose(self) -> None:
@@ -143,7 +149,7 @@ async def dataset_overview(gateway: GatewayClient, name: str) -> dict[str, Any]:
             "POST", "/v1/sql", json_body={"sql": f'SELECT * FROM "{name}" LIMIT {SAMPLE_ROWS}'}
         )
     except GatewayError as exc:
-        if str(exc).startswith("not_found"):
+        if exc.code == "not_found":
             raise ResourceNotFoundError(str(exc)) from None
         raise ResourceError(str(exc)) from None
     return {

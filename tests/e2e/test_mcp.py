@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from mcp import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
+from mcp.shared.exceptions import MCPError
 from mcp.types import CallToolResult
 
 from tests.fakes.ollama import run_fake_ollama
@@ -117,6 +118,8 @@ async def test_datasets_manifest_sql_and_resources_through_mcp(lakehouse: Lakeho
         sideways = await session.call_tool("get_manifest", {"name": "../../storage/objects"})
         resources = (await session.list_resources()).resources
         read = await session.read_resource("lakehouse://datasets/people")
+        with pytest.raises(MCPError, match="not_found"):
+            await session.read_resource("lakehouse://datasets/nobody")
     assert [d["name"] for d in listed["datasets"]] == ["people"]
     assert manifest["row_count"] == 3
     assert [c["name"] for c in manifest["schema"]] == ["id", "name", "city"]
