@@ -15,9 +15,25 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lakehouse.catalog import NAME_PATTERN, Catalog, Column, ObjectRef, manifest_key, validate_name
+from lakehouse.catalog import (
+    NAME_PATTERN,
+    NO_VERSION,
+    Catalog,
+    Column,
+    ObjectRef,
+    manifest_key,
+    validate_name,
+)
 from lakehouse.config import Settings, StorageConfig
-from lakehouse.errors import InvalidKey, InvalidName, InvalidRequest, MissingObject, NotFound, SchemaDrift
+from lakehouse.errors import (
+    InvalidKey,
+    InvalidName,
+    InvalidRequest,
+    MissingObject,
+    NotFound,
+    SchemaDrift,
+    VersionConflict,
+)
 from lakehouse.storage import ObjectStore, open_store
 
 BACKENDS = ["local"] + (["s3"] if importlib.util.find_spec("lakehouse.storage.s3") else [])
@@ -222,6 +238,56 @@ async def test_threads_with_their_own_stores_never_share_a_version(settings: Set
         thread.join(60)
     assert errors == []
     assert sorted(outcomes) == list(range(1, 17))
+
+
+async def catalog_keys(store: ObjectStore) -> list[str]:
+    """Every key under the catalog prefix."""
+    listed, _ = await store.list("_lakehouse/catalog/")
+    return sorted(info.key for info in listed)
+
+
+async def test_expected_parent_mismatch_raises_and_writes_nothing(store: ObjectStore) -> None:
+    catalog = Catalog(store)
+    first, second = await put_part(store, "trips", 1), await put_part(store, "trips", 2)
+    with pytest.raises(VersionConflict) as missing:
+        await catalog.register("trips", SCHEMA, [first], 10, expected_parent=3)
+    assert missing.value.detail == {"dataset": "trips", "expected": 3, "current": 0}
+    assert await catalog_keys(store) == []
+    v1, created = await catalog.register("trips", SCHEMA, [first], 10, expected_parent=NO_VERSION)
+    assert (v1.version, created) == (1, True)
+    # Another writer moves the dataset on; a register derived from v1 must not land on v2.
+    await Catalog(store).register("trips", SCHEMA, [first, second], 20)
+    before = await catalog_keys(store)
+    for stale in (NO_VERSION, 1, 5):
+        with pytest.raises(VersionConflict) as caught:
+            await catalog.register("trips", SCHEMA, [second], 10, expected_parent=stale)
+        assert caught.value.status == 409 and caught.value.code == "version_conflict"
+        assert (caught.value.detail["expected"], caught.value.detail["current"]) == (stale, 2)
+    assert await catalog_keys(store) == before
+    # Same content as the current version is still idempotent, whatever the parent said.
+    same, created = await catalog.register("trips", SCHEMA, [first, second], 20, expected_parent=1)
+    assert (same.version, created) == (2, False)
+    v3, created = await catalog.register("trips", SCHEMA, [second], 10, expected_parent=2)
+    assert (v3.version, v3.parent_version, created) == (3, 2, True)
+    with pytest.raises(InvalidRequest):
+        await catalog.register("trips", SCHEMA, [first], 10, expected_parent=-1)
+
+
+async def test_conditional_registers_racing_for_one_parent_have_one_winner(store: ObjectStore) -> None:
+    parts = [await put_part(store, "trips", i) for i in range(6)]
+    base, _ = await Catalog(store).register("trips", SCHEMA, [parts[0]], 10)
+    catalogs = [Catalog(store) for _ in range(5)]
+    outcomes = await asyncio.gather(
+        *(
+            cat.register("trips", SCHEMA, [*base.objects, part], 20, expected_parent=base.version)
+            for cat, part in zip(catalogs, parts[1:], strict=True)
+        ),
+        return_exceptions=True,
+    )
+    won = [o for o in outcomes if isinstance(o, tuple)]
+    assert len(won) == 1 and won[0][0].version == 2
+    assert all(isinstance(o, VersionConflict) for o in outcomes if not isinstance(o, tuple))
+    assert [m.version for m in await Catalog(store).versions("trips")] == [1, 2]
 
 
 REGISTER_SCRIPT = """

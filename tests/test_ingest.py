@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -208,3 +210,97 @@ async def test_sweep_removes_only_unreferenced_files(ingester: Ingester, store: 
     os.utime(stale, (time.time() - 10, time.time() - 10))
     assert await ingester.sweep() == 1
     assert await dataset_files(store) == kept and not stale.exists()
+
+
+async def parquet_rows(store: ObjectStore, keys: list[str]) -> int:
+    """Rows DuckDB reads from these dataset files, as a query would see them."""
+    import duckdb
+
+    files = ", ".join(f"'{store.engine_path(key)}'" for key in keys)
+    found = duckdb.connect().execute(f"SELECT count(*) FROM read_parquet([{files}])").fetchone()
+    assert found is not None
+    return int(found[0])
+
+
+@pytest.fixture
+async def rivals(settings: Settings, store: ObjectStore) -> AsyncIterator[list[Ingester]]:
+    """Two ingesters over the same folder with their own store and catalog: they share no lock."""
+    other = open_store(settings)
+    try:
+        yield [Ingester(settings, store, Catalog(store)), Ingester(settings, other, Catalog(other))]
+    finally:
+        await other.close()
+
+
+async def test_concurrent_appends_from_two_ingesters_keep_every_file(
+    rivals: list[Ingester], store: ObjectStore
+) -> None:
+    # Only the catalog's compare-and-set keeps one append from dropping another's file.
+    sizes = [5 + i for i in range(10)]
+    uploads = [csv_bytes("jobs", n, start=1000 * i) for i, n in enumerate(sizes)]
+    results = await asyncio.gather(*(rivals[i % 2].ingest("jobs", body(d)) for i, d in enumerate(uploads)))
+    assert all(r.created for r in results) and sorted(r.rows for r in results) == sorted(sizes)
+    current = await Catalog(store).get("jobs")
+    files = await dataset_files(store)
+    assert current.version == 10 and current.row_count == sum(sizes)
+    assert sorted(obj.key for obj in current.objects) == sorted(files) and len(files) == 10
+    assert sorted({r.manifest.version for r in results}) == list(range(1, 11))
+    assert await parquet_rows(store, files) == sum(sizes)
+
+
+async def test_appends_from_two_threads_keep_every_row(settings: Settings, store: ObjectStore) -> None:
+    errors: list[BaseException] = []
+    # Opened up front: opening a LocalStore sweeps this process's temp files.
+    stores = [open_store(settings) for _ in range(2)]
+
+    async def writer(own: ObjectStore, starts: list[int]) -> None:
+        try:
+            ingester = Ingester(settings, own, Catalog(own))
+            uploads = (body(csv_bytes("jobs", 7, start=s)) for s in starts)
+            await asyncio.gather(*(ingester.ingest("jobs", upload) for upload in uploads))
+        finally:
+            await own.close()
+
+    def run(own: ObjectStore, starts: list[int]) -> None:
+        try:
+            asyncio.run(writer(own, starts))
+        except BaseException as exc:
+            errors.append(exc)
+
+    starts = [[1000 * (2 * i + t) for i in range(4)] for t in range(2)]
+    threads = [threading.Thread(target=run, args=(stores[t], starts[t])) for t in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    current = await Catalog(store).get("jobs")
+    assert (current.version, current.row_count, len(current.objects)) == (8, 56, 8)
+    assert sorted(obj.key for obj in current.objects) == sorted(await dataset_files(store))
+
+
+async def test_racing_first_ingests_with_other_columns_leave_one_file(
+    rivals: list[Ingester], store: ObjectStore
+) -> None:
+    outcomes = await asyncio.gather(
+        rivals[0].ingest("jobs", body(b"id,title\n1,clerk\n")),
+        rivals[1].ingest("jobs", body(b"id,city\n2,Lyon\n")),
+        return_exceptions=True,
+    )
+    assert sorted(type(o).__name__ for o in outcomes) == ["IngestResult", "SchemaDrift"]
+    current = await Catalog(store).get("jobs")
+    assert current.version == 1 and [obj.key for obj in current.objects] == await dataset_files(store)
+
+
+async def test_same_bytes_racing_from_two_ingesters_make_one_version(
+    rivals: list[Ingester], store: ObjectStore
+) -> None:
+    data = csv_bytes("jobs", 40)
+    await rivals[0].ingest("jobs", body(csv_bytes("jobs", 3, start=900)))
+    results = await asyncio.gather(*(ing.ingest("jobs", body(data)) for ing in rivals))
+    assert sorted(r.created for r in results) == [False, True]
+    assert {r.manifest.version for r in results} == {2} and {r.rows for r in results} == {40}
+    current = await Catalog(store).get("jobs")
+    assert current.row_count == 43 and sorted(obj.key for obj in current.objects) == sorted(
+        await dataset_files(store)
+    )

@@ -17,7 +17,8 @@
     ├── QueryTimeout                   408 query_timeout
     ├── Conflict                       409 conflict
     │   ├── AlreadyExists              409 already_exists
-    │   └── SchemaDrift                409 schema_drift
+    │   ├── SchemaDrift                409 schema_drift
+    │   └── VersionConflict            409 version_conflict
     ├── TooLarge                       413 too_large
     ├── RateLimited                    429 rate_limited
     ├── UpstreamError                  502 upstream_error
@@ -182,6 +183,12 @@ class SchemaDrift(Conflict):
     """A schema differs from the dataset's current one."""
 
     code = "schema_drift"
+
+
+class VersionConflict(Conflict):
+    """A dataset's current version is not the one a conditional register expected."""
+
+    code = "version_conflict"
 
 
 class TooLarge(LakehouseError):

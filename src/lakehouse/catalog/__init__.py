@@ -3,11 +3,13 @@
 from lakehouse.catalog import Catalog, Column, ObjectRef
 catalog = Catalog(store)
 manifest, created = await catalog.register("trips", [Column("id", "BIGINT")], objects, row_count)
+# compare-and-set: only on top of version 3, else VersionConflict
+await catalog.register("trips", schema, [*v3.objects, new], rows, expected_parent=3)
 """
 
 from __future__ import annotations
 
-from lakehouse.catalog.catalog import Catalog, DatasetHistory, manifest_key
+from lakehouse.catalog.catalog import NO_VERSION, Catalog, DatasetHistory, manifest_key
 from lakehouse.catalog.manifest import (
     NAME_PATTERN,
     Column,
@@ -20,6 +22,7 @@ from lakehouse.catalog.manifest import (
 
 __all__ = [
     "NAME_PATTERN",
+    "NO_VERSION",
     "Catalog",
     "Column",
     "DatasetHistory",

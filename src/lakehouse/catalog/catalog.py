@@ -5,6 +5,11 @@ and is written with a conditional create, so two registers racing for the
 same version (in one process or in two) can never both win: the loser reads
 the new current version and tries again. The store's writes are atomic, so a
 crash leaves a whole manifest or none, and the history has no gaps.
+
+A writer whose object list was derived from version N (an append: N's
+objects plus a new file) passes `expected_parent=N`: losing the race then
+raises `VersionConflict` instead of registering on top of a version whose
+objects it never saw, which would drop the other writer's rows.
 """
 
 from __future__ import annotations
@@ -26,13 +31,15 @@ from lakehouse.catalog.manifest import (
     validate_parts,
 )
 from lakehouse.catalog.manifest import fingerprint as content_fingerprint
-from lakehouse.errors import AlreadyExists, Busy, InvalidRequest, MissingObject, NotFound
+from lakehouse.errors import AlreadyExists, Busy, InvalidRequest, MissingObject, NotFound, VersionConflict
 from lakehouse.storage.base import CATALOG_PREFIX, ObjectInfo, ObjectStore
 
 _MANIFEST_FILE = re.compile(r"^(\d{10})\.json$")
 # Enough rounds for every writer of a crowded dataset to win one; each round
 # some writer always wins, so running out means something else is wrong.
 MAX_ATTEMPTS = 64
+# `expected_parent` value meaning "the dataset must not exist yet".
+NO_VERSION = 0
 HEAD_CONCURRENCY = 16
 FETCH_CONCURRENCY = 16
 
@@ -67,19 +74,29 @@ class Catalog:
         row_count: int,
         fingerprint: str | None = None,
         extra: dict[str, Any] | None = None,
+        expected_parent: int | None = None,
     ) -> tuple[Manifest, bool]:
         """Add a version to `name` unless its content equals the current one.
 
         Returns the new manifest and True, or the current one and False when its
-        fingerprint matches (idempotent re-register).
+        fingerprint matches (idempotent re-register, checked before anything else).
+        With `expected_parent`, the new version is written only on top of that
+        version (`NO_VERSION`, 0: only as the dataset's first version).
 
         Raises:
             InvalidName: the name breaks the naming rules.
-            InvalidRequest: bad schema, sizes or counts.
+            InvalidRequest: bad schema, sizes, counts or `expected_parent`.
             MissingObject: objects absent from the store (`missing` lists them).
             SchemaDrift: the schema differs from the current version's.
+            VersionConflict: the current version is not `expected_parent`
+                (`expected` and `current` name both); nothing was written.
         """
         validate_name(name)
+        if expected_parent is not None and expected_parent < NO_VERSION:
+            raise InvalidRequest(
+                f"expected parent version must be {NO_VERSION} or more (got {expected_parent})",
+                expected=expected_parent,
+            )
         columns = tuple(schema)
         refs = tuple(objects)
         validate_parts(columns, refs, row_count)
@@ -91,9 +108,18 @@ class Catalog:
             for _ in range(MAX_ATTEMPTS):
                 numbers = await self._version_numbers(name)
                 current = await self._load(name, numbers[-1]) if numbers else None
+                if current is not None and current.fingerprint == fp:
+                    return current, False
+                actual = current.version if current is not None else NO_VERSION
+                if expected_parent is not None and actual != expected_parent:
+                    raise VersionConflict(
+                        f"dataset {name!r} is at version {actual}, not {expected_parent}; "
+                        "rebuild from the current version and retry",
+                        dataset=name,
+                        expected=expected_parent,
+                        current=actual,
+                    )
                 if current is not None:
-                    if current.fingerprint == fp:
-                        return current, False
                     drift = schema_drift(name, current.schema, columns)
                     if drift is not None:
                         raise drift
@@ -112,6 +138,8 @@ class Catalog:
                 try:
                     await self.store.put_bytes(key, manifest.to_json(), if_absent=True)
                 except AlreadyExists:
+                    # With expected_parent set, the next round reads the winner and
+                    # raises VersionConflict (or returns it when it holds our content).
                     await asyncio.sleep(random.uniform(0, 0.005))
                     continue
                 self._cache[key] = manifest

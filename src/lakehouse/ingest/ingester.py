@@ -4,6 +4,12 @@ Order matters for crash safety: the Parquet file is uploaded under a fresh
 key and only then registered, so a crash leaves at most an unreferenced file
 (swept at the next start by `sweep`), never a version pointing at nothing.
 Schema drift is checked before anything is uploaded.
+
+An append registers with `expected_parent` set to the version its object
+list came from. When another writer (another process, or another ingester
+over the same store) got there first, the catalog raises `VersionConflict`
+and the append is rebuilt on the new current version, reusing the uploaded
+file, so no writer's rows are ever dropped from the current version.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import tempfile
 import time
 import uuid
@@ -20,9 +27,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-from lakehouse.catalog import Catalog, Column, Manifest, ObjectRef, validate_name
+from lakehouse.catalog import NO_VERSION, Catalog, Column, Manifest, ObjectRef, schema_drift, validate_name
 from lakehouse.config import Settings
-from lakehouse.errors import LakehouseError, NotFound
+from lakehouse.errors import Busy, LakehouseError, NotFound, VersionConflict
 from lakehouse.ingest.convert import csv_to_parquet
 from lakehouse.ingest.spool import Spooled, clean_spool, spool
 from lakehouse.runner import run_blocking
@@ -31,6 +38,8 @@ from lakehouse.storage.base import DATASETS_PREFIX, ObjectStore
 log = logging.getLogger("lakehouse.ingest")
 
 Mode = Literal["append", "replace"]
+# Each round some writer wins, so a writer loses at most once per rival in flight.
+REGISTER_ATTEMPTS = 32
 
 
 @dataclass(frozen=True)
@@ -45,6 +54,16 @@ class IngestResult:
     def schema(self) -> tuple[Column, ...]:
         """The version's columns."""
         return self.manifest.schema
+
+
+@dataclass(frozen=True)
+class _Upload:
+    """A converted, stored Parquet file waiting to be registered."""
+
+    ref: ObjectRef
+    schema: tuple[Column, ...]
+    sha256: str
+    mode: Mode
 
 
 class Ingester:
@@ -67,11 +86,13 @@ class Ingester:
             InvalidCsv: malformed, ragged, empty or non-UTF-8 CSV.
             SchemaDrift: columns or types differ from the current version's.
             TooLarge: the upload passed `[ingestd] max_upload_bytes`.
+            Busy: other writers to the dataset kept winning the race to register.
         """
         validate_name(name)
         spooled = await spool(body, content_type, self._tmp, self._cfg.max_upload_bytes)
         try:
-            # One ingest per dataset at a time here, so appends never race each other.
+            # One ingest per dataset at a time in this ingester; other writers are settled by
+            # the catalog's compare-and-set in `_register`.
             async with self._locks.setdefault(name, asyncio.Lock()):
                 return await self._ingest_file(name, spooled, mode)
         finally:
@@ -98,27 +119,67 @@ class Ingester:
             stored = await self._store.put_file(key, parquet)
         finally:
             parquet.unlink(missing_ok=True)
-        ref = ObjectRef(key, stored.info.size, converted.rows)
-        # Another process may have added a version meanwhile: append onto the newest one.
-        latest = await self._current(name)
-        if latest is not None and (current is None or latest.version != current.version):
-            current = latest
-        keep = current is not None and mode == "append"
-        objects = [*current.objects, ref] if keep and current else [ref]
-        sources = [*_sources(current), spooled.sha256] if keep and current else [spooled.sha256]
+        upload = _Upload(
+            ObjectRef(key, stored.info.size, converted.rows), tuple(converted.schema), spooled.sha256, mode
+        )
+        # Shielded: a client gone mid-register must not cut the register short
+        # after the manifest landed (the cleanup would then delete a live file).
+        return await asyncio.shield(self._commit(name, upload))
+
+    async def _commit(self, name: str, upload: _Upload) -> IngestResult:
+        """Register the uploaded file; delete it when no version ends up holding it."""
         try:
-            manifest, created = await self._catalog.register(
-                name,
-                converted.schema,
-                objects,
-                sum(obj.rows for obj in objects),
-                extra={"sha256": spooled.sha256, "sources": sources, "mode": mode},
-            )
+            result = await self._register(name, upload)
         except BaseException:
             with contextlib.suppress(LakehouseError, OSError):
-                await self._store.delete(key)
+                await self._store.delete(upload.ref.key)
             raise
-        return IngestResult(manifest, converted.rows, created)
+        if all(obj.key != upload.ref.key for obj in result.manifest.objects):
+            # A rival ingested the same bytes first: its file serves, ours is spare.
+            with contextlib.suppress(LakehouseError, OSError):
+                await self._store.delete(upload.ref.key)
+        return result
+
+    async def _register(self, name: str, upload: _Upload) -> IngestResult:
+        """Add a version holding the upload on top of the newest version, retrying when beaten to it.
+
+        Raises:
+            SchemaDrift: the newest version's schema differs from the upload's.
+            Busy: other writers kept winning for `REGISTER_ATTEMPTS` rounds.
+        """
+        for attempt in range(REGISTER_ATTEMPTS):
+            current = await self._current(name)
+            if current is not None:
+                rows = _already_ingested(current, upload.sha256, upload.mode)
+                if rows is not None:
+                    return IngestResult(current, rows, created=False)
+                # The version may be newer than the one the file was converted against.
+                drift = schema_drift(name, current.schema, upload.schema)
+                if drift is not None:
+                    raise drift
+            keep = current if current is not None and upload.mode == "append" else None
+            objects = [*keep.objects, upload.ref] if keep else [upload.ref]
+            sources = [*_sources(keep), upload.sha256] if keep else [upload.sha256]
+            # Only an append is derived from its parent; a replace stands on its own.
+            expected = (current.version if current else NO_VERSION) if upload.mode == "append" else None
+            try:
+                manifest, created = await self._catalog.register(
+                    name,
+                    current.schema if current is not None else upload.schema,
+                    objects,
+                    sum(obj.rows for obj in objects),
+                    extra={"sha256": upload.sha256, "sources": sources, "mode": upload.mode},
+                    expected_parent=expected,
+                )
+            except VersionConflict:
+                await asyncio.sleep(random.uniform(0, 0.002 * (attempt + 1)))
+                continue
+            return IngestResult(manifest, upload.ref.rows, created)
+        raise Busy(
+            f"dataset {name!r} is being written too often for this upload to settle; retry",
+            headers={"Retry-After": "1"},
+            dataset=name,
+        )
 
     async def _current(self, name: str) -> Manifest | None:
         try:

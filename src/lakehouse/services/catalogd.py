@@ -39,6 +39,15 @@ class RegisterRequest(BaseModel):
     row_count: StrictInt = Field(ge=0)
     fingerprint: StrictStr | None = Field(default=None, min_length=1)
     extra: dict[str, Any] | None = None
+    parent_version: StrictInt | None = Field(
+        default=None,
+        ge=0,
+        description=(
+            "Compare-and-set: register only if the dataset's current version is still this one "
+            "(0: only if the dataset does not exist yet); otherwise 409 version_conflict and "
+            "nothing is written. Same content as the current version still answers 200."
+        ),
+    )
 
 
 class ManifestOut(BaseModel):
@@ -99,7 +108,10 @@ class VersionList(BaseModel):
     response_model=ManifestOut,
     response_model_by_alias=True,
     summary="Register a dataset version (201 new, 200 same content again)",
-    responses={200: {"description": "Same content as the current version; nothing new was written"}},
+    responses={
+        200: {"description": "Same content as the current version; nothing new was written"},
+        409: {"description": "schema_drift, or version_conflict when parent_version is not current"},
+    },
 )
 async def register(body: RegisterRequest, response: Response, deps: DepsDep) -> ManifestOut:
     """Add a version, or return the current one when its content is the same."""
@@ -110,6 +122,7 @@ async def register(body: RegisterRequest, response: Response, deps: DepsDep) -> 
         body.row_count,
         fingerprint=body.fingerprint,
         extra=body.extra,
+        expected_parent=body.parent_version,
     )
     response.status_code = 201 if created else 200
     return ManifestOut.of(manifest)
