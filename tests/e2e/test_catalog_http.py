@@ -137,6 +137,31 @@ def test_schema_drift_is_409_with_the_column_diff(shared: LakehouseProcess) -> N
         ] == [1]
 
 
+def test_parent_version_mismatch_is_409_version_conflict(shared: LakehouseProcess) -> None:
+    with shared.client() as client:
+        first = put_object(client, "raw/cas/1.parquet", b"one")
+        second = put_object(client, "raw/cas/2.parquet", b"two!")
+        error = assert_error(register(client, "cas", [first], parent_version=1), 409, "version_conflict")
+        assert (error["dataset"], error["expected"], error["current"]) == ("cas", 1, 0)
+        assert_error(client.get("/v1/catalog/datasets/cas"), 404, "not_found")
+        v1 = register(client, "cas", [first], parent_version=0)
+        assert v1.status_code == 201 and v1.json()["version"] == 1
+        v2 = register(client, "cas", [first, second], parent_version=1)
+        assert v2.status_code == 201 and v2.json()["parent_version"] == 1
+        # A writer that built its objects from version 1 is refused now that 2 exists.
+        stale = assert_error(register(client, "cas", [second], parent_version=1), 409, "version_conflict")
+        assert (stale["expected"], stale["current"]) == (1, 2)
+        assert_error(register(client, "cas", [second], parent_version=0), 409, "version_conflict")
+        for bad in (-1, "2", 1.5, True):
+            assert_error(register(client, "cas", [second], parent_version=bad), 400, "invalid_request")
+        # Same content as the current version stays a 200, whatever the parent said.
+        assert register(client, "cas", [first, second], parent_version=1).status_code == 200
+        history = client.get("/v1/catalog/datasets/cas/versions").json()["versions"]
+        assert [v["version"] for v in history] == [1, 2]
+        described = client.get("/openapi.json").json()["components"]["schemas"]["RegisterRequest"]
+        assert "version_conflict" in described["properties"]["parent_version"]["description"]
+
+
 def test_unknown_datasets_versions_and_bad_parameters(shared: LakehouseProcess) -> None:
     with shared.client() as client:
         assert_error(client.get("/v1/catalog/datasets/nothing"), 404, "not_found")
