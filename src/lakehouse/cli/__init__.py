@@ -5,7 +5,7 @@ from __future__ import annotations
 from lakehouse.cli import chat, data, doctor, mcp, serve
 from lakehouse.cli.app import app
 
-__all__ = ["app", "main", "chat", "data", "doctor", "mcp", "serve"]
+__all__ = ["app", "chat", "data", "doctor", "main", "mcp", "serve"]
 
 
 def main() -> None:
