@@ -98,7 +98,9 @@ def main() -> None:
     model = load_model()
     model.encode(texts[:64], batch_size=args.batch_size)
     direct: list[float] = []
+    direct_thread: list[float] = []
     over_http: list[float] = []
+    worker = ThreadPoolExecutor(1)
     with tempfile.TemporaryDirectory() as tmp:
         config = write_config(
             Path(tmp) / "lakehouse.toml",
@@ -115,17 +117,24 @@ def main() -> None:
                 # Alternate the two so that noise from other work on the machine hits both alike.
                 for _ in range(args.rounds):
                     direct.append(direct_rate(model, texts, args.batch_size))
+                    # The server encodes on a worker thread; on this machine torch runs
+                    # faster there than on the main thread, so time that too.
+                    job = worker.submit(direct_rate, model, texts, args.batch_size)
+                    direct_thread.append(job.result())
                     over_http.append(http_rate(client, texts, args.request_size, args.clients))
         finally:
             proc.stop()
-    d, h = statistics.median(direct), statistics.median(over_http)
+    worker.shutdown()
+    d, t, h = (statistics.median(x) for x in (direct, direct_thread, over_http))
+    best = max(d, t)
     print(
         f"sentences: {len(texts)} x {args.rounds} rounds, request size: {args.request_size}, "
         f"clients: {args.clients}, encode batch: {args.batch_size}"
     )
-    print(f"direct model.encode : {d:8.1f} sentences/s (median; rounds {[round(x) for x in direct]})")
-    print(f"POST /v1/embed      : {h:8.1f} sentences/s (median; rounds {[round(x) for x in over_http]})")
-    print(f"ratio http/direct   : {h / d:8.2f}x (target >= 0.80x)")
+    print(f"direct, main thread  : {d:8.1f} sentences/s (median of {[round(x) for x in direct]})")
+    print(f"direct, worker thread: {t:8.1f} sentences/s (median of {[round(x) for x in direct_thread]})")
+    print(f"POST /v1/embed       : {h:8.1f} sentences/s (median of {[round(x) for x in over_http]})")
+    print(f"ratio http/best direct: {h / best:7.2f}x (target >= 0.80x)")
 
 
 if __name__ == "__main__":

@@ -412,8 +412,8 @@ async def test_local_model_finds_forklift_operators_for_fork_lift_driver(local_e
 
 
 @needs_local
-async def test_local_model_batches_keep_order(local_embedder: Embedder) -> None:
-    texts = [f"warehouse shift number {i}" for i in range(70)]
+async def test_local_model_keeps_order_of_texts_of_mixed_length(local_embedder: Embedder) -> None:
+    texts = [f"warehouse shift number {i}" + " with overtime" * (i % 4) for i in range(70)]
     whole = await local_embedder.embed(texts, "local/all-minilm-l6-v2")
     one = await local_embedder.embed([texts[65]], "local/all-minilm-l6-v2")
     assert np.allclose(whole.vectors[65], one.vectors[0], atol=1e-5)

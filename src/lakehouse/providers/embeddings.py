@@ -40,6 +40,10 @@ class EmbedResult:
 class EmbedProvider(Protocol):
     """One provider's way of turning a batch of texts into vectors."""
 
+    # True when the provider batches a whole request better itself (the local model
+    # sorts texts by length before batching, which cuts padding).
+    batches_internally: bool
+
     async def embed(self, model: str, texts: list[str]) -> list[list[float]]:
         """Vectors for `texts` (one per text, in order) from `model`."""
         ...
@@ -77,6 +81,7 @@ class HttpEmbeddings:
     """Shared plumbing of the HTTP providers: one pooled client, errors mapped by `transport`."""
 
     name = "provider"
+    batches_internally = False
 
     def __init__(self, url: str, timeout: float, key: str | None = None) -> None:
         self.url = url.rstrip("/")
@@ -245,7 +250,7 @@ class Embedder:
         self.check(texts)
         route = resolve(name, self.settings.models)
         provider = self.provider(route.provider)
-        size = self.config.provider_batch
+        size = len(texts) if provider.batches_internally else self.config.provider_batch
         batches = [texts[i : i + size] for i in range(0, len(texts), size)]
         vectors = await self._run(provider, route.model, batches)
         dims = {len(v) for v in vectors}

@@ -164,6 +164,9 @@ class LocalModel:
 class LocalProvider:
     """In-process embeddings for `local/<m>` model names."""
 
+    # sentence-transformers sorts a request's texts by length before batching them.
+    batches_internally = True
+
     def __init__(self, batch_size: int = 64) -> None:
         self.batch_size = batch_size
         self._models: dict[str, LocalModel] = {}
