@@ -92,6 +92,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--request-size", type=int, default=256)
     parser.add_argument("--clients", type=int, default=2)
+    parser.add_argument("--server-threads", type=int, default=0, help="the server's [embedd] local_threads")
     parser.add_argument("--batch-size", type=int, default=64, help="encode batch size on both sides")
     args = parser.parse_args()
     texts = sentences(args.sentences)
@@ -106,7 +107,11 @@ def main() -> None:
             Path(tmp) / "lakehouse.toml",
             {
                 "storage": {"root": str(Path(tmp) / "data")},
-                "embedd": {"provider_batch": args.batch_size, "max_texts": max(2048, args.request_size)},
+                "embedd": {
+                    "provider_batch": args.batch_size,
+                    "max_texts": max(2048, args.request_size),
+                    "local_threads": args.server_threads,
+                },
                 "log": {"level": "warning"},
             },
         )
@@ -129,7 +134,7 @@ def main() -> None:
     best = max(d, t)
     print(
         f"sentences: {len(texts)} x {args.rounds} rounds, request size: {args.request_size}, "
-        f"clients: {args.clients}, encode batch: {args.batch_size}"
+        f"clients: {args.clients}, encode batch: {args.batch_size}, server threads: {args.server_threads}"
     )
     print(f"direct, main thread  : {d:8.1f} sentences/s (median of {[round(x) for x in direct]})")
     print(f"direct, worker thread: {t:8.1f} sentences/s (median of {[round(x) for x in direct_thread]})")

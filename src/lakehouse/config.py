@@ -116,6 +116,7 @@ class EmbeddConfig(Section):
     openai_url: str = ""
     openai_key_env: str = "OPENAI_API_KEY"
     openai_key_file: str = "/etc/lakehouse/openai.env"
+    local_threads: int = Field(default=0, ge=0)
 
 
 class ChatdConfig(Section):

@@ -197,7 +197,7 @@ class Embedder:
         if name == "ollama":
             return OllamaEmbeddings(self.config.ollama_url, timeout)
         if name == "local":
-            return LocalProvider(batch_size=self.config.provider_batch)
+            return LocalProvider(batch_size=self.config.provider_batch, threads=self.config.local_threads)
         if name == "openai":
             if not self.config.openai_url:
                 raise ProviderNotRegistered(

@@ -103,8 +103,10 @@ def verify_weights(spec: PackagedModel, directory: Path) -> None:
         )
 
 
-def load_sentence_transformer(directory: Path) -> Any:
+def load_sentence_transformer(directory: Path, threads: int = 0) -> Any:
     """Load a sentence-transformers model from a folder, never touching the network.
+
+    `threads` > 0 sets torch's CPU thread count (process-wide); 0 keeps torch's default.
 
     Raises:
         ProviderUnavailable: sentence-transformers (the `local` extra) is not installed.
@@ -119,15 +121,20 @@ def load_sentence_transformer(directory: Path) -> Any:
         raise ProviderUnavailable(
             f"the local embedding provider needs sentence-transformers; run {INSTALL_HINT}"
         ) from None
+    if threads > 0:
+        import torch
+
+        torch.set_num_threads(threads)
     return SentenceTransformer(str(directory), device="cpu", local_files_only=True)
 
 
 class LocalModel:
     """One packaged model: verified and loaded on first use, then shared."""
 
-    def __init__(self, spec: PackagedModel, batch_size: int = 64) -> None:
+    def __init__(self, spec: PackagedModel, batch_size: int = 64, threads: int = 0) -> None:
         self.spec = spec
         self.batch_size = batch_size
+        self.threads = threads
         self._model: Any = None
         self._load_lock = threading.Lock()
         # Torch already spreads one forward pass over every core; overlapping
@@ -141,7 +148,7 @@ class LocalModel:
                 if self._model is None:
                     directory = self.spec.directory()
                     verify_weights(self.spec, directory)
-                    self._model = load_sentence_transformer(directory)
+                    self._model = load_sentence_transformer(directory, self.threads)
         return self._model
 
     def dimension(self) -> int:
@@ -167,8 +174,9 @@ class LocalProvider:
     # sentence-transformers sorts a request's texts by length before batching them.
     batches_internally = True
 
-    def __init__(self, batch_size: int = 64) -> None:
+    def __init__(self, batch_size: int = 64, threads: int = 0) -> None:
         self.batch_size = batch_size
+        self.threads = threads
         self._models: dict[str, LocalModel] = {}
         self._lock = threading.Lock()
 
@@ -181,7 +189,7 @@ class LocalProvider:
         spec = lookup(name)
         with self._lock:
             if spec.name not in self._models:
-                self._models[spec.name] = LocalModel(spec, self.batch_size)
+                self._models[spec.name] = LocalModel(spec, self.batch_size, self.threads)
             return self._models[spec.name]
 
     async def embed(self, model: str, texts: list[str]) -> list[list[float]]:
