@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -115,3 +116,18 @@ def s3_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     return env
+
+
+@pytest.fixture
+def s3_storage(s3_endpoint: str, s3_env: dict[str, str], tmp_path: Path) -> dict[str, Any]:
+    """`[storage]` keys for a fresh, empty moto bucket (credentials from the environment)."""
+    import boto3
+
+    bucket = f"lake-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1").create_bucket(Bucket=bucket)
+    return {
+        "backend": "s3",
+        "bucket": bucket,
+        "endpoint": s3_endpoint,
+        "secrets": str(tmp_path / "no-secrets.toml"),
+    }

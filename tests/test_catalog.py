@@ -7,8 +7,7 @@ import importlib.util
 import subprocess
 import sys
 import threading
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -41,22 +40,11 @@ SCHEMA = [Column("id", "BIGINT"), Column("city", "VARCHAR")]
 
 
 @pytest.fixture(params=BACKENDS)
-def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Settings]:
+def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
     """Settings for a fresh store of each backend (a new bucket per S3 test)."""
     if request.param == "local":
-        yield Settings(storage=StorageConfig(backend="local", root=str(tmp_path / "data")))
-        return
-    import boto3
-
-    endpoint = request.getfixturevalue("s3_endpoint")
-    request.getfixturevalue("s3_env")
-    bucket = f"cat-{uuid.uuid4().hex[:12]}"
-    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket=bucket)
-    yield Settings(
-        storage=StorageConfig(
-            backend="s3", bucket=bucket, endpoint=endpoint, secrets=str(tmp_path / "absent.toml")
-        )
-    )
+        return Settings(storage=StorageConfig(backend="local", root=str(tmp_path / "data")))
+    return Settings(storage=StorageConfig(**request.getfixturevalue("s3_storage")))
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -50,18 +49,7 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path, ollama: FakeOllama)
         "embedd": {"ollama_url": ollama.url},
     }
     if request.param == "s3":
-        import boto3
-
-        endpoint = request.getfixturevalue("s3_endpoint")
-        request.getfixturevalue("s3_env")
-        bucket = f"vec-{uuid.uuid4().hex[:12]}"
-        boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket=bucket)
-        sections["storage"] = {
-            "backend": "s3",
-            "bucket": bucket,
-            "endpoint": endpoint,
-            "secrets": str(tmp_path / "absent.toml"),
-        }
+        sections["storage"] = request.getfixturevalue("s3_storage")
     return Settings.model_validate(sections)
 
 

@@ -330,22 +330,9 @@ def test_kill_9_mid_ingest_leaves_no_version_and_no_orphan(
 
 @pytest.mark.s3
 def test_ingest_and_query_on_s3(
-    start_lakehouse: StartLakehouse, s3_endpoint: str, s3_env: dict[str, str], tmp_path: Path
+    start_lakehouse: StartLakehouse, s3_storage: dict[str, Any], s3_env: dict[str, str]
 ) -> None:
-    import boto3
-
-    boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1").create_bucket(Bucket="lake-e2e")
-    server = start_lakehouse(
-        config={
-            "storage": {
-                "backend": "s3",
-                "bucket": "lake-e2e",
-                "endpoint": s3_endpoint,
-                "secrets": str(tmp_path / "none.toml"),
-            }
-        },
-        env=s3_env,
-    )
+    server = start_lakehouse(config={"storage": s3_storage}, env=s3_env)
     with server.client() as client:
         assert client.post("/v1/ingest/placements", content=csv_bytes("placements", 1500)).status_code == 201
         assert (

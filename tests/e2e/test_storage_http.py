@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -381,23 +382,9 @@ def test_concurrent_writers_of_one_key_leave_one_whole_version(server: Lakehouse
 
 
 def test_storage_works_on_s3_through_the_process(
-    start_lakehouse: StartLakehouse, s3_endpoint: str, s3_env: dict[str, str], tmp_path: Path
+    start_lakehouse: StartLakehouse, s3_storage: dict[str, Any], s3_env: dict[str, str]
 ) -> None:
-    import boto3
-
-    boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1").create_bucket(Bucket="e2e-bucket")
-    server = start_lakehouse(
-        config={
-            "storage": {
-                "backend": "s3",
-                "bucket": "e2e-bucket",
-                "endpoint": s3_endpoint,
-                "secrets": str(tmp_path / "none.toml"),
-                "max_object_bytes": MIB,
-            }
-        },
-        env=s3_env,
-    )
+    server = start_lakehouse(config={"storage": {**s3_storage, "max_object_bytes": MIB}}, env=s3_env)
     with server.client() as client:
         assert client.put(f"{OBJECTS}/s3/x.txt", content=b"on s3").status_code == 201
         assert client.get(f"{OBJECTS}/s3/x.txt").content == b"on s3"

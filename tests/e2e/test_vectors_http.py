@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
-import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -197,15 +195,8 @@ def test_recall_at_10_over_http_on_10000_clustered_vectors(start_lakehouse: Star
 
 
 @pytest.mark.s3
-def test_s3_mode_survives_kill_9(
-    start_lakehouse: StartLakehouse, s3_endpoint: str, s3_env: dict[str, str], tmp_path: Path
-) -> None:
-    import boto3
-
-    bucket = f"vec-{uuid.uuid4().hex[:12]}"
-    boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1").create_bucket(Bucket=bucket)
-    storage = {"backend": "s3", "bucket": bucket, "endpoint": s3_endpoint, "secrets": str(tmp_path / "none")}
-    proc = start_lakehouse(config={"storage": storage, "vectord": {"snapshot_every": 250}})
+def test_s3_mode_survives_kill_9(start_lakehouse: StartLakehouse, s3_storage: dict[str, Any]) -> None:
+    proc = start_lakehouse(config={"storage": s3_storage, "vectord": {"snapshot_every": 250}})
     data = clustered(600, 16, seed=8)
     with proc.client() as c:
         assert c.post("/v1/vectors/index", json={"name": "s", "dim": 16}).status_code == 201
@@ -218,9 +209,10 @@ def test_s3_mode_survives_kill_9(
         assert c.get("/v1/vectors/index/s").json()["count"] == 599
         after = c.post("/v1/vectors/index/s/search", json={"vectors": data[:30].tolist(), "k": 4}).json()
     assert after == before
-    keys = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1").list_objects_v2(
-        Bucket=bucket
-    )
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=s3_storage["endpoint"], region_name="us-east-1")
+    keys = s3.list_objects_v2(Bucket=s3_storage["bucket"])
     assert any("/snap/" in o["Key"] for o in keys.get("Contents", []))
 
 
