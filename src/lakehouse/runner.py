@@ -6,7 +6,9 @@ the call on a worker thread under a shared capacity limit.
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import weakref
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
@@ -18,15 +20,20 @@ T = TypeVar("T")
 
 # Threads mostly wait on I/O or release the GIL inside the engines, so a bound
 # above the core count keeps both cores busy without unbounded thread growth.
-_LIMITER: anyio.CapacityLimiter | None = None
 MAX_THREADS = 16
+
+# One limiter per event loop: a limiter's waiters belong to the loop that made them.
+_LIMITERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, anyio.CapacityLimiter] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def _limiter() -> anyio.CapacityLimiter:
-    global _LIMITER
-    if _LIMITER is None:
-        _LIMITER = anyio.CapacityLimiter(MAX_THREADS)
-    return _LIMITER
+    loop = asyncio.get_running_loop()
+    limiter = _LIMITERS.get(loop)
+    if limiter is None:
+        limiter = _LIMITERS[loop] = anyio.CapacityLimiter(MAX_THREADS)
+    return limiter
 
 
 async def run_blocking(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
