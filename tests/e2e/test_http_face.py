@@ -78,6 +78,26 @@ def test_openapi_describes_every_contract_route(start_lakehouse: StartLakehouse)
     assert missing == []
 
 
+@pytest.mark.parametrize("service", [None, "queryd"])
+def test_openapi_documents_validation_failures_as_400(
+    start_lakehouse: StartLakehouse, service: str | None
+) -> None:
+    server = start_lakehouse(service=service)
+    with server.client() as client:
+        spec = client.get("/openapi.json").json()
+        answer = client.post("/v1/sql", json={})
+    assert answer.status_code == 400
+    assert answer.json()["error"]["code"] == "invalid_request"
+    documented_422 = [
+        f"{method.upper()} {path}"
+        for path, ops in spec["paths"].items()
+        for method, op in ops.items()
+        if "422" in op.get("responses", {})
+    ]
+    assert documented_422 == []
+    assert "400" in spec["paths"]["/v1/sql"]["post"]["responses"]
+
+
 @pytest.mark.parametrize(
     ("body", "named"),
     [

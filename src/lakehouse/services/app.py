@@ -54,6 +54,14 @@ def create_app(
     for spec in specs:
         app.include_router(spec.router())
     app.add_middleware(RequestContext, service=name)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            spec = get_openapi(title=app.title, version=app.version, routes=app.routes)
+            app.openapi_schema = contract_errors(spec)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
 
 
@@ -73,4 +81,34 @@ def full_openapi() -> dict[str, Any]:
 
     for spec in SERVICES.values():
         app.include_router(spec.router())
-    return get_openapi(title="lakehouse", version=__version__, routes=app.routes)
+    return contract_errors(get_openapi(title="lakehouse", version=__version__, routes=app.routes))
+
+
+ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+        }
+    },
+}
+
+
+def contract_errors(spec: dict[str, Any]) -> dict[str, Any]:
+    """Document request validation failures as served: 400 `invalid_request`, not FastAPI's 422."""
+    for operations in spec.get("paths", {}).values():
+        for operation in operations.values():
+            responses = operation.get("responses", {})
+            if responses.pop("422", None) is not None:
+                answer = responses.setdefault("400", {"description": "Invalid request"})
+                answer.setdefault(
+                    "content", {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+                )
+    schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+    schemas.pop("HTTPValidationError", None)
+    schemas.pop("ValidationError", None)
+    schemas["ErrorBody"] = ERROR_SCHEMA
+    return spec
