@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import socket
 import subprocess
@@ -14,6 +15,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import StartLakehouse
@@ -405,3 +407,40 @@ def test_cut_off_upload_leaves_no_version(server: LakehouseProcess, data_root: P
         # The same name still ingests cleanly afterwards.
         assert client.post("/v1/ingest/cut_jobs", content=data).json()["version"] == 1
     assert len([f for f in dataset_files(data_root) if f.startswith("cut_jobs/")]) == 1
+
+
+def register_uploaded_parquet(client: httpx.Client, name: str) -> None:
+    """Upload a small Parquet file through storaged and register it as dataset `name`."""
+    buffer = io.BytesIO()
+    pq.write_table(pa.table({"a": [1, 2, 3]}), buffer)
+    key = f"uploads/{name}.parquet"
+    assert client.put(f"/v1/storage/objects/{key}", content=buffer.getvalue()).status_code == 201
+    body = {
+        "name": name,
+        "schema": [{"name": "a", "type": "BIGINT"}],
+        "objects": [{"key": key, "size": len(buffer.getvalue()), "rows": 3}],
+        "row_count": 3,
+    }
+    registered = client.post("/v1/catalog/register", json=body)
+    assert registered.status_code == 201, registered.text
+
+
+def test_a_registered_dataset_does_not_break_other_queries(start_lakehouse: StartLakehouse) -> None:
+    server = start_lakehouse()
+    with server.client() as client:
+        ingested = client.post("/v1/ingest/kept", content=b"x\n1\n2\n", headers={"content-type": "text/csv"})
+        assert ingested.status_code == 201, ingested.text
+        register_uploaded_parquet(client, "outside")
+        assert sql(client, "SELECT sum(x)::BIGINT FROM kept") == [[3]]
+        assert sql(client, "SELECT 1") == [[1]]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="queryd's DuckDB may read only _lakehouse/datasets/, where storaged forbids uploads",
+)
+def test_a_dataset_registered_over_uploaded_objects_is_a_view(start_lakehouse: StartLakehouse) -> None:
+    server = start_lakehouse()
+    with server.client() as client:
+        register_uploaded_parquet(client, "outside")
+        assert sql(client, "SELECT count(*) FROM outside") == [[3]]

@@ -8,6 +8,7 @@ versions registered by another process show up without a restart.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,6 +22,8 @@ from lakehouse.runner import run_blocking
 
 if TYPE_CHECKING:
     from lakehouse.catalog import Catalog, DatasetHistory, Manifest
+
+log = logging.getLogger("lakehouse.query")
 
 
 @dataclass
@@ -100,4 +103,9 @@ class ViewSync:
         with self._ddl_lock:
             conn = self._conn()
             for statement in ddl:
-                conn.execute(statement)
+                try:
+                    conn.execute(statement)
+                except duckdb.Error as exc:
+                    # One dataset DuckDB cannot read (e.g. registered files outside the
+                    # dataset area) must not stop every query: it alone has no view.
+                    log.warning("dataset view not created: %s (%s)", exc, statement[:200])
