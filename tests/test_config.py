@@ -54,7 +54,7 @@ def test_wrong_type_is_named(tmp_path: Path) -> None:
 def test_wrong_type_from_environment_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("LAKEHOUSE_CONFIG", raising=False)
-    with pytest.raises(ConfigError, match=r"key 'storage\.max_object_bytes'"):
+    with pytest.raises(ConfigError, match=r"key 'storage\.max_object_bytes' \(from \$LAKEHOUSE_STORAGE__MAX"):
         load_settings(None, environ={"LAKEHOUSE_STORAGE__MAX_OBJECT_BYTES": "big"})
 
 

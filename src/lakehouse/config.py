@@ -191,17 +191,21 @@ def load_settings(path: str | Path | None = None, environ: dict[str, str] | None
             raise ConfigError(f"config file {found} does not exist") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {found} is not valid TOML: {exc}") from None
-    _apply_env(data, os.environ if environ is None else environ)
+    from_env = _apply_env(data, os.environ if environ is None else environ)
     try:
         settings = Settings.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, found)) from None
+        raise ConfigError(_describe(exc, found, from_env)) from None
     settings.source = str(found) if found else None
     return settings
 
 
-def _apply_env(data: dict[str, Any], environ: Any) -> None:
-    """Overlay `LAKEHOUSE_<SECTION>__<KEY>` variables onto the parsed file."""
+def _apply_env(data: dict[str, Any], environ: Any) -> dict[str, str]:
+    """Overlay `LAKEHOUSE_<SECTION>__<KEY>` variables onto the parsed file.
+
+    Returns the dotted keys that were set this way, with the variable that set each.
+    """
+    applied: dict[str, str] = {}
     for name, value in environ.items():
         if not name.startswith(ENV_PREFIX) or "__" not in name:
             continue
@@ -212,17 +216,20 @@ def _apply_env(data: dict[str, Any], environ: Any) -> None:
         target = data.setdefault(section, {})
         if isinstance(target, dict):
             target[key] = value
+            applied[f"{section}.{key}"] = name
+    return applied
 
 
-def _describe(exc: ValidationError, found: Path | None) -> str:
+def _describe(exc: ValidationError, found: Path | None, from_env: dict[str, str]) -> str:
     where = f" in {found}" if found else ""
     problems = []
     for err in exc.errors():
         key = ".".join(str(part) for part in err["loc"])
+        label = f"'{key}'" + (f" (from ${from_env[key]})" if key in from_env else "")
         if err["type"] == "extra_forbidden":
-            problems.append(f"unknown key '{key}'")
+            problems.append(f"unknown key {label}")
         else:
-            problems.append(f"key '{key}': {err['msg']} (got {err.get('input')!r})")
+            problems.append(f"key {label}: {err['msg']} (got {err.get('input')!r})")
     return f"invalid configuration{where}: " + "; ".join(problems)
 
 
