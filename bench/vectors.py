@@ -30,7 +30,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.support.procs import LakehouseProcess, write_config
 
-CONNECTIVITY, EXPANSION_ADD, EXPANSION_SEARCH = 16, 128, 64
+from lakehouse.config import VectordConfig
+
+# vectord's own defaults, so the in-process engines are tuned exactly as the server is.
+_DEFAULTS = VectordConfig()
+CONNECTIVITY, EXPANSION_ADD, EXPANSION_SEARCH = (
+    _DEFAULTS.connectivity,
+    _DEFAULTS.expansion_add,
+    _DEFAULTS.expansion_search,
+)
 
 
 def dataset(n: int, dim: int, queries: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -96,7 +96,7 @@ class VectordConfig(Section):
     bind: str = "127.0.0.1:3215"
     connectivity: int = Field(default=16, gt=1)
     expansion_add: int = Field(default=128, gt=0)
-    expansion_search: int = Field(default=64, gt=0)
+    expansion_search: int = Field(default=128, gt=0)
     dtype: Literal["f32", "f16", "i8"] = "f32"
     snapshot_every: int = Field(default=10000, gt=0)
     max_batch: int = Field(default=10000, gt=0)
