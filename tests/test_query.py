@@ -9,11 +9,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lakehouse.catalog import Catalog
+from lakehouse.catalog import Catalog, ObjectRef
+from lakehouse.catalog import Column as CatalogColumn
 from lakehouse.config import Settings
 from lakehouse.errors import Forbidden, ForbiddenStatement, QueryTimeout, SqlError
 from lakehouse.ingest import Ingester
@@ -191,3 +193,36 @@ async def test_arrow_stream_is_valid_ipc(lake: tuple[Ingester, QueryEngine]) -> 
     assert table.num_rows == 200000 and table.column_names == ["n", "s"]
     with pytest.raises(ForbiddenStatement):
         await engine.arrow("DROP VIEW x")
+
+
+async def test_registered_uploads_become_views_and_running_streams_keep_going(tmp_path: Path) -> None:
+    settings = Settings.model_validate(
+        {"storage": {"root": str(tmp_path / "data")}, "ingestd": {"tmp_dir": str(tmp_path / "tmp")}}
+    )
+    store = open_store(settings)
+    catalog = Catalog(store)
+    engine = QueryEngine(settings, store, catalog)
+    try:
+        await Ingester(settings, store, catalog).ingest("jobs", body(csv_bytes("jobs", 10)))
+        stream = await engine.arrow("SELECT * FROM jobs, range(100000)")
+        chunks = stream.chunks()
+        received = [await anext(chunks), await anext(chunks)]
+        # A dataset over files outside the dataset area swaps in a connection allowed to read them.
+        sink = pa.BufferOutputStream()
+        pq.write_table(pa.table({"a": [1, 2, 3]}), sink)
+        data = sink.getvalue().to_pybytes()
+        for key in ["uploads/a.parquet", "uploads/other.parquet"]:
+            await store.put_bytes(key, data)
+        await catalog.register(
+            "uploaded", [CatalogColumn("a", "BIGINT")], [ObjectRef("uploads/a.parquet", len(data), 3)], 3
+        )
+        assert (await engine.run("SELECT count(*), max(a) FROM uploaded")).rows == [[3, 3]]
+        assert (await engine.run("SELECT count(*) FROM jobs")).rows == [[10]]
+        with pytest.raises(Forbidden):
+            await engine.run(f"SELECT * FROM read_parquet('{store.engine_path('uploads/other.parquet')}')")
+        # The stream started before the swap reads to its end on the old connection.
+        received += [chunk async for chunk in chunks]
+        assert pa.ipc.open_stream(b"".join(received)).read_all().num_rows == 1_000_000
+    finally:
+        engine.close()
+        await store.close()

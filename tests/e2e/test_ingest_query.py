@@ -350,6 +350,15 @@ def test_ingest_and_query_on_s3(
             403,
             "forbidden",
         )
+        # A dataset registered over an uploaded object is a view; other uploads stay unreadable.
+        upload_parquet(client, "uploads/unregistered.parquet")
+        register_uploaded_parquet(client, "uploaded")
+        assert sql(client, "SELECT count(*), max(a) FROM uploaded") == [[3, 3]]
+        assert sql(client, "SELECT count(*) FROM placements") == [[2000]]
+        other = f"s3://{s3_storage['bucket']}/uploads/unregistered.parquet"
+        assert_error(
+            client.post("/v1/sql", json={"sql": f"SELECT * FROM read_parquet('{other}')"}), 403, "forbidden"
+        )
 
 
 def test_cli_ingest_and_sql(server: LakehouseProcess, tmp_path: Path) -> None:
@@ -409,16 +418,22 @@ def test_cut_off_upload_leaves_no_version(server: LakehouseProcess, data_root: P
     assert len([f for f in dataset_files(data_root) if f.startswith("cut_jobs/")]) == 1
 
 
-def register_uploaded_parquet(client: httpx.Client, name: str) -> None:
-    """Upload a small Parquet file through storaged and register it as dataset `name`."""
+def upload_parquet(client: httpx.Client, key: str) -> int:
+    """Upload a small Parquet file (column a: 1, 2, 3) through storaged; its size."""
     buffer = io.BytesIO()
     pq.write_table(pa.table({"a": [1, 2, 3]}), buffer)
-    key = f"uploads/{name}.parquet"
     assert client.put(f"/v1/storage/objects/{key}", content=buffer.getvalue()).status_code == 201
+    return len(buffer.getvalue())
+
+
+def register_uploaded_parquet(client: httpx.Client, name: str) -> None:
+    """Upload a small Parquet file through storaged and register it as dataset `name`."""
+    key = f"uploads/{name}.parquet"
+    size = upload_parquet(client, key)
     body = {
         "name": name,
         "schema": [{"name": "a", "type": "BIGINT"}],
-        "objects": [{"key": key, "size": len(buffer.getvalue()), "rows": 3}],
+        "objects": [{"key": key, "size": size, "rows": 3}],
         "row_count": 3,
     }
     registered = client.post("/v1/catalog/register", json=body)
@@ -435,12 +450,24 @@ def test_a_registered_dataset_does_not_break_other_queries(start_lakehouse: Star
         assert sql(client, "SELECT 1") == [[1]]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="queryd's DuckDB may read only _lakehouse/datasets/, where storaged forbids uploads",
-)
-def test_a_dataset_registered_over_uploaded_objects_is_a_view(start_lakehouse: StartLakehouse) -> None:
+def test_a_dataset_registered_over_uploaded_objects_is_a_view(
+    start_lakehouse: StartLakehouse, tmp_path: Path
+) -> None:
     server = start_lakehouse()
     with server.client() as client:
+        upload_parquet(client, "uploads/unregistered.parquet")
         register_uploaded_parquet(client, "outside")
-        assert sql(client, "SELECT count(*) FROM outside") == [[3]]
+        assert sql(client, "SELECT count(*), max(a) FROM outside") == [[3, 3]]
+        assert sql(client, 'SELECT count(*) FROM "outside@1"') == [[3]]
+        # Only the registered file became readable, not the rest of the store.
+        other = tmp_path / "data" / "objects" / "uploads" / "unregistered.parquet"
+        assert other.exists()
+        for text in [f"SELECT * FROM read_parquet('{other}')", f"SELECT * FROM '{other}'"]:
+            assert_error(client.post("/v1/sql", json={"sql": text}), 403, "forbidden")
+        # Datasets registered later, inside or outside the dataset area, join the same views.
+        register_uploaded_parquet(client, "outside_too")
+        assert client.post("/v1/ingest/inside", content=b"x\n5\n").status_code == 201
+        assert sql(
+            client,
+            "SELECT (SELECT max(a) FROM outside_too), (SELECT x FROM inside), (SELECT count(*) FROM outside)",
+        ) == [[3, 5, 3]]

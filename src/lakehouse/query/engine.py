@@ -38,9 +38,7 @@ class QueryEngine:
         self._settings = settings
         self._cfg = settings.queryd
         self._store = store
-        self._conn: duckdb.DuckDBPyConnection | None = None
-        self._conn_lock = threading.Lock()
-        self._views = ViewSync(catalog, store.engine_path, self._connection)
+        self._views = ViewSync(catalog, store.engine_path, self._open)
 
     async def run(self, sql: str, max_rows: int | None = None) -> QueryResult:
         """Run `sql` and return at most `max_rows` rows (capped by `[queryd] max_rows`).
@@ -68,17 +66,19 @@ class QueryEngine:
         return stream
 
     def _connection(self) -> duckdb.DuckDBPyConnection:
-        with self._conn_lock:
-            if self._conn is None:
-                root = self._store.engine_root().rstrip("/")
-                self._conn = open_connection(
-                    [f"{root}/{DATASETS_PREFIX}"],
-                    threads=self._cfg.threads,
-                    memory_limit=self._cfg.memory_limit,
-                    spill_dir=str(Path(tempfile.gettempdir()) / f"lakehouse-query-{os.getpid()}"),
-                    s3=s3_access(self._settings) if self._settings.storage.backend == "s3" else None,
-                )
-            return self._conn
+        return self._views.connection()
+
+    def _open(self, files: list[str]) -> duckdb.DuckDBPyConnection:
+        """A sandboxed connection that may read the dataset area and exactly `files`."""
+        root = self._store.engine_root().rstrip("/")
+        return open_connection(
+            [f"{root}/{DATASETS_PREFIX}"],
+            files=files,
+            threads=self._cfg.threads,
+            memory_limit=self._cfg.memory_limit,
+            spill_dir=str(Path(tempfile.gettempdir()) / f"lakehouse-query-{os.getpid()}"),
+            s3=s3_access(self._settings) if self._settings.storage.backend == "s3" else None,
+        )
 
     def _run_json(self, sql: str, limit: int) -> QueryResult:
         started = time.perf_counter()
@@ -106,10 +106,7 @@ class QueryEngine:
 
     def close(self) -> None:
         """Close the DuckDB connection."""
-        with self._conn_lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+        self._views.close()
 
 
 @contextmanager

@@ -3,8 +3,9 @@
 Two layers. `check_statement` lets through exactly one statement of a
 read-only type (DuckDB's own parser tells the type). `open_connection` then
 builds the one connection every query cursor comes from, with file access
-limited to the dataset location, external access off and the configuration
-locked, so a SELECT cannot read `/etc/passwd`, a URL, or change a setting.
+limited to the dataset location and the exact files manifests name outside
+it, external access off and the configuration locked, so a SELECT cannot
+read `/etc/passwd`, a URL, another stored object, or change a setting.
 """
 
 from __future__ import annotations
@@ -81,12 +82,13 @@ def httpfs_path() -> Path:
 def open_connection(
     allowed: list[str],
     *,
+    files: list[str] | None = None,
     threads: int,
     memory_limit: str,
     spill_dir: str,
     s3: S3Access | None = None,
 ) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB limited to reading under `allowed`, its configuration locked.
+    """An in-memory DuckDB limited to reading under `allowed` and exactly `files`, locked.
 
     Sorts and joins past `memory_limit` spill to `spill_dir` (DuckDB's own files;
     queries cannot name them).
@@ -107,6 +109,8 @@ def open_connection(
         conn.execute(_secret_sql(s3))
     listed = ", ".join(literal(path) for path in allowed)
     conn.execute(f"SET allowed_directories = [{listed}]")
+    if files:
+        conn.execute(f"SET allowed_paths = [{', '.join(literal(path) for path in files)}]")
     conn.execute("SET enable_external_access = false")
     conn.execute("SET lock_configuration = true")
     return conn
