@@ -123,13 +123,18 @@ async def test_sandbox_refuses_files_urls_and_settings(lake: tuple[Ingester, Que
         "SELECT * FROM read_text('/etc/hostname')",
         "SELECT * FROM read_parquet('https://example.com/x')",
         "SELECT * FROM read_csv('s3://bucket/x.csv')",
+        "SELECT * FROM '/etc/passwd'",
+        "SELECT * FROM 'any/file.csv'",
+        "SELECT * FROM '/tmp/a file with spaces'",
+        "SELECT * FROM 'C:\\Windows\\win.ini'",
     ]:
         with pytest.raises(Forbidden):
             await engine.run(sql)
     with pytest.raises(Forbidden):
         await engine.run("SELECT getenv('HOME')")
-    with pytest.raises(SqlError):
-        await engine.run("SELECT * FROM nowhere")
+    for missing in ["SELECT * FROM nowhere", "SELECT * FROM 'nowhere'", 'SELECT * FROM "jobs@9"']:
+        with pytest.raises(SqlError):
+            await engine.run(missing)
     # SET is stopped by the statement check, and the configuration is locked besides.
     with pytest.raises(ForbiddenStatement):
         await engine.run("SET enable_external_access = true")

@@ -178,6 +178,8 @@ def test_bad_names_modes_and_forms_are_400(server: LakehouseProcess) -> None:
     ("statement", "status", "code"),
     [
         ("SELECT * FROM read_csv('/etc/passwd')", 403, "forbidden"),
+        ("SELECT * FROM '/etc/passwd'", 403, "forbidden"),
+        ("SELECT * FROM 'any/file.csv'", 403, "forbidden"),
         ("SELECT * FROM glob('/etc/*')", 403, "forbidden"),
         ("SELECT * FROM read_parquet('http://127.0.0.1:1/x.parquet')", 403, "forbidden"),
         ("SELECT getenv('HOME')", 403, "forbidden"),

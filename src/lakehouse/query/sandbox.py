@@ -31,6 +31,9 @@ READ_ONLY = frozenset(
 # this engine, and reported as forbidden rather than as a typo.
 ESCAPE_FUNCTIONS = frozenset({"getenv", "system", "shell"})
 _MISSING_FUNCTION = re.compile(r"Function with name (\w+) does not exist")
+# DuckDB reads `FROM '/etc/passwd'` (a quoted path with no known extension) as a table
+# name; no view here is named like a path, so such a name is an attempt to read a file.
+_MISSING_PATH_TABLE = re.compile(r"Table with name (.*[/\\].*?) does not exist")
 
 
 @dataclass(frozen=True)
@@ -139,6 +142,9 @@ def translate(exc: duckdb.Error) -> Exception:
     missing = _MISSING_FUNCTION.search(str(exc))
     if isinstance(exc, duckdb.CatalogException) and missing and missing[1].lower() in ESCAPE_FUNCTIONS:
         return Forbidden(f"{missing[1]} is not available to queries here")
+    path = _MISSING_PATH_TABLE.search(str(exc))
+    if isinstance(exc, duckdb.CatalogException) and path:
+        return Forbidden(f"queries read only the lakehouse's datasets, not the file {path[1]}")
     return SqlError(str(exc).strip())
 
 
