@@ -17,7 +17,7 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-import httpx
+import aiohttp
 
 from lakehouse.config import ChatdConfig, Settings
 from lakehouse.errors import LakehouseError, ProviderNotRegistered
@@ -26,6 +26,7 @@ from lakehouse.providers.ollama import OllamaProvider
 from lakehouse.providers.ollama_cloud import OllamaCloudProvider
 from lakehouse.providers.openai_compat import OpenAICompatProvider
 from lakehouse.providers.routing import DEFAULT_PROVIDER, Route, resolve
+from lakehouse.providers.transport import session
 from lakehouse.providers.types import ChatProvider, ChatRequest, ChatResponse, Chunk
 
 __all__ = ["ChatRequest", "ChatResponse", "ChatRouter", "Chunk", "build_providers"]
@@ -60,16 +61,13 @@ class ChatRouter:
         self.providers = build_providers(settings.chatd, environ)
         self.tiers = dict(settings.models)
         self.timeout = settings.chatd.timeout_secs
-        self._http: httpx.AsyncClient | None = None
+        self._http: aiohttp.ClientSession | None = None
 
     @property
-    def http(self) -> httpx.AsyncClient:
-        """The HTTP client every provider call goes through, created on first use."""
-        if self._http is None:
-            self._http = httpx.AsyncClient(
-                timeout=httpx.Timeout(self.timeout, connect=min(self.timeout, 10.0)),
-                limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
-            )
+    def http(self) -> aiohttp.ClientSession:
+        """The pooled session every provider call goes through, created on first use (in the loop)."""
+        if self._http is None or self._http.closed:
+            self._http = session(self.timeout, connect=min(self.timeout, 10.0))
         return self._http
 
     def listing(self) -> dict[str, Any]:
@@ -130,9 +128,9 @@ class ChatRouter:
         return ChatStream(request.model, provider.name, route.model, chunks)
 
     async def close(self) -> None:
-        """Close the pooled HTTP client."""
+        """Close the pooled HTTP session."""
         if self._http is not None:
-            await self._http.aclose()
+            await self._http.close()
             self._http = None
 
 

@@ -15,7 +15,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import httpx
+import aiohttp
 import numpy as np
 
 from lakehouse.config import Settings
@@ -23,7 +23,7 @@ from lakehouse.errors import InvalidRequest, LakehouseError, ProviderNotRegister
 from lakehouse.providers.keys import resolve_key
 from lakehouse.providers.local import LocalProvider
 from lakehouse.providers.routing import resolve
-from lakehouse.providers.transport import Upstream, error_text
+from lakehouse.providers.transport import JSON_HEADERS, Reply, Upstream, error_text, json_bytes, session
 
 EMBEDDING_PROVIDERS = ("ollama", "openai", "local")
 
@@ -87,20 +87,20 @@ class HttpEmbeddings:
         self.url = url.rstrip("/")
         self.timeout = timeout
         self.key = key
-        self._client: httpx.AsyncClient | None = None
+        self._client: aiohttp.ClientSession | None = None
+        self._headers = {**JSON_HEADERS, **({"Authorization": f"Bearer {self.key}"} if self.key else {})}
 
-    def client(self) -> httpx.AsyncClient:
-        """The pooled client, made on first use."""
-        if self._client is None:
-            headers = {"Authorization": f"Bearer {self.key}"} if self.key else None
-            self._client = httpx.AsyncClient(timeout=self.timeout, headers=headers)
+    def client(self) -> aiohttp.ClientSession:
+        """The pooled session, made on first use (in the running loop)."""
+        if self._client is None or self._client.closed:
+            self._client = session(self.timeout, limit=100)
         return self._client
 
     def upstream(self, model: str) -> Upstream:
         """How errors describe this provider when asked for `model`."""
         return Upstream(self.name, self.url, secret=self.key)
 
-    def status_error(self, model: str, response: httpx.Response) -> LakehouseError:
+    def status_error(self, model: str, response: Reply) -> LakehouseError:
         """The typed error for an upstream error status."""
         return self.upstream(model).status_error(response)
 
@@ -114,16 +114,15 @@ class HttpEmbeddings:
             UpstreamError: any other error status, or an answer that is not JSON.
         """
         upstream = self.upstream(model)
-        with upstream.errors():
-            response = await self.client().post(self.url + path, json=payload)
-        if response.status_code >= 400:
+        response = await upstream.post(self.client(), path, json_bytes(payload), self._headers)
+        if response.status >= 400:
             raise self.status_error(model, response)
         return upstream.json(response)
 
     async def close(self) -> None:
         """Close the pooled client."""
         if self._client is not None:
-            await self._client.aclose()
+            await self._client.close()
             self._client = None
 
 
@@ -137,10 +136,10 @@ class OllamaEmbeddings(HttpEmbeddings):
         hint = f"start it with `ollama serve` and fetch the model with `ollama pull {model}`"
         return Upstream(self.name, self.url, start_hint=hint)
 
-    def status_error(self, model: str, response: httpx.Response) -> LakehouseError:
+    def status_error(self, model: str, response: Reply) -> LakehouseError:
         """Name `ollama pull` when Ollama lacks the model."""
         text = error_text(response)
-        if response.status_code == 404 and "not found" in text:
+        if response.status == 404 and "not found" in text:
             return UpstreamError(
                 f"Ollama has no model {model!r}; fetch it with `ollama pull {model}` ({text[:300]})",
                 upstream_status=404,

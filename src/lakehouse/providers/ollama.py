@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import httpx
+import aiohttp
 
-from lakehouse.providers.transport import Upstream
+from lakehouse.providers.transport import JSON_HEADERS, Upstream, json_bytes
 from lakehouse.providers.types import ChatRequest, Chunk, Completion
 
 START_HINT = "start it with `ollama serve`, or point [chatd] ollama_url at a running Ollama"
@@ -55,36 +55,35 @@ def _closing(answer: dict[str, Any]) -> tuple[str, int, int]:
 
 
 async def ollama_post(
-    upstream: Upstream, http: httpx.AsyncClient, path: str, body: dict[str, Any], headers: dict[str, str]
+    upstream: Upstream, http: aiohttp.ClientSession, path: str, body: dict[str, Any], headers: dict[str, str]
 ) -> Any:
     """POST a non-streaming Ollama call and return its parsed JSON."""
-    with upstream.errors():
-        response = await http.post(upstream.url + path, json=body, headers=headers)
-        await upstream.check(response)
-        return upstream.json(response)
+    return await upstream.post_json(http, path, body, headers)
 
 
 async def ollama_stream(
     upstream: Upstream,
-    http: httpx.AsyncClient,
+    http: aiohttp.ClientSession,
     path: str,
     body: dict[str, Any],
     headers: dict[str, str],
     text_of: Callable[[Any], Any],
 ) -> AsyncIterator[Chunk]:
     """POST a streaming Ollama call and yield its NDJSON lines as Chunks."""
+    data = json_bytes(body)
     with upstream.errors():
-        async with http.stream("POST", upstream.url + path, json=body, headers=headers) as response:
+        async with http.post(upstream.url + path, data=data, headers={**JSON_HEADERS, **headers}) as response:
             await upstream.check(response)
-            async for line in response.aiter_lines():
+            status = response.status
+            async for line in response.content:
                 if not line.strip():
                     continue
-                doc = upstream.decode_line(line, response.status_code)
+                doc = upstream.decode_line(line, status)
                 if not isinstance(doc, dict):
-                    raise upstream.unreadable(response.status_code, "a streamed chunk that is not an object")
+                    raise upstream.unreadable(status, "a streamed chunk that is not an object")
                 if doc.get("error"):
                     problem = upstream.scrub(str(doc["error"]))
-                    raise upstream.unreadable(response.status_code, f"an error mid-stream: {problem}")
+                    raise upstream.unreadable(status, f"an error mid-stream: {problem}")
                 text = text_of(doc)
                 if doc.get("done"):
                     reason, tokens_in, tokens_out = _closing(doc)
@@ -114,12 +113,12 @@ class OllamaProvider:
         body["messages"] = [{"role": m.role, "content": m.content} for m in request.messages]
         return body
 
-    async def chat(self, http: httpx.AsyncClient, request: ChatRequest) -> Completion:
+    async def chat(self, http: aiohttp.ClientSession, request: ChatRequest) -> Completion:
         """The whole answer from `/api/chat`."""
         answer = await ollama_post(self.upstream, http, "/api/chat", self._body(request, False), {})
         return ollama_completion(self.upstream, answer, _message_text)
 
-    async def stream(self, http: httpx.AsyncClient, request: ChatRequest) -> AsyncIterator[Chunk]:
+    async def stream(self, http: aiohttp.ClientSession, request: ChatRequest) -> AsyncIterator[Chunk]:
         """The answer from `/api/chat` as Ollama streams it."""
         body = self._body(request, True)
         async for chunk in ollama_stream(self.upstream, http, "/api/chat", body, {}, _message_text):

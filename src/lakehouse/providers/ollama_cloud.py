@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-import httpx
+import aiohttp
 
 from lakehouse.providers.ollama import ollama_body, ollama_completion, ollama_post, ollama_stream
 from lakehouse.providers.transport import Upstream
@@ -47,13 +47,13 @@ class OllamaCloudProvider:
         body["prompt"] = flatten_messages(request.messages)
         return body
 
-    async def chat(self, http: httpx.AsyncClient, request: ChatRequest) -> Completion:
+    async def chat(self, http: aiohttp.ClientSession, request: ChatRequest) -> Completion:
         """The whole answer from `/api/generate`."""
         body = self._body(request, False)
         answer = await ollama_post(self.upstream, http, "/api/generate", body, self._headers)
         return ollama_completion(self.upstream, answer, _response_text)
 
-    async def stream(self, http: httpx.AsyncClient, request: ChatRequest) -> AsyncIterator[Chunk]:
+    async def stream(self, http: aiohttp.ClientSession, request: ChatRequest) -> AsyncIterator[Chunk]:
         """The answer from `/api/generate` as Ollama Cloud streams it."""
         body = self._body(request, True)
         chunks = ollama_stream(self.upstream, http, "/api/generate", body, self._headers, _response_text)

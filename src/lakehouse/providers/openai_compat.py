@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
+import aiohttp
 
-from lakehouse.providers.transport import Upstream
+from lakehouse.providers.transport import JSON_HEADERS, Upstream, json_bytes
 from lakehouse.providers.types import ChatRequest, Chunk, Completion
 
 # The sentinel `_event` returns for `data: [DONE]`.
@@ -30,7 +30,7 @@ class OpenAICompatProvider:
     def __init__(self, name: str, url: str, key: str) -> None:
         self.name = name
         self.upstream = Upstream(name, url.rstrip("/"), START_HINT, secret=key)
-        self._headers = {"Authorization": f"Bearer {key}"}
+        self._headers = {"Authorization": f"Bearer {key}", **JSON_HEADERS}
 
     def __repr__(self) -> str:
         return f"OpenAICompatProvider(name={self.name!r}, url={self.upstream.url!r})"
@@ -51,34 +51,32 @@ class OpenAICompatProvider:
             body["temperature"] = request.temperature
         return body
 
-    async def chat(self, http: httpx.AsyncClient, request: ChatRequest) -> Completion:
+    async def chat(self, http: aiohttp.ClientSession, request: ChatRequest) -> Completion:
         """The whole answer from `/chat/completions`."""
-        url = self.upstream.url + "/chat/completions"
-        with self.upstream.errors():
-            response = await http.post(url, json=self._body(request, False), headers=self._headers)
-            await self.upstream.check(response)
-            answer = self.upstream.json(response)
+        body = self._body(request, False)
+        answer = await self.upstream.post_json(http, "/chat/completions", body, self._headers)
         choice = _first_choice(answer)
         if choice is None:
-            raise self.upstream.unreadable(response.status_code, "an answer with no choices")
+            raise self.upstream.unreadable(200, "an answer with no choices")
         message = choice.get("message")
         content = message.get("content") if isinstance(message, dict) else None
         if content is not None and not isinstance(content, str):
-            raise self.upstream.unreadable(response.status_code, "a message whose content is not text")
+            raise self.upstream.unreadable(200, "a message whose content is not text")
         tokens_in, tokens_out = _usage(answer)
         return Completion(content or "", str(choice.get("finish_reason") or "stop"), tokens_in, tokens_out)
 
-    async def stream(self, http: httpx.AsyncClient, request: ChatRequest) -> AsyncIterator[Chunk]:
+    async def stream(self, http: aiohttp.ClientSession, request: ChatRequest) -> AsyncIterator[Chunk]:
         """The answer from `/chat/completions` as server-sent events, piece by piece."""
         url = self.upstream.url + "/chat/completions"
-        body = self._body(request, True)
+        body = json_bytes(self._body(request, True))
         reason: str | None = None
         usage: tuple[int, int] = (0, 0)
         with self.upstream.errors():
-            async with http.stream("POST", url, json=body, headers=self._headers) as response:
+            async with http.post(url, data=body, headers=self._headers) as response:
                 await self.upstream.check(response)
-                async for line in response.aiter_lines():
-                    event = self._event(line, response.status_code)
+                status = response.status
+                async for line in response.content:
+                    event = self._event(line, status)
                     if event is None:
                         continue
                     if event is DONE:
@@ -98,12 +96,12 @@ class OpenAICompatProvider:
             raise self.upstream.unreadable(200, "a stream with no choices")
         yield Chunk("", reason, *usage)
 
-    def _event(self, line: str, status: int) -> dict[str, Any] | None:
+    def _event(self, line: bytes, status: int) -> dict[str, Any] | None:
         """The JSON object of one SSE line; None for lines without data, DONE at the end."""
-        if not line.startswith("data:"):
+        if not line.startswith(b"data:"):
             return None  # blank separators, comments (": keep-alive"), event names
         data = line[5:].strip()
-        if data == "[DONE]":
+        if data == b"[DONE]":
             return DONE
         event = self.upstream.decode_line(data, status)
         if not isinstance(event, dict):

@@ -1,4 +1,4 @@
-"""Talking to model providers over HTTP: httpx failures mapped onto the error table.
+"""Talking to model providers over HTTP: aiohttp failures mapped onto the error table.
 
     connection refused / DNS failure     ProviderUnavailable  503 (with how to start it)
     past the timeout                     UpstreamTimeout      504
@@ -6,19 +6,21 @@
     other upstream 4xx / 5xx             UpstreamError        502 (upstream_status)
     broken connection, unreadable JSON   UpstreamError        502
 
-Shared by chat and embeddings. Messages name the provider and its URL, never
-its key: any text that comes back from upstream is scrubbed of the key first.
+Shared by chat and embeddings, which each keep one pooled `aiohttp.ClientSession`
+(`session()`): aiohttp measured about 0.7 ms less per call than httpx's async
+client. Messages name the provider and its URL, never its key: any text that
+comes back from upstream is scrubbed of the key first.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
+import aiohttp
 
 from lakehouse.errors import (
     LakehouseError,
@@ -29,6 +31,38 @@ from lakehouse.errors import (
 )
 
 MAX_MESSAGE_CHARS = 300
+# Longest streamed line (one NDJSON chunk or SSE event) read in one piece.
+MAX_LINE_BYTES = 4 * 1024 * 1024
+
+
+def session(timeout: float, connect: float | None = None, limit: int = 256) -> aiohttp.ClientSession:
+    """A pooled client session: `timeout` per read (as httpx's was), `connect` to open a connection."""
+    return aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(
+            total=None, sock_connect=timeout if connect is None else connect, sock_read=timeout
+        ),
+        connector=aiohttp.TCPConnector(limit=limit),
+        read_bufsize=MAX_LINE_BYTES // 2,
+    )
+
+
+@dataclass(frozen=True)
+class Reply:
+    """An upstream answer read whole: status, headers and body bytes."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+    @property
+    def text(self) -> str:
+        """The body as text (undecodable bytes replaced)."""
+        return self.body.decode("utf-8", errors="replace")
+
+    @classmethod
+    async def read(cls, response: aiohttp.ClientResponse) -> Reply:
+        """Read a response's whole body."""
+        return cls(response.status, response.headers, await response.read())
 
 
 @dataclass(frozen=True)
@@ -49,35 +83,51 @@ class Upstream:
 
     @contextmanager
     def errors(self) -> Iterator[None]:
-        """Turn httpx transport failures raised inside the block into typed errors."""
+        """Turn aiohttp transport failures raised inside the block into typed errors."""
         try:
             yield
-        except httpx.TimeoutException as exc:
-            if isinstance(exc, httpx.ConnectTimeout):
-                raise self.unavailable("did not accept a connection in time") from None
+        except aiohttp.ConnectionTimeoutError:
+            raise self.unavailable("did not accept a connection in time") from None
+        except TimeoutError:  # aiohttp's ServerTimeoutError is one
             raise UpstreamTimeout(f"{self.name} at {self.url} did not answer in time") from None
-        except httpx.ConnectError as exc:
+        except aiohttp.ClientConnectorError as exc:
             raise self.unavailable(type(exc).__name__) from None
-        except httpx.TransportError as exc:
+        except aiohttp.ClientError as exc:
             raise UpstreamError(
                 f"{self.name} at {self.url} broke the connection: {type(exc).__name__}"
             ) from None
+
+    async def post(
+        self, http: aiohttp.ClientSession, path: str, body: bytes, headers: Mapping[str, str]
+    ) -> Reply:
+        """POST a JSON body to `url + path` and read the whole answer (any status)."""
+        with self.errors():
+            async with http.post(self.url + path, data=body, headers=headers) as response:
+                return await Reply.read(response)
+
+    async def post_json(
+        self, http: aiohttp.ClientSession, path: str, body: Any, headers: Mapping[str, str]
+    ) -> Any:
+        """POST `body` as JSON and return the parsed answer; error statuses raise typed errors."""
+        reply = await self.post(http, path, json_bytes(body), {**JSON_HEADERS, **headers})
+        if reply.status >= 400:
+            raise self.status_error(reply)
+        return self.json(reply)
 
     def unavailable(self, why: str) -> ProviderUnavailable:
         """The 503 for a provider that cannot be reached, with how to start it."""
         hint = f"; {self.start_hint}" if self.start_hint else ""
         return ProviderUnavailable(f"cannot reach {self.name} at {self.url} ({why}){hint}")
 
-    async def check(self, response: httpx.Response) -> None:
+    async def check(self, response: aiohttp.ClientResponse) -> None:
         """Raise the typed error for an upstream error status (reads a streamed body first)."""
-        if response.status_code < 400:
+        if response.status < 400:
             return
-        await response.aread()
-        raise self.status_error(response)
+        raise self.status_error(await Reply.read(response))
 
-    def status_error(self, response: httpx.Response) -> LakehouseError:
-        """The typed error for an upstream answer whose status is 4xx or 5xx (body already read)."""
-        status = response.status_code
+    def status_error(self, response: Reply) -> LakehouseError:
+        """The typed error for an upstream answer whose status is 4xx or 5xx."""
+        status = response.status
         detail = self.scrub(error_text(response))
         if status == 429:
             retry_after = response.headers.get("retry-after")
@@ -92,18 +142,18 @@ class Upstream:
         message = f"{self.name} answered {status}"
         return UpstreamError(f"{message}: {detail}" if detail else message, upstream_status=status)
 
-    def json(self, response: httpx.Response) -> Any:
+    def json(self, response: Reply) -> Any:
         """The parsed JSON body of a successful answer, or a 502 when it is not JSON."""
         try:
-            return response.json()
-        except (ValueError, UnicodeDecodeError):
-            raise self.unreadable(response.status_code, "a body that is not JSON") from None
+            return json.loads(response.body)
+        except ValueError:  # UnicodeDecodeError included
+            raise self.unreadable(response.status, "a body that is not JSON") from None
 
     def unreadable(self, status: int, what: str) -> UpstreamError:
         """The 502 for an answer the client cannot make sense of."""
         return UpstreamError(f"{self.name} sent {what}", upstream_status=status)
 
-    def decode_line(self, line: str, status: int = 200) -> Any:
+    def decode_line(self, line: str | bytes, status: int = 200) -> Any:
         """One JSON document from a streamed line (NDJSON or an SSE `data:` payload)."""
         try:
             return json.loads(line)
@@ -111,11 +161,19 @@ class Upstream:
             raise self.unreadable(status, "a streamed chunk that is not JSON") from None
 
 
-def error_text(response: httpx.Response) -> str:
+JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+def json_bytes(doc: Any) -> bytes:
+    """A request body as compact UTF-8 JSON."""
+    return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def error_text(response: Reply) -> str:
     """The message inside an upstream error body (Ollama's and OpenAI's shapes), else its text."""
     try:
-        body = response.json()
-    except (ValueError, UnicodeDecodeError):
+        body = json.loads(response.body)
+    except ValueError:
         return response.text
     err = body.get("error") if isinstance(body, dict) else None
     if isinstance(err, dict):

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-import httpx
+import aiohttp
 
 from lakehouse.errors import InvalidRequest
 
@@ -88,7 +88,7 @@ class ChatProvider(Protocol):
     name: str
     kind: str
 
-    async def chat(self, http: httpx.AsyncClient, request: ChatRequest) -> Completion:
+    async def chat(self, http: aiohttp.ClientSession, request: ChatRequest) -> Completion:
         """The whole answer.
 
         Raises:
@@ -96,6 +96,6 @@ class ChatProvider(Protocol):
         """
         ...
 
-    def stream(self, http: httpx.AsyncClient, request: ChatRequest) -> AsyncIterator[Chunk]:
+    def stream(self, http: aiohttp.ClientSession, request: ChatRequest) -> AsyncIterator[Chunk]:
         """The answer piece by piece as the upstream produces it, ending with a closing Chunk."""
         ...
