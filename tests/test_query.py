@@ -60,6 +60,12 @@ async def lake(tmp_path: Path) -> AsyncIterator[tuple[Ingester, QueryEngine]]:
         "SHOW TABLES",
         "EXPLAIN SELECT 1",
         "FROM range(3)",
+        "SUMMARIZE SELECT 1 AS a",
+        "UNPIVOT (SELECT 1 AS a) ON a",
+        "EXPLAIN ANALYZE SELECT 1",
+        "EXPLAIN (FORMAT json) SELECT 1",
+        "EXPLAIN (SELECT 1)",
+        "/* why */ -- not\n  SELECT 1",
     ],
 )
 def test_read_only_statements_pass(sql: str) -> None:
@@ -85,6 +91,17 @@ def test_read_only_statements_pass(sql: str) -> None:
         "UPDATE t SET a = 1",
         "CREATE SECRET s (TYPE s3)",
         "USE memory",
+        "PRAGMA version",
+        "pragma show_tables",
+        "/* hidden */ PRAGMA database_size",
+        "PRAGMA table_info('jobs')",
+        "CHECKPOINT",
+        "CALL duckdb_settings()",
+        "EXPLAIN ANALYZE DROP VIEW jobs",
+        "EXPLAIN ANALYZE COPY (SELECT 1) TO '/tmp/x.csv'",
+        "EXPLAIN (ANALYZE) CREATE TABLE t (a INT)",
+        "EXPLAIN PRAGMA version",
+        "EXPLAIN (FORMAT json, ANALYZE) DROP VIEW jobs",
     ],
 )
 def test_other_statements_are_forbidden(sql: str) -> None:

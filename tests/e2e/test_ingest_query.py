@@ -189,6 +189,8 @@ def test_bad_names_modes_and_forms_are_400(server: LakehouseProcess) -> None:
         ("LOAD httpfs", 400, "forbidden_statement"),
         ("SET enable_external_access = true", 400, "forbidden_statement"),
         ("SELECT 1; SELECT 2", 400, "forbidden_statement"),
+        ("PRAGMA version", 400, "forbidden_statement"),
+        ("EXPLAIN ANALYZE DROP VIEW candidates", 400, "forbidden_statement"),
         ("CREATE TABLE t AS SELECT 1", 400, "forbidden_statement"),
         ("SELECT * FROM no_such_table", 400, "sql_error"),
     ],

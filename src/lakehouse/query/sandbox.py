@@ -19,17 +19,20 @@ import duckdb
 
 from lakehouse.errors import Forbidden, ForbiddenStatement, SqlError
 
-READ_ONLY = frozenset(
-    {
-        duckdb.StatementType.SELECT,  # also WITH, VALUES, DESCRIBE, SHOW, SUMMARIZE, PRAGMA show_*
-        duckdb.StatementType.EXPLAIN,
-    }
-)
+# DuckDB types as SELECT: WITH, VALUES, DESCRIBE, SHOW, SUMMARIZE, TABLE x, FROM-first,
+# PIVOT ... IN (...), UNPIVOT: all read-only queries, allowed. It also rewrites
+# `PRAGMA name` into a SELECT, refused below by its first word. CALL (and CHECKPOINT)
+# are typed CALL and refused. EXPLAIN is allowed only over a read-only statement,
+# since EXPLAIN ANALYZE runs what it explains.
+READ_ONLY = frozenset({duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN})
+ALLOWED = "only read-only statements (SELECT, WITH, VALUES, DESCRIBE, SHOW, EXPLAIN) run here"
 
 
 # Functions that would reach the host (DuckDB's shell registers getenv); absent from
 # this engine, and reported as forbidden rather than as a typo.
 ESCAPE_FUNCTIONS = frozenset({"getenv", "system", "shell"})
+_TOKEN = re.compile(r"\w+|\S")
+_OPTIONS = frozenset({"ANALYZE", "FORMAT", "VERBOSE"})  # EXPLAIN (...) options, not a subquery
 _MISSING_FUNCTION = re.compile(r"Function with name (\w+) does not exist")
 # DuckDB reads `FROM '/etc/passwd'` (a quoted path with no known extension) as a table
 # name; no view here is named like a path, so such a name is an attempt to read a file.
@@ -64,10 +67,36 @@ def check_statement(sql: str) -> None:
         raise ForbiddenStatement(f"send exactly one statement; got {len(statements)}")
     kind = statements[0].type
     if kind not in READ_ONLY:
-        raise ForbiddenStatement(
-            f"only read-only statements (SELECT, WITH, VALUES, DESCRIBE, SHOW, EXPLAIN) run here; "
-            f"got {kind.name}"
-        )
+        raise ForbiddenStatement(f"{ALLOWED}; got {kind.name}")
+    words = _words(sql)
+    if words and words[0][0] == "PRAGMA":
+        raise ForbiddenStatement(f"{ALLOWED}; got PRAGMA")
+    if kind == duckdb.StatementType.EXPLAIN:
+        check_statement(sql[_explained_offset(words) :])
+
+
+def _words(sql: str) -> list[tuple[str, int]]:
+    """Each token's text (upper-cased; one character for operators) and offset, comments skipped."""
+    words = []
+    for offset, _ in duckdb.tokenize(sql):
+        found = _TOKEN.match(sql, offset)
+        words.append(((found[0] if found else sql[offset]).upper(), offset))
+    return words
+
+
+def _explained_offset(words: list[tuple[str, int]]) -> int:
+    """Where the statement after `EXPLAIN [ANALYZE] [(options)]` starts."""
+    at = 1
+    if at < len(words) - 1 and words[at][0] == "ANALYZE":
+        at += 1
+    if at < len(words) - 1 and words[at][0] == "(" and words[at + 1][0] in _OPTIONS:
+        depth = 0
+        while at < len(words) - 1:
+            depth += {"(": 1, ")": -1}.get(words[at][0], 0)
+            at += 1
+            if depth == 0:
+                break
+    return words[at][1]
 
 
 def httpfs_path() -> Path:
