@@ -174,6 +174,23 @@ async def test_results_are_exact_json(lake: tuple[Ingester, QueryEngine]) -> Non
     assert row[6:] == [None, [1, 2], {"k": "v"}]
 
 
+async def test_integers_of_every_width_are_json_integers(lake: tuple[Ingester, QueryEngine]) -> None:
+    ingester, engine = lake
+    await ingester.ingest("jobs", body(csv_bytes("jobs", 3)))
+    result = await engine.run(
+        "SELECT sum(job_id) AS s, 170141183460469231731687303715884105727::HUGEINT AS hmax, "
+        "(-170141183460469231731687303715884105727::HUGEINT - 1) AS hmin, "
+        "340282366920938463463374607431768211455::UHUGEINT AS umax, 18446744073709551615::UBIGINT AS ub, "
+        "[1::HUGEINT, NULL] AS l, {'k': 2::UHUGEINT} AS st, MAP {3::HUGEINT: 4::HUGEINT} AS m, "
+        "NULL::HUGEINT AS z, 12::DECIMAL(38,0) AS d FROM jobs"
+    )
+    assert result.columns[0].type == "HUGEINT"
+    assert result.rows == [
+        [6, 2**127 - 1, -(2**127), 2**128 - 1, 2**64 - 1, [1, None], {"k": 2}, [[3, 4]], None, "12"]
+    ]
+    assert json.loads(json.dumps(result.rows))[0][3] == 2**128 - 1
+
+
 async def test_rows_are_capped_by_config_and_request(lake: tuple[Ingester, QueryEngine]) -> None:
     _, engine = lake
     capped = await engine.run("SELECT * FROM range(1000)", max_rows=100000)

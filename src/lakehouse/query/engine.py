@@ -85,12 +85,14 @@ class QueryEngine:
         with deadline(self._connection(), self._cfg.timeout_secs) as cursor:
             try:
                 cursor.execute(sql)
-                columns = [Column(str(d[0]), str(d[1])) for d in cursor.description or []]
+                described = cursor.description or []
+                columns = [Column(str(d[0]), str(d[1])) for d in described]
+                types = [d[1] for d in described]
                 rows: list[list[object]] = []
                 truncated = False
                 reader = cursor.to_arrow_reader(min(limit + 1, ARROW_BATCH_ROWS))
                 for batch in reader:
-                    rows.extend(json_rows(batch.slice(0, limit + 1 - len(rows))))
+                    rows.extend(json_rows(batch.slice(0, limit + 1 - len(rows)), types))
                     if len(rows) > limit:
                         truncated = True
                         del rows[limit:]
