@@ -117,8 +117,8 @@ class Deps:
         self._built.clear()
 
 
-def get_deps(request: Request) -> Deps:
-    """The app's Deps, for `Depends`."""
+async def get_deps(request: Request) -> Deps:
+    """The app's Deps, for `Depends` (async: FastAPI runs a sync dependency in a worker thread)."""
     deps: Deps = request.app.state.deps
     return deps
 
