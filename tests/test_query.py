@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import threading
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -22,6 +24,7 @@ from lakehouse.ingest import Ingester
 from lakehouse.query import QueryEngine
 from lakehouse.query.results import json_value
 from lakehouse.query.sandbox import check_statement
+from lakehouse.query.watchdog import Watchdog
 from lakehouse.storage import open_store
 from tests.support.staffing import csv_bytes
 
@@ -265,3 +268,23 @@ async def test_registered_uploads_become_views_and_running_streams_keep_going(tm
     finally:
         engine.close()
         await store.close()
+
+
+def test_watchdog_fires_in_deadline_order_and_never_after_cancel() -> None:
+    watchdog = Watchdog("test-watchdog")
+    fired: list[str] = []
+    done = threading.Event()
+    watchdog.arm(0.2, lambda: (fired.append("late"), done.set()))
+    watchdog.arm(0.05, lambda: fired.append("early"))
+    cancelled = watchdog.arm(0.01, lambda: fired.append("cancelled"))
+    cancelled.cancel()
+    assert done.wait(5)
+    time.sleep(0.05)
+    assert fired == ["early", "late"]
+
+
+async def test_a_timed_out_arrow_stream_is_a_query_timeout(lake: tuple[Ingester, QueryEngine]) -> None:
+    _, engine = lake
+    with pytest.raises(QueryTimeout):
+        await engine.arrow("SELECT count(*) FROM range(100000000000) a, range(1000000) b")
+    assert (await engine.run("SELECT 42")).rows == [[42]]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
@@ -20,6 +19,7 @@ from lakehouse.errors import QueryTimeout
 from lakehouse.query.results import Column, IpcChunks, QueryResult, json_rows
 from lakehouse.query.sandbox import S3Access, check_statement, open_connection, translate
 from lakehouse.query.views import ViewSync
+from lakehouse.query.watchdog import WATCHDOG, Alarm
 from lakehouse.runner import run_blocking
 from lakehouse.storage.base import DATASETS_PREFIX, ObjectStore
 
@@ -115,13 +115,11 @@ class QueryEngine:
 def deadline(conn: duckdb.DuckDBPyConnection, seconds: float) -> Iterator[duckdb.DuckDBPyConnection]:
     """A fresh cursor that DuckDB interrupts after `seconds`, closed on exit."""
     cursor = conn.cursor()
-    timer = threading.Timer(seconds, cursor.interrupt)
-    timer.daemon = True
-    timer.start()
+    alarm = WATCHDOG.arm(seconds, cursor.interrupt)
     try:
         yield cursor
     finally:
-        timer.cancel()
+        alarm.cancel()
         cursor.close()
 
 
@@ -132,7 +130,7 @@ class ArrowStream:
         self._connect = connect
         self._timeout = timeout_secs
         self._cursor: duckdb.DuckDBPyConnection | None = None
-        self._timer: threading.Timer | None = None
+        self._alarm: Alarm | None = None
         self._reader: pa.RecordBatchReader | None = None
         self._sink = IpcChunks()
         self._writer: pa.ipc.RecordBatchStreamWriter | None = None
@@ -140,9 +138,7 @@ class ArrowStream:
     def start(self, sql: str) -> None:
         """Execute `sql` and write the stream's schema message."""
         self._cursor = self._connect().cursor()
-        self._timer = threading.Timer(self._timeout, self._cursor.interrupt)
-        self._timer.daemon = True
-        self._timer.start()
+        self._alarm = WATCHDOG.arm(self._timeout, self._cursor.interrupt)
         try:
             self._cursor.execute(sql)
             self._reader = self._cursor.to_arrow_reader(ARROW_BATCH_ROWS)
@@ -185,9 +181,9 @@ class ArrowStream:
             self.close()
 
     def close(self) -> None:
-        """Stop the timer and release the cursor."""
-        if self._timer is not None:
-            self._timer.cancel()
+        """Disarm the deadline and release the cursor."""
+        if self._alarm is not None:
+            self._alarm.cancel()
         if self._cursor is not None:
             self._cursor.close()
             self._cursor = None
