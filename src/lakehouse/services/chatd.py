@@ -11,15 +11,17 @@ arrives as a last line (or event) `{"error": {"code", "message"}}`.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any, Literal
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.types import Receive, Scope, Send
 
 from lakehouse.errors import InvalidRequest, LakehouseError
 from lakehouse.providers.chat import ChatResponse, ChatStream
@@ -207,31 +209,77 @@ def _answer(answer: ChatResponse) -> ChatAnswer:
 Render = Callable[[ChatStream, Chunk | LakehouseError], list[bytes]]
 
 
-async def _streamed(stream: ChatStream, render: Render, media_type: str) -> StreamingResponse:
+async def _streamed(stream: ChatStream, render: Render, media_type: str) -> StreamedAnswer:
     """Wait for the first piece (so early errors keep their status), then stream the rest."""
     try:
         first = await stream.__anext__()
     except BaseException:
         await stream.aclose()
         raise
+    return StreamedAnswer(stream, first, render, media_type)
 
-    async def body() -> AsyncIterator[bytes]:
+
+class StreamedAnswer(Response):
+    """A streamed answer written to ASGI `send` from the request's own task, one write per piece.
+
+    Leaner than StreamingResponse, which spawns an anyio task group per answer: here
+    one small task waits for the client to leave and, if it does, cancels the
+    writing, which releases the upstream connection.
+    """
+
+    def __init__(self, stream: ChatStream, first: Chunk, render: Render, media_type: str) -> None:
+        self.stream = stream
+        self.first = first
+        self._render = render
+        self.status_code = 200
+        self.media_type = media_type
+        self.background = None
+        self.init_headers({"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        task = asyncio.current_task()
+        writing = True
+
+        def client_left(watcher: asyncio.Future[None]) -> None:
+            if writing and not watcher.cancelled() and task is not None:
+                task.cancel()
+
+        watcher = asyncio.ensure_future(_disconnected(receive))
+        watcher.add_done_callback(client_left)
         try:
-            for line in render(stream, first):
-                yield line
-            if first.done:
-                return
-            async for chunk in stream:
-                for line in render(stream, chunk):
-                    yield line
-        except LakehouseError as exc:
-            for line in render(stream, exc):
-                yield line
+            await self._write(send)
+        except asyncio.CancelledError:
+            if not (watcher.done() and not watcher.cancelled()) or task is None:
+                raise  # cancelled from outside (shutdown), not by the client leaving
+            task.uncancel()
+        finally:
+            writing = False
+            watcher.cancel()
+
+    async def _write(self, send: Send) -> None:
+        stream, render = self.stream, self._render
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            await _send_lines(send, render(stream, self.first))
+            if not self.first.done:
+                try:
+                    async for chunk in stream:
+                        await _send_lines(send, render(stream, chunk))
+                except LakehouseError as exc:
+                    await _send_lines(send, render(stream, exc))
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             await stream.aclose()
 
-    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-    return StreamingResponse(body(), media_type=media_type, headers=headers)
+
+async def _send_lines(send: Send, lines: list[bytes]) -> None:
+    if lines:
+        await send({"type": "http.response.body", "body": b"".join(lines), "more_body": True})
+
+
+async def _disconnected(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 def _ndjson(stream: ChatStream, item: Chunk | LakehouseError) -> list[bytes]:
