@@ -212,6 +212,24 @@ def test_chat_streams_ndjson_as_the_upstream_produces_it(
     assert arrivals[-1] - arrivals[0] >= 0.3  # pieces were not buffered into one answer
 
 
+def test_a_client_leaving_mid_stream_stops_the_upstream_answer(
+    lakehouse: LakehouseProcess, ollama: FakeOllama
+) -> None:
+    ollama.reply = " ".join(f"word{i}" for i in range(40))
+    ollama.chunk_delay = 0.1  # four seconds for the whole answer
+    body = {"model": "qwen3:4b", "messages": HELLO, "stream": True}
+    with lakehouse.client() as client, client.stream("POST", "/v1/chat", json=body) as response:
+        first = next(line for line in response.iter_lines() if line)
+        assert json.loads(first) == {"content": "word0 "}
+        assert ollama.streams_open == 1
+    deadline = time.monotonic() + 2
+    while ollama.streams_open and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert ollama.streams_open == 0  # chatd let go of the upstream instead of reading it to the end
+    with lakehouse.client() as client:  # and still answers
+        assert client.post("/v1/chat", json={**body, "stream": False}).status_code == 200
+
+
 def test_a_streamed_request_failing_upstream_keeps_its_status(
     lakehouse: LakehouseProcess, upstream_openai: FakeOpenAI
 ) -> None:

@@ -15,7 +15,8 @@ know; others get Ollama's 404), `delay` (seconds before answering), `fail_status
 is not JSON), `embed_answer` (answer /api/embed with 200 and these `embeddings`,
 however malformed), `key` (require `Authorization: Bearer <key>`, as Ollama Cloud does).
 Each request body is recorded in `requests` (its path in `paths`, its
-Authorization header in `auth`); `max_in_flight` is the most requests seen at once.
+Authorization header in `auth`); `max_in_flight` is the most requests seen at once;
+`streams_open` counts streamed answers still being written.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ class FakeOllama:
         self.auth: list[str | None] = []
         self.in_flight = 0
         self.max_in_flight = 0
+        self.streams_open = 0
         self.server: RunningServer | None = None
 
     def reset(self) -> None:
@@ -161,12 +163,16 @@ class FakeOllama:
     async def _ndjson(
         self, model: str, field: str, content: str, final: dict[str, Any]
     ) -> AsyncIterator[bytes]:
-        for i, piece in enumerate(pieces(content)):
-            if i and self.chunk_delay:
-                await asyncio.sleep(self.chunk_delay)
-            chunk = {"model": model, field: _piece(field, piece), "done": False}
-            yield json.dumps(chunk).encode() + b"\n"
-        yield json.dumps({**final, field: _piece(field, "")}).encode() + b"\n"
+        self.streams_open += 1
+        try:
+            for i, piece in enumerate(pieces(content)):
+                if i and self.chunk_delay:
+                    await asyncio.sleep(self.chunk_delay)
+                chunk = {"model": model, field: _piece(field, piece), "done": False}
+                yield json.dumps(chunk).encode() + b"\n"
+            yield json.dumps({**final, field: _piece(field, "")}).encode() + b"\n"
+        finally:
+            self.streams_open -= 1
 
 
 def _piece(field: str, text: str) -> Any:
