@@ -288,3 +288,14 @@ async def test_a_timed_out_arrow_stream_is_a_query_timeout(lake: tuple[Ingester,
     with pytest.raises(QueryTimeout):
         await engine.arrow("SELECT count(*) FROM range(100000000000) a, range(1000000) b")
     assert (await engine.run("SELECT 42")).rows == [[42]]
+
+
+async def test_a_query_right_after_a_new_version_sees_it(lake: tuple[Ingester, QueryEngine]) -> None:
+    ingester, engine = lake
+    await ingester.ingest("jobs", body(csv_bytes("jobs", 3)))
+    assert (await engine.run("SELECT count(*) FROM jobs")).rows == [[3]]
+    for version in range(2, 6):
+        await ingester.ingest("jobs", body(csv_bytes("jobs", 1, start=100 + version)))
+        await ingester.ingest(f"new{version}", body(csv_bytes("jobs", version)))
+        counts = await engine.run(f"SELECT (SELECT count(*) FROM jobs), (SELECT count(*) FROM new{version})")
+        assert counts.rows == [[2 + version, version]]

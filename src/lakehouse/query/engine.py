@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import tempfile
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
@@ -51,7 +53,23 @@ class QueryEngine:
         """
         check_statement(sql)
         limit = min(max_rows if max_rows is not None else self._cfg.max_rows, self._cfg.max_rows)
-        await self._views.sync()
+        conn = self._views.opened()
+        if conn is None:
+            await self._views.sync()
+            return await run_blocking(self._run_json, sql, limit)
+        # Start the query on the views as they are while the catalog is checked: when
+        # no view moved meanwhile (the usual case) its answer stands, saving a round trip.
+        epoch = self._views.epoch
+        attempt = Attempt(conn.cursor())
+        running = asyncio.ensure_future(run_blocking(self._run_json, sql, limit, attempt))
+        try:
+            await self._views.sync()
+        except BaseException:
+            attempt.abandon(running)
+            raise
+        if self._views.epoch == epoch:
+            return await running
+        attempt.abandon(running)
         return await run_blocking(self._run_json, sql, limit)
 
     async def arrow(self, sql: str) -> ArrowStream:
@@ -80,10 +98,14 @@ class QueryEngine:
             s3=s3_access(self._settings) if self._settings.storage.backend == "s3" else None,
         )
 
-    def _run_json(self, sql: str, limit: int) -> QueryResult:
+    def _run_json(self, sql: str, limit: int, attempt: Attempt | None = None) -> QueryResult:
         started = time.perf_counter()
-        with deadline(self._connection(), self._cfg.timeout_secs) as cursor:
+        attempt = attempt if attempt is not None else Attempt(self._connection().cursor())
+        cursor = attempt.cursor
+        with deadline(attempt, self._cfg.timeout_secs):
             try:
+                if attempt.abandoned:
+                    raise QueryTimeout("abandoned: the views changed before it ran")
                 cursor.execute(sql)
                 described = cursor.description or []
                 columns = [Column(str(d[0]), str(d[1])) for d in described]
@@ -111,16 +133,48 @@ class QueryEngine:
         self._views.close()
 
 
+class Attempt:
+    """A speculative query's cursor, abandoned if the views change before it is answered."""
+
+    def __init__(self, cursor: duckdb.DuckDBPyConnection) -> None:
+        self.cursor = cursor
+        self.abandoned = False
+        self._closed = False
+        self._lock = threading.Lock()
+
+    def interrupt(self) -> None:
+        """Interrupt the running statement, if the cursor is still open."""
+        with self._lock:
+            if not self._closed:
+                self.cursor.interrupt()
+
+    def abandon(self, running: asyncio.Future[QueryResult]) -> None:
+        """Stop the query if it runs (or skip it if it has not started) and drop its outcome."""
+        self.abandoned = True
+        self.interrupt()
+        running.add_done_callback(_drop_outcome)
+
+    def close(self) -> None:
+        """Close the cursor; later interrupts do nothing."""
+        with self._lock:
+            self._closed = True
+            self.cursor.close()
+
+
+def _drop_outcome(running: asyncio.Future[QueryResult]) -> None:
+    if not running.cancelled():
+        running.exception()  # retrieved, so asyncio does not log it as lost
+
+
 @contextmanager
-def deadline(conn: duckdb.DuckDBPyConnection, seconds: float) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A fresh cursor that DuckDB interrupts after `seconds`, closed on exit."""
-    cursor = conn.cursor()
-    alarm = WATCHDOG.arm(seconds, cursor.interrupt)
+def deadline(attempt: Attempt, seconds: float) -> Iterator[Attempt]:
+    """`attempt`, interrupted by DuckDB after `seconds`, its cursor closed on exit."""
+    alarm = WATCHDOG.arm(seconds, attempt.interrupt)
     try:
-        yield cursor
+        yield attempt
     finally:
         alarm.cancel()
-        cursor.close()
+        attempt.close()
 
 
 class ArrowStream:

@@ -70,6 +70,13 @@ class ViewSync:
         self._outside: frozenset[str] = frozenset()
         self._lock = asyncio.Lock()
         self._conn_lock = threading.Lock()
+        # Bumped when a sync starts changing views and again when it is done: a query
+        # that saw the same epoch before it started and after a sync ran on current views.
+        self.epoch = 0
+
+    def opened(self) -> duckdb.DuckDBPyConnection | None:
+        """The current connection if it is open already (never opens it)."""
+        return self._conn
 
     def connection(self) -> duckdb.DuckDBPyConnection:
         """The connection to take query cursors from (opened with every known view on first use)."""
@@ -87,22 +94,30 @@ class ViewSync:
         if {n: h.current.version for n, h in listing.items()} == self._current:
             return
         async with self._lock:
-            listing = await self._catalog.current_all()
-            ddl: list[str] = []
-            for name, history in listing.items():
-                if self._current.get(name) != history.current.version:
-                    ddl.extend(await self._dataset_views(name, history))
-            for gone in set(self._current) - set(listing):
-                views = [v for v in self._views if v == gone or v.startswith(f"{gone}@")]
-                for view in views:
-                    del self._views[view]
-                ddl.extend(f"DROP VIEW IF EXISTS {identifier(view)}" for view in views)
-            outside = frozenset().union(*(view.outside for view in self._views.values()))
-            if outside != self._outside:
-                await run_blocking(self._swap, outside)
-            elif ddl:
-                await run_blocking(self._apply, ddl)
-            self._current = {n: h.current.version for n, h in listing.items()}
+            self.epoch += 1
+            try:
+                await self._update()
+            finally:
+                self.epoch += 1
+
+    async def _update(self) -> None:
+        """The body of `sync` once something moved, under its lock."""
+        listing = await self._catalog.current_all()
+        ddl: list[str] = []
+        for name, history in listing.items():
+            if self._current.get(name) != history.current.version:
+                ddl.extend(await self._dataset_views(name, history))
+        for gone in set(self._current) - set(listing):
+            views = [v for v in self._views if v == gone or v.startswith(f"{gone}@")]
+            for view in views:
+                del self._views[view]
+            ddl.extend(f"DROP VIEW IF EXISTS {identifier(view)}" for view in views)
+        outside = frozenset().union(*(view.outside for view in self._views.values()))
+        if outside != self._outside:
+            await run_blocking(self._swap, outside)
+        elif ddl:
+            await run_blocking(self._apply, ddl)
+        self._current = {n: h.current.version for n, h in listing.items()}
 
     async def _dataset_views(self, name: str, history: DatasetHistory) -> list[str]:
         """Record the views of `name` not seen yet and its plain view; return their DDL."""
