@@ -5,15 +5,17 @@
 Ingests the staffing candidates CSV (1,000,000 rows by default), then times
 `SELECT count(*)`, a `GROUP BY` and a point lookup through HTTP (keep-alive
 client, JSON answers) and in-process (DuckDB over the dataset's Parquet file
-in the store's folder). Prints the p50 of each and the added latency (target
-< 5 ms). Then fetches a 100,000-row result as an Arrow IPC stream over HTTP
-and in-process (`to_arrow_table`), and prints both rates and their ratio
-(target >= 0.5x).
+in the store's folder), alternating the two so both see the same machine
+load. Prints the p50 of each and the added latency (target < 5 ms). Then
+fetches a 100,000-row result as an Arrow IPC stream over HTTP and
+in-process (`to_arrow_table`), and prints both rates and their ratio (target
+>= 0.5x).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -38,16 +40,18 @@ ARROW_SQL = "SELECT * FROM {t} LIMIT 100000"
 ARROW = "application/vnd.apache.arrow.stream"
 
 
-def p50_ms(fn: Callable[[], object], repeat: int) -> float:
-    """Median wall time of `fn` in milliseconds, after two warm-up calls."""
-    fn()
-    fn()
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
+def p50s_ms(fns: list[Callable[[], object]], repeat: int) -> list[float]:
+    """Median wall time of each of `fns` in milliseconds, run in turn so they share the load."""
+    for fn in fns:
         fn()
-        times.append((time.perf_counter() - started) * 1000)
-    return statistics.median(times)
+        fn()
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeat):
+        for fn, kept in zip(fns, times, strict=True):
+            started = time.perf_counter()
+            fn()
+            kept.append((time.perf_counter() - started) * 1000)
+    return [statistics.median(kept) for kept in times]
 
 
 def main() -> None:
@@ -68,7 +72,8 @@ def main() -> None:
                 parquet = next((work / "data" / "objects" / "_lakehouse" / "datasets").rglob("*.parquet"))
                 local = duckdb.connect(config={"threads": 2})
                 here = f"read_parquet('{parquet}')"
-                print(f"{args.rows} rows; p50 of {args.repeat} runs")
+                load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+                print(f"{args.rows} rows; p50 of {args.repeat} runs each, in turn; load average {load}")
                 for label, template in QUERIES.items():
                     body = {"sql": template.format(t="candidates")}
                     sql_here = template.format(t=here)
@@ -81,7 +86,7 @@ def main() -> None:
                     def in_process(sql: str = sql_here) -> object:
                         return local.execute(sql).fetchall()
 
-                    http_ms, local_ms = p50_ms(over_http, args.repeat), p50_ms(in_process, args.repeat)
+                    http_ms, local_ms = p50s_ms([over_http, in_process], args.repeat)
                     print(
                         f"  {label:13s} in-process {local_ms:7.2f} ms | /v1/sql {http_ms:7.2f} ms | "
                         f"added {http_ms - local_ms:6.2f} ms (target < 5 ms)"
@@ -102,8 +107,7 @@ def main() -> None:
                     return int(local.execute(ARROW_SQL.format(t=here)).to_arrow_table().num_rows)
 
                 assert arrow_http() == arrow_here() == min(100_000, args.rows)
-                http_ms = p50_ms(arrow_http, max(5, args.repeat // 5))
-                local_ms = p50_ms(arrow_here, max(5, args.repeat // 5))
+                http_ms, local_ms = p50s_ms([arrow_http, arrow_here], max(5, args.repeat // 5))
                 rows = min(100_000, args.rows)
                 http_rate, local_rate = rows / http_ms * 1000, rows / local_ms * 1000
                 print(
