@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from lakehouse.config import Settings, StorageConfig
+from lakehouse.storage import ObjectStore, open_store
 from tests.support.cluster import MODES, LakehouseCluster
 from tests.support.procs import LakehouseProcess, free_port, write_config
 
@@ -131,3 +133,21 @@ def s3_storage(s3_endpoint: str, s3_env: dict[str, str], tmp_path: Path) -> dict
         "endpoint": s3_endpoint,
         "secrets": str(tmp_path / "no-secrets.toml"),
     }
+
+
+@pytest.fixture(params=["local", "s3"])
+def store_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    """Settings over a fresh store of each backend: a tmp folder, or a new moto bucket."""
+    if request.param == "local":
+        return Settings(storage=StorageConfig(backend="local", root=str(tmp_path / "data")))
+    return Settings(storage=StorageConfig(**request.getfixturevalue("s3_storage")))
+
+
+@pytest.fixture
+async def store(store_settings: Settings) -> AsyncIterator[ObjectStore]:
+    """The object store of `store_settings`, closed after the test."""
+    opened = open_store(store_settings)
+    try:
+        yield opened
+    finally:
+        await opened.close()

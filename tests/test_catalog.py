@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import subprocess
 import sys
 import threading
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -23,7 +21,7 @@ from lakehouse.catalog import (
     manifest_key,
     validate_name,
 )
-from lakehouse.config import Settings, StorageConfig
+from lakehouse.config import Settings
 from lakehouse.errors import (
     InvalidKey,
     InvalidName,
@@ -35,26 +33,7 @@ from lakehouse.errors import (
 )
 from lakehouse.storage import ObjectStore, open_store
 
-BACKENDS = ["local"] + (["s3"] if importlib.util.find_spec("lakehouse.storage.s3") else [])
 SCHEMA = [Column("id", "BIGINT"), Column("city", "VARCHAR")]
-
-
-@pytest.fixture(params=BACKENDS)
-def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
-    """Settings for a fresh store of each backend (a new bucket per S3 test)."""
-    if request.param == "local":
-        return Settings(storage=StorageConfig(backend="local", root=str(tmp_path / "data")))
-    return Settings(storage=StorageConfig(**request.getfixturevalue("s3_storage")))
-
-
-@pytest.fixture
-async def store(settings: Settings) -> AsyncIterator[ObjectStore]:
-    """The store under test, closed afterwards."""
-    opened = open_store(settings)
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 async def put_part(store: ObjectStore, name: str, index: int, rows: int = 10) -> ObjectRef:
@@ -193,15 +172,15 @@ async def test_twenty_concurrent_registers_get_distinct_gapless_versions(store: 
     assert {m.objects[0].key for m in history} == {p.key for p in parts}
 
 
-async def test_threads_with_their_own_stores_never_share_a_version(settings: Settings) -> None:
-    seed = open_store(settings)
+async def test_threads_with_their_own_stores_never_share_a_version(store_settings: Settings) -> None:
+    seed = open_store(store_settings)
     parts = [await put_part(seed, "trips", i) for i in range(16)]
     await seed.close()
     outcomes: list[int] = []
     errors: list[BaseException] = []
 
     # Opened up front: opening a LocalStore sweeps this process's temp files.
-    stores = [open_store(settings) for _ in range(2)]
+    stores = [open_store(store_settings) for _ in range(2)]
 
     async def writer(store: ObjectStore, chunk: list[ObjectRef]) -> None:
         try:

@@ -11,27 +11,7 @@ import pytest
 
 from lakehouse.config import Settings, StorageConfig
 from lakehouse.errors import AlreadyExists, NotFound, TooLarge
-from lakehouse.storage import ObjectStore, open_store
-
-BACKENDS = ["local", "s3"]
-
-
-@pytest.fixture(params=BACKENDS)
-def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
-    """Settings for a fresh store of the requested backend (a new bucket per S3 test)."""
-    if request.param == "local":
-        return Settings(storage=StorageConfig(backend="local", root=str(tmp_path / "data")))
-    return Settings(storage=StorageConfig(**request.getfixturevalue("s3_storage")))
-
-
-@pytest.fixture
-async def store(settings: Settings) -> AsyncIterator[ObjectStore]:
-    """The store under test, closed afterwards."""
-    opened = open_store(settings)
-    try:
-        yield opened
-    finally:
-        await opened.close()
+from lakehouse.storage import ObjectStore
 
 
 async def stream(*parts: bytes) -> AsyncIterator[bytes]:
@@ -110,7 +90,7 @@ async def test_cap_exceeded_mid_stream_leaves_nothing(store: ObjectStore) -> Non
 
 
 async def test_cap_exceeded_on_a_multipart_sized_body_leaves_no_upload(
-    store: ObjectStore, settings: Settings
+    store: ObjectStore, store_settings: Settings
 ) -> None:
     part = b"z" * (1024 * 1024)
     with pytest.raises(TooLarge):
@@ -118,14 +98,14 @@ async def test_cap_exceeded_on_a_multipart_sized_body_leaves_no_upload(
     with pytest.raises(NotFound):
         await store.head("huge")
     assert (await store.list())[0] == []
-    if settings.storage.backend == "s3":
+    if store_settings.storage.backend == "s3":
         import boto3
 
-        s3 = boto3.client("s3", endpoint_url=settings.storage.endpoint, region_name="us-east-1")
-        uploads = s3.list_multipart_uploads(Bucket=settings.storage.bucket).get("Uploads", [])
+        s3 = boto3.client("s3", endpoint_url=store_settings.storage.endpoint, region_name="us-east-1")
+        uploads = s3.list_multipart_uploads(Bucket=store_settings.storage.bucket).get("Uploads", [])
         assert uploads == []
     else:
-        root = Path(settings.storage.root)
+        root = Path(store_settings.storage.root)
         assert list((root / ".tmp").iterdir()) == []
 
 
@@ -214,14 +194,14 @@ async def test_put_file_and_odd_but_valid_keys(store: ObjectStore, tmp_path: Pat
     assert odd in [o.key for o in (await store.list(prefix="odd keys/"))[0]]
 
 
-async def test_engine_paths_point_inside_the_root(store: ObjectStore, settings: Settings) -> None:
+async def test_engine_paths_point_inside_the_root(store: ObjectStore, store_settings: Settings) -> None:
     await store.put_bytes("x/y.csv", b"a,b\n1,2\n")
     path = store.engine_path("x/y.csv")
     assert path.startswith(store.engine_root())
-    if settings.storage.backend == "local":
+    if store_settings.storage.backend == "local":
         assert Path(path).read_bytes() == b"a,b\n1,2\n"
     else:
-        assert path == f"s3://{settings.storage.bucket}/x/y.csv"
+        assert path == f"s3://{store_settings.storage.bucket}/x/y.csv"
 
 
 async def test_local_start_up_removes_orphan_temp_files_of_dead_writers(tmp_path: Path) -> None:
