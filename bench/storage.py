@@ -14,7 +14,6 @@ import argparse
 import asyncio
 import logging
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,21 +25,16 @@ from typing import Any
 import aiohttp
 import httpx
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.support.procs import LAKEHOUSE, free_port
+
 from lakehouse.config import Settings, StorageConfig
 from lakehouse.storage import open_store
 
 MIB = 1024 * 1024
 CHUNK = MIB
 TIMEOUT = aiohttp.ClientTimeout(total=600)
-LAKEHOUSE = str(Path(sys.executable).with_name("lakehouse"))
-
-
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def proc_kib(pid: int, field: str) -> int:
