@@ -68,10 +68,14 @@ class FakeOllama:
         self.server: RunningServer | None = None
 
     def reset(self) -> None:
-        """Back to the behaviours of a new fake (its embedding models kept), for reuse across tests."""
-        server = self.server
+        """Back to the behaviours of a new fake (its embedding models kept), for reuse across tests.
+
+        The counts of requests and streams still open are live state, not behaviour: an answer
+        a previous test left streaming still ends (and counts down) later, so they are kept.
+        """
+        server, in_flight, streams_open = self.server, self.in_flight, self.streams_open
         self.__init__(self.models)  # type: ignore[misc]
-        self.server = server
+        self.server, self.in_flight, self.streams_open = server, in_flight, streams_open
 
     @property
     def url(self) -> str:
