@@ -222,7 +222,10 @@ def test_a_client_leaving_mid_stream_stops_the_upstream_answer(
     while ollama.streams_open and time.monotonic() < deadline:
         time.sleep(0.02)  # the previous test's answer may still be closing on the fake's side
     with lakehouse.client() as client, client.stream("POST", "/v1/chat", json=body) as response:
-        first = next(line for line in response.iter_lines() if line)
+        # One iterator kept open: a generator over iter_lines() dropped after next() would close
+        # the response at once, and the client would have left before the count below.
+        lines = response.iter_lines()
+        first = next(line for line in lines if line)
         assert json.loads(first) == {"content": "word0 "}
         assert ollama.streams_open == 1
     deadline = time.monotonic() + 2
