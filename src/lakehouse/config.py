@@ -139,6 +139,16 @@ class ChatdConfig(Section):
     kimi_key_file: str = "/etc/lakehouse/kimi.env"
 
 
+class AuthConfig(Section):
+    """`[auth]`: whether requests need a bearer token.
+
+    "auto" (the default) requires one whenever the process listens on an
+    address other than loopback (127.0.0.0/8, ::1, localhost).
+    """
+
+    required: Literal["auto"] | bool = "auto"
+
+
 class LogConfig(Section):
     """`[log]`: request log level."""
 
@@ -157,6 +167,7 @@ class Settings(Section):
     vectord: VectordConfig = VectordConfig()
     embedd: EmbeddConfig = EmbeddConfig()
     chatd: ChatdConfig = ChatdConfig()
+    auth: AuthConfig = AuthConfig()
     log: LogConfig = LogConfig()
     models: dict[str, str] = Field(default_factory=dict)
     # Where the file was found (None: defaults only). Relative paths in it, such as

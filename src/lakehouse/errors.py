@@ -9,8 +9,10 @@
     │   ├── DimMismatch                400 dim_mismatch
     │   ├── ForbiddenStatement         400 forbidden_statement
     │   └── SqlError                   400 sql_error
+    ├── Unauthorized                   401 unauthorized
     ├── Forbidden                      403 forbidden
-    │   └── ReservedKey                403 reserved_key
+    │   ├── ReservedKey                403 reserved_key
+    │   └── InsufficientScope          403 insufficient_scope
     ├── NotFound                       404 not_found
     │   └── ProviderNotRegistered      404 provider_not_registered
     ├── MethodNotAllowed               405 method_not_allowed
@@ -126,6 +128,13 @@ class SqlError(InvalidRequest):
     code = "sql_error"
 
 
+class Unauthorized(LakehouseError):
+    """No valid token: missing, unknown, expired or revoked (sent with `WWW-Authenticate: Bearer`)."""
+
+    status = 401
+    code = "unauthorized"
+
+
 class Forbidden(LakehouseError):
     """The request reaches for something outside the lakehouse."""
 
@@ -137,6 +146,12 @@ class ReservedKey(Forbidden):
     """A write to a key the lakehouse keeps for itself."""
 
     code = "reserved_key"
+
+
+class InsufficientScope(Forbidden):
+    """A valid token whose scope does not cover the request."""
+
+    code = "insufficient_scope"
 
 
 class NotFound(LakehouseError):
