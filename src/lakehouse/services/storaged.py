@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from starlette.convertors import Convertor, register_url_convertor
+from starlette.types import Message, Receive, Scope, Send
 
 from lakehouse.errors import InvalidRequest
 from lakehouse.services.deps import Deps, DepsDep
@@ -65,16 +66,46 @@ class ObjectList(BaseModel):
 
     objects: list[ListedObject]
     truncated: bool
+    next: str | None = Field(description="`after` for the next page; null on the last page")
 
 
-async def storage_slot(deps: DepsDep) -> AsyncIterator[StorageAccess]:
-    """The storage API, holding a concurrency slot until the response is fully sent."""
-    access = deps.storage
-    with access.slot():
-        yield access
+async def storage_api(deps: DepsDep) -> StorageAccess:
+    """The storage API; each route takes and frees its own concurrency slot."""
+    return deps.storage
 
 
-StorageDep = Annotated[StorageAccess, Depends(storage_slot)]
+StorageDep = Annotated[StorageAccess, Depends(storage_api)]
+
+
+class SlotStreamingResponse(StreamingResponse):
+    """A streamed object that frees its storage slot as soon as its last byte is handed to the server.
+
+    The slot is released before the send that completes the body (its
+    Content-Length reached, or the final message), so a client reusing its
+    keep-alive connection at once never meets its own previous request's slot;
+    and in any case when the response ends (a client gone mid-download).
+    """
+
+    def __init__(self, content: AsyncIterator[bytes], release: Callable[[], None], **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self.release = release
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        length = int(self.headers.get("content-length", "-1"))
+        sent = 0
+
+        async def send_releasing(message: Message) -> None:
+            nonlocal sent
+            if message["type"] == "http.response.body":
+                sent += len(message.get("body", b""))
+                if not message.get("more_body", False) or sent >= length >= 0:
+                    self.release()
+            await send(message)
+
+        try:
+            await super().__call__(scope, receive, send_releasing)
+        finally:
+            self.release()
 
 
 async def startup(deps: Deps) -> None:
@@ -115,7 +146,8 @@ def _declared_length(request: Request) -> int | None:
 )
 async def put_object(key: str, request: Request, storage: StorageDep) -> JSONResponse:
     """Stream the body into the store; 201 when new, 200 when it replaced an object."""
-    result = await storage.put(key, request.stream(), _declared_length(request))
+    with storage.slot():
+        result = await storage.put(key, request.stream(), _declared_length(request))
     body = StoredObject(key=result.info.key, size=result.info.size, etag=result.info.etag)
     return JSONResponse(body.model_dump(), status_code=200 if result.replaced else 201)
 
@@ -132,8 +164,15 @@ async def put_object(key: str, request: Request, storage: StorageDep) -> JSONRes
 )
 async def get_object(key: str, storage: StorageDep) -> StreamingResponse:
     """The object's bytes with Content-Length and ETag."""
-    info, chunks = await storage.get(key)
-    return StreamingResponse(chunks, headers=_object_headers(info), media_type="application/octet-stream")
+    release = storage.acquire()
+    try:
+        info, chunks = await storage.get(key)
+    except BaseException:
+        release()
+        raise
+    return SlotStreamingResponse(
+        chunks, release, headers=_object_headers(info), media_type="application/octet-stream"
+    )
 
 
 @router.head(
@@ -143,7 +182,8 @@ async def get_object(key: str, storage: StorageDep) -> StreamingResponse:
 )
 async def head_object(key: str, storage: StorageDep) -> Response:
     """The same headers as GET, without the body."""
-    info = await storage.head(key)
+    with storage.slot():
+        info = await storage.head(key)
     return Response(headers=_object_headers(info))
 
 
@@ -155,22 +195,28 @@ async def head_object(key: str, storage: StorageDep) -> Response:
 )
 async def delete_object(key: str, storage: StorageDep) -> Response:
     """Remove the object: 204, or 404 when absent."""
-    await storage.delete(key)
+    with storage.slot():
+        await storage.delete(key)
     return Response(status_code=204)
 
 
 @router.get("/objects", response_model=ObjectList, summary="List objects by prefix", responses=_ERRORS)
 async def list_objects(
     storage: StorageDep,
-    prefix: Annotated[str, Query(max_length=1024)] = "",
+    prefix: Annotated[str, Query(description="keys starting with this; follows the key rules")] = "",
     limit: Annotated[int, Query(ge=1, le=MAX_LIST_LIMIT)] = DEFAULT_LIST_LIMIT,
+    after: Annotated[
+        str | None, Query(description="only keys after this one: the previous page's `next`")
+    ] = None,
 ) -> ObjectList:
-    """Objects whose key starts with `prefix`, sorted by key, at most `limit`."""
-    objects, truncated = await storage.list(prefix, limit)
+    """Objects whose key starts with `prefix`, sorted by key, at most `limit`, from just after `after`."""
+    with storage.slot():
+        objects, truncated = await storage.list(prefix, limit, after)
     return ObjectList(
         objects=[
             ListedObject(key=o.key, size=o.size, etag=o.etag, last_modified=o.last_modified.isoformat())
             for o in objects
         ],
         truncated=truncated,
+        next=objects[-1].key if truncated and objects else None,
     )

@@ -7,7 +7,7 @@ the reserved prefix.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 
 from lakehouse.config import StorageConfig
@@ -27,9 +27,8 @@ class StorageAccess:
         self.max_concurrent = cfg.max_concurrent
         self.in_flight = 0
 
-    @contextmanager
-    def slot(self) -> Iterator[None]:
-        """Hold one of the `max_concurrent` request slots for the block.
+    def acquire(self) -> Callable[[], None]:
+        """Take one of the `max_concurrent` request slots; return its release (safe to call twice).
 
         Never waits: all requests share one event loop, so the check and the
         increment cannot interleave with another request.
@@ -44,10 +43,28 @@ class StorageAccess:
                 retry_after=RETRY_AFTER_SECS,
             )
         self.in_flight += 1
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                self.in_flight -= 1
+
+        return release
+
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        """Hold one request slot for the block (see `acquire`).
+
+        Raises:
+            Busy: every slot is taken (503 with Retry-After).
+        """
+        release = self.acquire()
         try:
             yield
         finally:
-            self.in_flight -= 1
+            release()
 
     def check_length(self, declared: int | None) -> None:
         """Refuse a body whose declared length is already past the cap.
@@ -90,9 +107,15 @@ class StorageAccess:
         self._writable(key)
         await self.store.delete(key)
 
-    async def list(self, prefix: str, limit: int) -> tuple[list[ObjectInfo], bool]:
-        """Objects under `prefix`, at most `limit`, and whether more exist."""
-        return await self.store.list(validate_prefix(prefix), limit)
+    async def list(self, prefix: str, limit: int, after: str | None = None) -> tuple[list[ObjectInfo], bool]:
+        """Objects under `prefix` sorting after `after`, at most `limit`, and whether more exist.
+
+        Raises:
+            InvalidKey: the prefix or `after` breaks the key rules.
+        """
+        if after:
+            validate_key(after)
+        return await self.store.list(validate_prefix(prefix), limit, after=after or None)
 
     def _writable(self, key: str) -> None:
         validate_key(key)

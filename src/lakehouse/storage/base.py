@@ -107,8 +107,17 @@ class ObjectStore(Protocol):
         """
         ...
 
-    async def list(self, prefix: str = "", limit: int | None = None) -> tuple[list[ObjectInfo], bool]:
-        """Objects whose key starts with `prefix`, sorted by key, and whether more exist."""
+    async def list(
+        self, prefix: str = "", limit: int | None = None, *, after: str | None = None
+    ) -> tuple[list[ObjectInfo], bool]:
+        """Objects whose key starts with `prefix`, sorted by key, and whether more exist.
+
+        Args:
+            prefix: a validated prefix (see `keys.validate_prefix`).
+            limit: at most this many objects.
+            after: only keys sorting (as UTF-8 bytes) after this one: the last
+                key of the previous page.
+        """
         ...
 
     def engine_path(self, key: str) -> str:

@@ -55,11 +55,30 @@ def is_reserved(key: str) -> bool:
 def validate_prefix(prefix: str) -> str:
     """Return a listing prefix when it could start a valid key.
 
+    Every segment but the last follows the segment rules of a key (no empty,
+    `.` or `..` segment); the last may be partial (`logs/20`) or empty after
+    a trailing `/` (`logs/`). The empty prefix lists everything.
+
     Raises:
-        InvalidKey: the prefix is too long or holds a backslash or control character.
+        InvalidKey: the prefix is too long, absolute, holds a backslash or a
+            control character, or has an empty, `.` or `..` folder segment.
     """
-    if len(prefix.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
-        raise InvalidKey(f"the prefix is longer than {MAX_KEY_BYTES} bytes")
-    if "\\" in prefix or _CONTROL.search(prefix) or prefix.startswith("/"):
-        raise InvalidKey("the prefix must not start with '/' or contain a backslash or control character")
+    if not prefix:
+        return prefix
+    try:
+        size = len(prefix.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise InvalidKey("the prefix is not valid UTF-8") from None
+    if size > MAX_KEY_BYTES:
+        raise InvalidKey(f"the prefix is {size} bytes long; the limit is {MAX_KEY_BYTES}")
+    if prefix.startswith("/"):
+        raise InvalidKey("the prefix must not start with '/'", prefix=prefix)
+    if "\\" in prefix:
+        raise InvalidKey("the prefix must not contain a backslash", prefix=prefix)
+    if _CONTROL.search(prefix):
+        shown = prefix.encode("unicode_escape").decode()
+        raise InvalidKey("the prefix must not contain control characters", prefix=shown)
+    for segment in prefix.split("/")[:-1]:
+        if segment in ("", ".", ".."):
+            raise InvalidKey(f"the prefix has an empty, '.' or '..' segment: {prefix!r}", prefix=prefix)
     return prefix

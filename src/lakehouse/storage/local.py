@@ -5,6 +5,11 @@ fsynced, then moved into place with `os.link` (create only: fails when the
 key exists, atomically, also across processes) or `os.replace`. A reader
 therefore sees the old object or the new one, never half of one, and a crash
 leaves at most an orphan temp file, which the next start removes.
+
+Nothing below `objects/` is followed: every call opens a key's folders one
+by one relative to the folder before (O_NOFOLLOW), so a symlink placed in the
+root, by an operator or an attacker, is never a way out of the store: reads
+through one answer 404, writes through one 400, and listings skip it.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import errno
 import hashlib
 import os
 import shutil
+import stat
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
@@ -27,9 +33,14 @@ import anyio
 from lakehouse.errors import AlreadyExists, Conflict, InvalidKey, NotFound, TooLarge
 from lakehouse.runner import run_blocking
 from lakehouse.storage.base import ObjectInfo, PutResult
+from lakehouse.storage.keys import validate_key
 
 CHUNK = 1024 * 1024
 TMP_SUFFIX = ".part"
+# Below `objects/` nothing is followed: a link in place of a folder or an
+# object is refused. O_NONBLOCK keeps a FIFO planted at a key from hanging the open.
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 
 
 class LocalStore:
@@ -137,39 +148,82 @@ class LocalStore:
 
     def _commit(self, tmp: Path, key: str, if_absent: bool) -> PutResult:
         """Move a finished temp file to `key`: link (create) first, replace if allowed."""
-        final = self._path(key)
-        # A concurrent delete may prune the parent folder between mkdir and
+        folders, name = _split(key)
+        # A concurrent delete may prune a parent folder between mkdir and
         # link; retrying a few times covers that race.
         for _ in range(5):
-            self._make_parents(final, key)
             try:
-                os.link(tmp, final)
-                replaced = False
-            except FileExistsError:
-                if if_absent:
-                    raise AlreadyExists(f"object {key!r} already exists", key=key) from None
-                if final.is_dir():
-                    raise _shadowed(key) from None
-                try:
-                    os.replace(tmp, final)
-                except FileNotFoundError:
-                    continue
-                replaced = True
+                with self._folder(folders, key, create=True) as fds:
+                    return self._link_into(fds[-1], tmp, name, key, if_absent)
             except FileNotFoundError:
                 continue
-            except OSError as exc:
-                raise _os_error(exc, key) from None
-            _fsync_dir(final.parent)
-            return PutResult(info=_info(key, final.stat()), replaced=replaced)
         raise Conflict(f"object {key!r} could not be stored: its folder kept disappearing", key=key)
 
-    def _make_parents(self, final: Path, key: str) -> None:
+    def _link_into(self, folder: int, tmp: Path, name: str, key: str, if_absent: bool) -> PutResult:
         try:
-            final.parent.mkdir(parents=True, exist_ok=True)
-        except (FileExistsError, NotADirectoryError):
-            raise _shadowed(key) from None
+            os.link(tmp, name, dst_dir_fd=folder)
+            replaced = False
+        except FileExistsError:
+            if if_absent:
+                raise AlreadyExists(f"object {key!r} already exists", key=key) from None
+            mode = os.stat(name, dir_fd=folder, follow_symlinks=False).st_mode
+            if stat.S_ISDIR(mode):
+                raise _shadowed(key) from None
+            if not stat.S_ISREG(mode):
+                raise _linked(key) from None
+            os.replace(tmp, name, dst_dir_fd=folder)
+            replaced = True
         except OSError as exc:
+            if exc.errno == errno.ENOENT:
+                raise
             raise _os_error(exc, key) from None
+        os.fsync(folder)
+        return PutResult(
+            info=_info(key, os.stat(name, dir_fd=folder, follow_symlinks=False)), replaced=replaced
+        )
+
+    @contextlib.contextmanager
+    def _folder(
+        self, folders: builtins.list[str], key: str, *, create: bool = False
+    ) -> Iterator[builtins.list[int]]:
+        """Open the folders of a key one by one from `objects/`, never through a link.
+
+        Yields the open descriptors, `objects/` first and the key's own folder
+        last. Every step opens one name relative to the folder before it with
+        O_NOFOLLOW, so a symlink anywhere under the root (placed by an operator
+        or an attacker) is refused rather than followed out of the store.
+
+        Raises:
+            NotFound: (reading) a folder is missing, is a file, or is a link.
+            InvalidKey: (writing) a folder is a link or its name is too long.
+            Conflict: (writing) a folder of the key is an object.
+            FileNotFoundError: (writing) a folder vanished meanwhile; retry.
+        """
+        fds = [os.open(self.objects, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)]
+        try:
+            for segment in folders:
+                if create:
+                    try:
+                        os.mkdir(segment, dir_fd=fds[-1])
+                    except FileExistsError:
+                        pass
+                    except OSError as exc:
+                        raise _os_error(exc, key) from None
+                try:
+                    fds.append(os.open(segment, _DIR_FLAGS, dir_fd=fds[-1]))
+                except OSError as exc:
+                    if not create:
+                        raise _read_error(exc, key) from None
+                    if exc.errno == errno.ENOENT:
+                        raise
+                    if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                        mode = os.stat(segment, dir_fd=fds[-1], follow_symlinks=False).st_mode
+                        raise (_shadowed(key) if stat.S_ISREG(mode) else _linked(key)) from None
+                    raise _os_error(exc, key) from None
+            yield fds
+        finally:
+            for fd in fds:
+                os.close(fd)
 
     async def get(self, key: str) -> tuple[ObjectInfo, AsyncIterator[bytes]]:
         """The object's info and a stream of its bytes, read from one open file."""
@@ -179,15 +233,19 @@ class LocalStore:
         return info, _read_chunks(fh)
 
     def _open(self, key: str, read_small: bool = False) -> tuple[BinaryIO, ObjectInfo, bytes | None]:
-        path = self._path(key)
-        try:
-            fh = open(path, "rb")  # noqa: SIM115 - closed by _read_chunks
-        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
-            raise NotFound(f"no object {key!r}", key=key) from None
-        except OSError as exc:
-            raise _os_error(exc, key) from None
+        folders, name = _split(key)
+        with self._folder(folders, key) as fds:
+            try:
+                fd = os.open(name, _FILE_FLAGS, dir_fd=fds[-1])
+            except OSError as exc:
+                raise _read_error(exc, key) from None
         # Info from the open file, so it matches the bytes even if a replace lands now.
-        info = _info(key, os.fstat(fh.fileno()))
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):  # a folder, a FIFO, a device: not an object
+            os.close(fd)
+            raise NotFound(f"no object {key!r}", key=key)
+        fh = os.fdopen(fd, "rb")
+        info = _info(key, st)
         if read_small and info.size <= CHUNK:
             with fh:
                 return fh, info, fh.read()
@@ -204,14 +262,13 @@ class LocalStore:
         return await run_blocking(self._head, key)
 
     def _head(self, key: str) -> ObjectInfo:
-        path = self._path(key)
-        try:
-            st = path.stat()
-        except (FileNotFoundError, NotADirectoryError):
-            raise NotFound(f"no object {key!r}", key=key) from None
-        except OSError as exc:
-            raise _os_error(exc, key) from None
-        if not path.is_file():
+        folders, name = _split(key)
+        with self._folder(folders, key) as fds:
+            try:
+                st = os.stat(name, dir_fd=fds[-1], follow_symlinks=False)
+            except OSError as exc:
+                raise _read_error(exc, key) from None
+        if not stat.S_ISREG(st.st_mode):
             raise NotFound(f"no object {key!r}", key=key)
         return _info(key, st)
 
@@ -220,55 +277,54 @@ class LocalStore:
         await run_blocking(self._delete, key)
 
     def _delete(self, key: str) -> None:
-        path = self._path(key)
-        try:
-            os.unlink(path)
-        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
-            raise NotFound(f"no object {key!r}", key=key) from None
-        except OSError as exc:
-            if exc.errno == errno.EISDIR:
-                raise NotFound(f"no object {key!r}", key=key) from None
-            raise _os_error(exc, key) from None
-        parent = path.parent
-        while parent != self.objects:
+        folders, name = _split(key)
+        with self._folder(folders, key) as fds:
             try:
-                parent.rmdir()
-            except OSError:
-                break
-            parent = parent.parent
+                mode = os.stat(name, dir_fd=fds[-1], follow_symlinks=False).st_mode
+            except OSError as exc:
+                raise _read_error(exc, key) from None
+            if not stat.S_ISREG(mode):
+                raise NotFound(f"no object {key!r}", key=key)
+            try:
+                os.unlink(name, dir_fd=fds[-1])
+            except OSError as exc:
+                raise _read_error(exc, key) from None
+            # Prune the folders the delete left empty, deepest first.
+            for depth in range(len(folders), 0, -1):
+                try:
+                    os.rmdir(folders[depth - 1], dir_fd=fds[depth - 1])
+                except OSError:
+                    break
 
-    async def list(self, prefix: str = "", limit: int | None = None) -> tuple[list[ObjectInfo], bool]:
-        """Objects whose key starts with `prefix`, sorted by key, and whether more exist."""
-        return await run_blocking(self._list, prefix, limit)
+    async def list(
+        self, prefix: str = "", limit: int | None = None, *, after: str | None = None
+    ) -> tuple[builtins.list[ObjectInfo], bool]:
+        """Objects under `prefix` whose key sorts after `after`, sorted by key, and whether more exist."""
+        return await run_blocking(self._list, prefix, limit, after)
 
-    def _list(self, prefix: str, limit: int | None) -> tuple[builtins.list[ObjectInfo], bool]:
+    def _list(
+        self, prefix: str, limit: int | None, after: str | None
+    ) -> tuple[builtins.list[ObjectInfo], bool]:
         # Walk only the deepest folder the prefix names; filter the rest by string.
         folder, _, _ = prefix.rpartition("/")
-        start = self.objects / folder if folder else self.objects
-        found: builtins.list[tuple[str, os.stat_result]] = []
-        for key, st in self._walk(start, folder):
-            if key.startswith(prefix):
-                found.append((key, st))
-        found.sort(key=lambda item: item[0].encode("utf-8"))
+        folders = folder.split("/") if folder else []
+        if any(segment in ("", ".", "..") for segment in folders) or not _inside(self.objects, folder):
+            raise InvalidKey("the prefix reaches outside the store", prefix=prefix)
+        floor = after.encode("utf-8") if after else b""
+        found: builtins.list[tuple[bytes, str, os.stat_result]] = []
+        try:
+            with self._folder(folders, prefix) as fds:
+                for key, st in _scan(fds[-1], folder, prefix):
+                    encoded = key.encode("utf-8", "surrogateescape")
+                    if key.startswith(prefix) and encoded > floor:
+                        found.append((encoded, key, st))
+        except NotFound:
+            return [], False
+        found.sort(key=lambda item: item[0])
         truncated = limit is not None and len(found) > limit
         if limit is not None:
             found = found[:limit]
-        return [_info(key, st) for key, st in found], truncated
-
-    def _walk(self, folder: Path, rel: str) -> Iterator[tuple[str, os.stat_result]]:
-        try:
-            entries = list(os.scandir(folder))
-        except (FileNotFoundError, NotADirectoryError):
-            return
-        for entry in entries:
-            key = f"{rel}/{entry.name}" if rel else entry.name
-            try:
-                if entry.is_dir(follow_symlinks=False):
-                    yield from self._walk(Path(entry.path), key)
-                elif entry.is_file(follow_symlinks=False):
-                    yield key, entry.stat(follow_symlinks=False)
-            except FileNotFoundError:
-                continue  # removed while we walked
+        return [_info(key, st) for _, key, st in found], truncated
 
     def engine_path(self, key: str) -> str:
         """The object's absolute file path, for DuckDB."""
@@ -280,6 +336,71 @@ class LocalStore:
 
     async def close(self) -> None:
         """Nothing to release: files are opened per call."""
+
+
+def _split(key: str) -> tuple[list[str], str]:
+    """A key's folder names and its file name, refusing anything that could leave the store.
+
+    Keys are validated before they reach a backend; this is the second layer.
+    """
+    parts = key.split("/")
+    if any(part in ("", ".", "..") or "\0" in part for part in parts):
+        raise InvalidKey(f"the key has an empty, '.' or '..' segment: {key!r}", key=key)
+    return parts[:-1], parts[-1]
+
+
+def _inside(root: Path, rel: str) -> bool:
+    """Whether `root/rel`, with `..` collapsed, is `root` or lies under it."""
+    joined = os.path.normpath(os.path.join(root, rel))
+    return joined == str(root) or joined.startswith(str(root) + os.sep)
+
+
+def _scan(folder: int, rel: str, prefix: str) -> Iterator[tuple[str, os.stat_result]]:
+    """Every regular file under an open folder, as (key, stat); links and special files are skipped."""
+    with os.scandir(folder) as it:
+        entries = builtins.list(it)
+    for entry in entries:
+        key = f"{rel}/{entry.name}" if rel else entry.name
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                # Only folders that can hold keys starting with the prefix.
+                if not (key.startswith(prefix) or prefix.startswith(key + "/")):
+                    continue
+                try:
+                    sub = os.open(entry.name, _DIR_FLAGS, dir_fd=folder)
+                except OSError:
+                    continue  # removed, or replaced by a link, while we walked
+                try:
+                    yield from _scan(sub, key, prefix)
+                finally:
+                    os.close(sub)
+            elif entry.is_file(follow_symlinks=False) and _listable(key):
+                yield key, entry.stat(follow_symlinks=False)
+        except FileNotFoundError:
+            continue  # removed while we walked
+
+
+def _listable(key: str) -> bool:
+    """Whether a file's name is a valid key (a file an operator named oddly is not listed)."""
+    try:
+        validate_key(key)
+    except InvalidKey:
+        return False
+    return True
+
+
+def _read_error(exc: OSError, key: str) -> Exception:
+    """An OSError met while reading a key: missing, a file as a folder, or a link all mean 404."""
+    if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.EISDIR):
+        return NotFound(f"no object {key!r}", key=key)
+    return _os_error(exc, key)
+
+
+def _linked(key: str) -> InvalidKey:
+    return InvalidKey(
+        f"object {key!r} would pass through a link or special file on the local backend, which is refused",
+        key=key,
+    )
 
 
 def _info(key: str, st: os.stat_result) -> ObjectInfo:
@@ -325,14 +446,6 @@ def _discard(fh: BinaryIO, tmp: Path) -> None:
     fh.close()
     with contextlib.suppress(FileNotFoundError):
         os.unlink(tmp)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _alive(pid: int) -> bool:

@@ -196,17 +196,20 @@ class S3Store:
             await obstore.delete_async(self._store, key)
 
     async def list(
-        self, prefix: str = "", limit: int | None = None
+        self, prefix: str = "", limit: int | None = None, *, after: str | None = None
     ) -> tuple[builtins.list[ObjectInfo], bool]:
-        """Objects whose key starts with `prefix`, sorted by key, and whether more exist."""
+        """Objects under `prefix` whose key sorts after `after`, sorted by key, and whether more exist."""
         # obstore prefixes match whole path segments; list the prefix's folder
-        # and filter by string. S3 lists in key order, so stop once past it.
+        # and filter by string. S3 lists in key order (UTF-8 bytes, which is
+        # code point order), from just after `after`, so stop once past the prefix.
         folder = prefix.rpartition("/")[0] or None
         found: builtins.list[ObjectInfo] = []
         with _s3_errors(prefix):
-            async for page in obstore.list(self._store, folder, chunk_size=LIST_PAGE):
+            async for page in obstore.list(self._store, folder, offset=after or None, chunk_size=LIST_PAGE):
                 for meta in page:
                     key = meta["path"]
+                    if after and key <= after:
+                        continue
                     if not key.startswith(prefix):
                         if key > prefix:
                             return found, False
