@@ -55,9 +55,11 @@ class GatewayError(Exception):
 class GatewayClient:
     """A small async client for the gateway's HTTP API."""
 
-    def __init__(self, base_url: str, timeout: float = 120.0) -> None:
+    def __init__(self, base_url: str, timeout: float = 120.0, token: str | None = None) -> None:
         self.base_url = base_url.rstrip("/")
-        self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout)
+        token = (token or "").strip()
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout, headers=headers)
 
     async def call(
         self, method: str, path: str, *, json_body: Any = None, params: dict[str, Any] | None = None
@@ -161,9 +163,12 @@ async def dataset_overview(gateway: GatewayClient, name: str) -> dict[str, Any]:
     }
 
 
-def build_server(gateway_url: str, timeout: float = 120.0) -> LakehouseMCP:
-    """The MCP server with every lakehouse tool, proxying to the gateway at `gateway_url`."""
-    gateway = GatewayClient(gateway_url, timeout=timeout)
+def build_server(gateway_url: str, timeout: float = 120.0, token: str | None = None) -> LakehouseMCP:
+    """The MCP server with every lakehouse tool, proxying to the gateway at `gateway_url`.
+
+    `token` (if any) is sent as `Authorization: Bearer <token>` on every call.
+    """
+    gateway = GatewayClient(gateway_url, timeout=timeout, token=token)
     server = LakehouseMCP(gateway)
 
     async def call(method: str, path: str, **kwargs: Any) -> Any:

@@ -1,11 +1,11 @@
-"""The `lakehouse` command: serve, doctor, ingest, sql, chat, mcp."""
+"""The `lakehouse` command: serve, doctor, ingest, sql, chat, mcp, token."""
 
 from __future__ import annotations
 
-from lakehouse.cli import chat, data, doctor, mcp, serve
+from lakehouse.cli import chat, data, doctor, mcp, serve, token
 from lakehouse.cli.app import app
 
-__all__ = ["app", "chat", "data", "doctor", "main", "mcp", "serve"]
+__all__ = ["app", "chat", "data", "doctor", "main", "mcp", "serve", "token"]
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ from rich.console import Console
 
 from lakehouse.cli.app import app
 from lakehouse.cli.serve import ConfigOption, settings_or_exit
+from lakehouse.cli.token import TokenOption, auth_headers
 from lakehouse.config import split_bind
 
 err_console = Console(stderr=True, highlight=False)
@@ -38,6 +39,7 @@ def chat_command(
     ] = None,
     config: ConfigOption = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait between pieces of the answer.")] = 300.0,
+    token: TokenOption = None,
 ) -> None:
     """Chat with a model: the answer is printed as it is generated, then its token counts and latency."""
     if gateway is None:
@@ -53,7 +55,7 @@ def chat_command(
     if max_tokens is not None:
         body["max_tokens"] = max_tokens
     try:
-        final = _stream(gateway.rstrip("/"), body, timeout)
+        final = _stream(gateway.rstrip("/"), body, timeout, auth_headers(token))
     except httpx.HTTPError as exc:
         err_console.print(f"[red]error:[/red] cannot reach the lakehouse at {gateway} ({type(exc).__name__})")
         raise typer.Exit(1) from None
@@ -65,11 +67,13 @@ def chat_command(
     )
 
 
-def _stream(gateway: str, body: dict[str, Any], timeout: float) -> dict[str, Any] | None:
+def _stream(
+    gateway: str, body: dict[str, Any], timeout: float, headers: dict[str, str]
+) -> dict[str, Any] | None:
     """Print the answer's pieces as they arrive; the closing summary, or None after printing an error."""
     with (
         httpx.Client(timeout=httpx.Timeout(timeout, connect=10.0)) as client,
-        client.stream("POST", gateway + "/v1/chat", json=body) as response,
+        client.stream("POST", gateway + "/v1/chat", json=body, headers=headers) as response,
     ):
         if response.status_code >= 400:
             response.read()

@@ -17,6 +17,7 @@ from rich.table import Table
 
 from lakehouse.cli.app import app
 from lakehouse.cli.serve import ConfigOption, settings_or_exit
+from lakehouse.cli.token import TokenOption, auth_headers
 from lakehouse.config import split_bind
 
 console = Console(highlight=False)
@@ -50,6 +51,7 @@ def ingest_command(
     ] = "append",
     gateway: GatewayOption = None,
     config: ConfigOption = None,
+    token: TokenOption = None,
 ) -> None:
     """Upload a CSV as a new version of a dataset, with a progress bar; prints the version."""
     if mode not in ("append", "replace"):
@@ -73,7 +75,7 @@ def ingest_command(
             url,
             params={"mode": mode},
             content=chunks(),
-            headers={"content-type": "text/csv", "content-length": str(size)},
+            headers={"content-type": "text/csv", "content-length": str(size), **auth_headers(token)},
         )
     body = answer.json()
     what = "new version" if body["created"] else "already ingested: version"
@@ -90,13 +92,15 @@ def sql_command(
     max_rows: Annotated[int | None, typer.Option(help="Rows to fetch at most.", min=0)] = None,
     gateway: GatewayOption = None,
     config: ConfigOption = None,
+    token: TokenOption = None,
 ) -> None:
     """Run SQL over the datasets: each is a view by its name, version N is "<name>@<N>"."""
     text = sys.stdin.read() if query == "-" else query
     body: dict[str, Any] = {"sql": text}
     if max_rows is not None:
         body["max_rows"] = max_rows
-    result = _call("POST", f"{gateway_url(gateway, config)}/v1/sql", json=body).json()
+    url = f"{gateway_url(gateway, config)}/v1/sql"
+    result = _call("POST", url, json=body, headers=auth_headers(token)).json()
     names = [c["name"] for c in result["columns"]]
     if output == "json":
         sys.stdout.write(json.dumps(result, ensure_ascii=False) + "\n")

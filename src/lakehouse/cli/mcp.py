@@ -9,6 +9,7 @@ import typer
 
 from lakehouse.cli.app import app
 from lakehouse.cli.serve import ConfigOption, settings_or_exit
+from lakehouse.cli.token import TokenOption
 from lakehouse.config import split_bind
 
 
@@ -24,6 +25,7 @@ def mcp_command(
     ] = None,
     config: ConfigOption = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the gateway on each call.")] = 120.0,
+    token: TokenOption = None,
 ) -> None:
     """Serve MCP tools (datasets, SQL, embeddings, vector search, chat) over stdio."""
     # Imported here so the other commands do not pay for the MCP SDK's import time.
@@ -36,4 +38,4 @@ def mcp_command(
         # A gateway listening on every interface is reached on loopback.
         host = "127.0.0.1" if host in ("0.0.0.0", "::", "[::]") else host
         gateway = f"http://{host}:{port}"
-    build_server(gateway, timeout=timeout).run("stdio")
+    build_server(gateway, timeout=timeout, token=token).run("stdio")

@@ -42,6 +42,14 @@ def configure_logging(level: str) -> None:
     )
 
 
+def _bind_host(address: str) -> str:
+    """The host part of `address`, which decides whether `[auth] required = "auto"` asks for tokens."""
+    try:
+        return split_bind(address)[0]
+    except ConfigError:
+        return address  # reported below; treated as beyond loopback meanwhile
+
+
 @app.command()
 def serve(
     service: Annotated[
@@ -60,18 +68,18 @@ def serve(
     if service is None:
         from lakehouse.services.app import create_app
 
-        asgi = create_app(settings, name="gateway")
         address = bind or settings.gateway.bind
+        asgi = create_app(settings, name="gateway", bind_host=_bind_host(address))
     elif service == "gateway":
         from lakehouse.services.gateway import create_gateway_app
 
-        asgi = create_gateway_app(settings)
         address = bind or settings.gateway.bind
+        asgi = create_gateway_app(settings, bind_host=_bind_host(address))
     elif service in SERVICES:
         from lakehouse.services.app import create_app
 
-        asgi = create_app(settings, [service], name=service)
         address = bind or SERVICES[service].bind(settings)
+        asgi = create_app(settings, [service], name=service, bind_host=_bind_host(address))
     else:
         err_console.print(
             f"[red]error:[/red] unknown service {service!r}; choose from gateway, {', '.join(SERVICES)}"

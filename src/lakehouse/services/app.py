@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from lakehouse import __version__
+from lakehouse.auth import with_auth
 from lakehouse.config import Settings
 from lakehouse.services.deps import Deps
 from lakehouse.services.http import RequestContext, health_body, install_error_handlers
@@ -18,12 +19,18 @@ from lakehouse.services.table import SERVICES, ServiceSpec
 
 
 def create_app(
-    settings: Settings, services: Iterable[str] | None = None, *, name: str = "gateway"
+    settings: Settings,
+    services: Iterable[str] | None = None,
+    *,
+    name: str = "gateway",
+    bind_host: str | None = None,
 ) -> FastAPI:
     """An app serving `services` in-process (all of them when None).
 
     `name` is what `/health` reports: "gateway" for the embedded all-in-one
-    process, the service's own name when it runs alone.
+    process, the service's own name when it runs alone. `bind_host` is where
+    the process listens (None: nowhere, e.g. in-process), which decides
+    whether `[auth] required = "auto"` asks for tokens.
     """
     specs = [SERVICES[s] for s in (services if services is not None else SERVICES)]
     deps = Deps(settings)
@@ -53,6 +60,7 @@ def create_app(
 
     for spec in specs:
         app.include_router(spec.router())
+    app.add_middleware(with_auth, settings=settings, bind_host=bind_host)
     app.add_middleware(RequestContext, service=name)
 
     def openapi() -> dict[str, Any]:

@@ -21,6 +21,7 @@ import aiohttp
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from yarl import URL
 
+from lakehouse.auth import with_auth
 from lakehouse.config import Settings
 from lakehouse.services.http import RequestContext, health_body
 from lakehouse.services.table import ServiceSpec, service_for_path
@@ -261,6 +262,10 @@ async def _send_error(
     await _send_json(send, status, body, extra_headers=extra_headers)
 
 
-def create_gateway_app(settings: Settings) -> ASGIApp:
-    """The gateway for split mode, with request ids and request logs."""
-    return RequestContext(Gateway(settings), service="gateway")
+def create_gateway_app(settings: Settings, *, bind_host: str | None = None) -> ASGIApp:
+    """The gateway for split mode, with request ids, request logs and the token check.
+
+    It checks tokens itself and passes the `Authorization` header on, so each
+    service behind it can check again.
+    """
+    return RequestContext(with_auth(Gateway(settings), settings, bind_host), service="gateway")
