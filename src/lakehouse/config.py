@@ -149,6 +149,19 @@ class AuthConfig(Section):
     required: Literal["auto"] | bool = "auto"
 
 
+class HttpConfig(Section):
+    """`[http]`: limits every process applies to its clients, whichever service it runs."""
+
+    # A JSON (any non-upload) body larger than this is refused while it arrives: 413 too_large.
+    max_json_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
+    # A request line plus headers larger than this: 431 (or the connection closed).
+    max_header_bytes: int = Field(default=64 * 1024, ge=1024)
+    # A request head not complete, or a body sending nothing, for this long is dropped (408).
+    idle_timeout_secs: float = Field(default=30.0, gt=0)
+    # Open client connections per process; beyond it new ones are closed at once.
+    max_connections: int = Field(default=1000, gt=0)
+
+
 class LogConfig(Section):
     """`[log]`: request log level."""
 
@@ -168,6 +181,7 @@ class Settings(Section):
     embedd: EmbeddConfig = EmbeddConfig()
     chatd: ChatdConfig = ChatdConfig()
     auth: AuthConfig = AuthConfig()
+    http: HttpConfig = HttpConfig()
     log: LogConfig = LogConfig()
     models: dict[str, str] = Field(default_factory=dict)
     # Where the file was found (None: defaults only). Relative paths in it, such as

@@ -17,11 +17,13 @@
     │   └── ProviderNotRegistered      404 provider_not_registered
     ├── MethodNotAllowed               405 method_not_allowed
     ├── QueryTimeout                   408 query_timeout
+    ├── RequestTimeout                 408 request_timeout
     ├── Conflict                       409 conflict
     │   ├── AlreadyExists              409 already_exists
     │   ├── SchemaDrift                409 schema_drift
     │   └── VersionConflict            409 version_conflict
     ├── TooLarge                       413 too_large
+    ├── HeadersTooLarge                431 headers_too_large
     ├── RateLimited                    429 rate_limited
     ├── UpstreamError                  502 upstream_error
     ├── Unavailable                    503 unavailable
@@ -181,6 +183,13 @@ class QueryTimeout(LakehouseError):
     code = "query_timeout"
 
 
+class RequestTimeout(LakehouseError):
+    """A client sent nothing for `[http] idle_timeout_secs` in the middle of its request."""
+
+    status = 408
+    code = "request_timeout"
+
+
 class Conflict(LakehouseError):
     """The request conflicts with the current state."""
 
@@ -211,6 +220,13 @@ class TooLarge(LakehouseError):
 
     status = 413
     code = "too_large"
+
+
+class HeadersTooLarge(LakehouseError):
+    """The request line and headers exceed `[http] max_header_bytes`."""
+
+    status = 431
+    code = "headers_too_large"
 
 
 class RateLimited(LakehouseError):
