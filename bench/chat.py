@@ -31,27 +31,34 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.support.procs import LakehouseProcess, free_port, write_config  # noqa: E402
+from tests.support.procs import LakehouseProcess, write_config  # noqa: E402
 
 KEY = "sk-bench"
 MESSAGES = [{"role": "user", "content": "say hello to the benchmark"}]
 
 
-def serve_fake(kind: str, port: int) -> None:
-    """Run one fake upstream in this process (the benchmark starts two of these)."""
+def serve_fake(kind: str) -> None:
+    """Run one fake upstream in this process on port 0, first printing the port it got on stdout."""
     import uvicorn
     from tests.fakes.ollama import FakeOllama
     from tests.fakes.openai import FakeOpenAI
 
+    from lakehouse.cli.listen import bind_socket
+
     app = FakeOllama().app() if kind == "ollama" else FakeOpenAI(key=KEY).app()
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    sock = bind_socket("127.0.0.1", 0)
+    print(sock.getsockname()[1], flush=True)
+    config = uvicorn.Config(app, log_level="warning", access_log=False)
+    uvicorn.Server(config).run(sockets=[sock])
 
 
 def start_fake(kind: str) -> tuple[subprocess.Popen[bytes], str]:
     """A fake upstream in a child process, once it answers."""
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, __file__, "--serve-fake", kind, str(port)], cwd=ROOT)
-    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--serve-fake", kind], cwd=ROOT, stdout=subprocess.PIPE
+    )
+    assert proc.stdout is not None
+    url = f"http://127.0.0.1:{int(proc.stdout.readline())}"
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         try:
@@ -168,7 +175,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 4 and sys.argv[1] == "--serve-fake":
-        serve_fake(sys.argv[2], int(sys.argv[3]))
+    if len(sys.argv) == 3 and sys.argv[1] == "--serve-fake":
+        serve_fake(sys.argv[2])
     else:
         main()

@@ -24,7 +24,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.support.procs import LakehouseProcess, free_port, write_config
+from tests.support.procs import LakehouseProcess, write_config
 
 MODEL = "local/all-minilm-l6-v2"
 ROLES = [
@@ -115,7 +115,7 @@ def main() -> None:
                 "log": {"level": "warning"},
             },
         )
-        proc = LakehouseProcess(config, port=free_port()).start()
+        proc = LakehouseProcess(config).start()
         try:
             with httpx.Client(base_url=proc.url, timeout=600.0) as client:
                 http_rate(client, texts[:64], 64, 1)  # loads the model in the server

@@ -26,7 +26,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.support.procs import LakehouseProcess, free_port, write_config
+from tests.support.procs import LakehouseProcess, write_config
 
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
 
@@ -111,19 +111,18 @@ def main() -> None:
     parser.add_argument("--upload-mib", type=int, default=256)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        port = free_port()
         config = write_config(
             Path(tmp) / "lakehouse.toml",
             {
                 "storage": {"root": str(Path(tmp) / "data"), "max_concurrent": 256},
-                "gateway": {"storaged_url": f"http://127.0.0.1:{port}"},
                 "log": {"level": "warning"},
             },
         )
-        storaged = LakehouseProcess(config, service="storaged", port=port)
+        storaged = LakehouseProcess(config, service="storaged")
         gateway = LakehouseProcess(config, service="gateway")
         try:
-            storaged.start()
+            storaged.start()  # port 0; the gateway is told the port storaged got
+            gateway.env["LAKEHOUSE_GATEWAY__STORAGED_URL"] = storaged.url
             gateway.start()
             with httpx.Client(base_url=storaged.url) as client:
                 client.put("/v1/storage/objects/bench/small.json", content=b'{"hello": "world"}' * 50)

@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import logging
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -27,7 +28,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.support.procs import LAKEHOUSE, free_port
+from tests.support.procs import LAKEHOUSE
 
 from lakehouse.config import Settings, StorageConfig
 from lakehouse.storage import open_store
@@ -82,25 +83,34 @@ def timed(fn: Callable[[], Coroutine[Any, Any, None]]) -> float:
     return time.perf_counter() - started
 
 
+# `lakehouse serve` and uvicorn each print the port they got on stderr.
+LISTENING = re.compile(rb"(?:listening on|running on) http://127\.0\.0\.1:(\d+)")
+
+
 class Server:
-    """A server process on a free port, ready once `/health` answers."""
+    """A server process on port 0, ready once it has said its port and `/health` answers."""
 
     def __init__(self, argv: list[str], env: dict[str, str]) -> None:
-        self.url = f"http://127.0.0.1:{free_port()}"
-        port = self.url.rpartition(":")[2]
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [arg.replace("{port}", port) for arg in argv],
+            [arg.replace("{port}", "0") for arg in argv],
             env={**os.environ, **env},
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stderr=self.log,
         )
+        self.url = ""
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
+            if not self.url:
+                self.log.seek(0)
+                found = LISTENING.search(self.log.read())
+                self.url = f"http://127.0.0.1:{int(found.group(1))}" if found else ""
             try:
-                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
+                if self.url and httpx.get(self.url + "/health", timeout=1).status_code == 200:
                     return
             except httpx.HTTPError:
-                time.sleep(0.1)
+                pass
+            time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"{argv[0]} did not start")
 
@@ -120,13 +130,15 @@ class Server:
         """A bare uvicorn + Starlette app that discards PUT bodies and streams zeros on GET."""
         (workdir / "bare_app.py").write_text(BARE_APP)
         argv = [sys.executable, "-m", "uvicorn", "bare_app:app", "--app-dir", str(workdir)]
-        argv += ["--port", "{port}", "--log-level", "warning"]
+        # info, so uvicorn says which port it got; no access log.
+        argv += ["--port", "{port}", "--log-level", "info", "--no-access-log"]
         return cls(argv, {"BARE_SIZE": str(size)})
 
     def stop(self) -> None:
         """Stop the process."""
         self.proc.terminate()
         self.proc.wait(10)
+        self.log.close()
 
 
 BARE_APP = """
@@ -280,10 +292,10 @@ def bench_s3(blob: Path, rounds: int, workdir: Path) -> None:
 
     env = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1"}
     os.environ.update(env)
-    port = free_port()
-    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto logs every request
     moto.start()
+    port = moto.get_host_and_port()[1]
     try:
         endpoint = f"http://127.0.0.1:{port}"
         boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket="bench")

@@ -12,7 +12,7 @@ import pytest
 from lakehouse.config import Settings, StorageConfig
 from lakehouse.storage import ObjectStore, open_store
 from tests.support.cluster import MODES, LakehouseCluster
-from tests.support.procs import LakehouseProcess, free_port, write_config
+from tests.support.procs import LakehouseProcess, write_config
 
 StartLakehouse = Callable[..., LakehouseProcess]
 StartCluster = Callable[..., LakehouseCluster]
@@ -60,9 +60,9 @@ def start_cluster(lakehouse_mode: str, tmp_path: Path) -> Iterator[StartCluster]
 
     Call as `start_cluster(config={...sections...}, env=None, services=None)`
     (`services`: in split mode run only these, which starts faster): the same config
-    file (plus, in split mode, `[gateway] <service>_url` and `[<service>] bind`
-    on free ports) and one storage root under tmp_path serve every process.
-    Processes start in parallel. The result is a `LakehouseCluster`: `.url`
+    file and one storage root under tmp_path serve every process. Every process
+    binds port 0; in split mode the services start first (in parallel) and the
+    gateway is then given their URLs. The result is a `LakehouseCluster`: `.url`
     (the gateway, in both modes), `.client()`, `.service(name)` (that
     service's own process in split mode, the single process when embedded),
     `.kill9_all()`, `.restart_all()`, `.stop_all()`, `.log()`.
@@ -95,12 +95,12 @@ def lakehouse_cluster(start_cluster: StartCluster) -> LakehouseCluster:
 
 @pytest.fixture(scope="session")
 def s3_endpoint() -> Iterator[str]:
-    """moto's S3 server on a free 127.0.0.1 port, for the whole session."""
+    """moto's S3 server on a 127.0.0.1 port of its own choosing, for the whole session."""
     from moto.server import ThreadedMotoServer
 
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
+    port = server.get_host_and_port()[1]
     try:
         yield f"http://127.0.0.1:{port}"
     finally:

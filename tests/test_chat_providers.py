@@ -25,7 +25,7 @@ from lakehouse.providers.transport import Upstream
 from lakehouse.providers.types import ChatRequest, ChatResponse, Chunk, Message
 from tests.fakes.ollama import FakeOllama, run_fake_ollama
 from tests.fakes.openai import FakeOpenAI, run_fake_openai
-from tests.support.procs import free_port
+from tests.support.procs import closed_url
 
 
 @pytest.mark.parametrize(
@@ -200,7 +200,7 @@ async def test_past_the_timeout_is_504(ollama: FakeOllama) -> None:
 
 
 async def test_connection_refused_is_503_with_how_to_start_ollama() -> None:
-    router = make_router(ollama_url=f"http://127.0.0.1:{free_port()}")
+    router = make_router(ollama_url=closed_url())
     with pytest.raises(ProviderUnavailable) as caught:
         await ask(router, "qwen3:4b")
     assert caught.value.status == 503

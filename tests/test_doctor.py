@@ -6,6 +6,7 @@ import json
 import os
 import socket
 import subprocess
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from tests.fakes.server import serve_in_thread
-from tests.support.procs import LAKEHOUSE, free_port, write_config
+from tests.support.procs import LAKEHOUSE, closed_url, write_config
 
 SERVICE_SECTIONS = ("gateway", "storaged", "catalogd", "ingestd", "queryd", "vectord", "embedd", "chatd")
 
@@ -26,10 +27,12 @@ SERVICE_SECTIONS = ("gateway", "storaged", "catalogd", "ingestd", "queryd", "vec
 def base_sections(tmp_path: Path) -> dict[str, dict[str, Any]]:
     """A config that passes every required check: local folder, free ports, no real keys."""
     sections: dict[str, dict[str, Any]] = {
-        name: {"bind": f"127.0.0.1:{free_port()}"} for name in SERVICE_SECTIONS
+        # Port 0 is always free to bind: the port check passes without picking a port.
+        name: {"bind": "127.0.0.1:0"}
+        for name in SERVICE_SECTIONS
     }
     sections["storage"] = {"root": str(tmp_path / "data")}
-    sections["embedd"]["ollama_url"] = f"http://127.0.0.1:{free_port()}"
+    sections["embedd"]["ollama_url"] = closed_url()
     for provider in ("ollama_cloud", "openrouter", "opencode", "kimi"):
         sections["chatd"][f"{provider}_key_env"] = f"LH_DOCTOR_TEST_{provider.upper()}_KEY"
         sections["chatd"][f"{provider}_key_file"] = str(tmp_path / f"{provider}.env")
@@ -158,7 +161,7 @@ def test_s3_bad_endpoint_fails(tmp_path: Path, s3_env: dict[str, str]) -> None:
     sections = base_sections(tmp_path)
     sections["storage"] = {
         "backend": "s3",
-        "endpoint": f"http://127.0.0.1:{free_port()}",
+        "endpoint": closed_url(),
         "secrets": str(tmp_path / "no-secrets.toml"),
     }
     code, checks, _ = doctor_json(tmp_path, sections, s3_env)
@@ -170,7 +173,7 @@ def test_s3_bad_endpoint_fails(tmp_path: Path, s3_env: dict[str, str]) -> None:
 
 @pytest.mark.s3
 def test_s3_bucket_missing_then_present(tmp_path: Path, s3_endpoint: str, s3_env: dict[str, str]) -> None:
-    bucket = f"doctor-{free_port()}"
+    bucket = f"doctor-{uuid.uuid4().hex[:12]}"
     secrets = tmp_path / "secrets.toml"
     secrets.write_text('[s3.primary]\naccess_key_id = "testing"\nsecret_access_key = "testing"\n')
     sections = base_sections(tmp_path)

@@ -28,7 +28,7 @@ from lakehouse.providers.embeddings import Embedder
 from lakehouse.services.app import create_app
 from tests.fakes.ollama import FakeOllama, fake_vector, run_fake_ollama
 from tests.fakes.openai import FakeOpenAI, run_fake_openai
-from tests.support.procs import free_port
+from tests.support.procs import closed_url
 
 
 def settings_for(**embedd: Any) -> Settings:
@@ -155,7 +155,7 @@ async def test_slow_ollama_is_upstream_timeout(ollama: FakeOllama) -> None:
 
 
 async def test_unreachable_ollama_says_how_to_start_it() -> None:
-    emb = Embedder(settings_for(ollama_url=f"http://127.0.0.1:{free_port()}"))
+    emb = Embedder(settings_for(ollama_url=closed_url()))
     try:
         with pytest.raises(ProviderUnavailable) as info:
             await emb.embed(["a"])
@@ -356,7 +356,7 @@ needs_local = pytest.mark.skipif(
 @pytest.fixture(scope="session")
 def local_embedder() -> Embedder:
     """One Embedder for the whole session, so the local model loads once."""
-    return Embedder(settings_for(ollama_url=f"http://127.0.0.1:{free_port()}"))
+    return Embedder(settings_for(ollama_url=closed_url()))
 
 
 ROLES = {

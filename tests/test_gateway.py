@@ -12,7 +12,7 @@ from aiohttp import web
 
 from lakehouse.config import GatewayConfig, Settings
 from lakehouse.services.gateway import create_gateway_app
-from tests.support.procs import free_port
+from tests.support.procs import closed_url
 
 
 async def echo(request: web.Request) -> web.Response:
@@ -49,10 +49,10 @@ async def upstream() -> AsyncIterator[str]:
     app.router.add_get("/v1/catalog/slow", slow)
     runner = web.AppRunner(app)
     await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    host, port = runner.addresses[0][:2]
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://{host}:{port}"
     finally:
         await runner.cleanup()
 
@@ -61,9 +61,7 @@ async def upstream() -> AsyncIterator[str]:
 async def gateway(upstream: str) -> AsyncIterator[httpx.AsyncClient]:
     """A client talking to the gateway app in-process, catalogd pointing at the fake upstream."""
     settings = Settings(
-        gateway=GatewayConfig(
-            catalogd_url=upstream, storaged_url=f"http://127.0.0.1:{free_port()}", proxy_timeout_secs=0.5
-        )
+        gateway=GatewayConfig(catalogd_url=upstream, storaged_url=closed_url(), proxy_timeout_secs=0.5)
     )
     app = create_gateway_app(settings)
     transport = httpx.ASGITransport(app=app)

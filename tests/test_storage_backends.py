@@ -266,12 +266,12 @@ async def test_s3_unreachable_endpoint_is_unavailable_not_a_crash(
 ) -> None:
     from lakehouse.errors import Unavailable
     from lakehouse.storage.s3 import S3Store
-    from tests.support.procs import free_port
+    from tests.support.procs import closed_url
 
     cfg = StorageConfig(
         backend="s3",
         bucket="nowhere",
-        endpoint=f"http://127.0.0.1:{free_port()}",
+        endpoint=closed_url(),
         secrets=str(tmp_path / "absent.toml"),
     )
     store = S3Store.from_config(cfg)  # pointed at a port nothing listens on

@@ -14,7 +14,7 @@ import pytest
 from tests.conftest import StartLakehouse
 from tests.fakes.ollama import FakeOllama, run_fake_ollama
 from tests.fakes.openai import FakeOpenAI, run_fake_openai
-from tests.support.procs import LAKEHOUSE, LakehouseProcess, free_port, write_config
+from tests.support.procs import LAKEHOUSE, LakehouseProcess, closed_url, write_config
 
 NO_KEY_FILES = {f"{p}_key_file": "" for p in ("ollama_cloud", "openrouter", "opencode", "kimi")}
 NO_KEYS = {name: "" for name in ("OLLAMA_API_KEY", "OPENROUTER_API_KEY", "OPENCODE_API_KEY", "KIMI_API_KEY")}
@@ -181,7 +181,7 @@ def test_upstream_failures_keep_their_meaning_over_http(
 
 
 def test_unreachable_ollama_is_503(start_lakehouse: StartLakehouse) -> None:
-    chatd = {**NO_KEY_FILES, "ollama_url": f"http://127.0.0.1:{free_port()}"}
+    chatd = {**NO_KEY_FILES, "ollama_url": closed_url()}
     proc = start_lakehouse(config={"chatd": chatd}, env=NO_KEYS)
     with proc.client() as client:
         answer = client.post("/v1/chat", json={"model": "qwen3:4b", "messages": HELLO})
@@ -354,7 +354,7 @@ def test_the_chat_command_streams_to_the_terminal(lakehouse: LakehouseProcess, o
     failed = subprocess.run(args, capture_output=True, text=True, timeout=60)
     assert failed.returncode == 1 and "provider_not_registered" in failed.stderr
 
-    args = [LAKEHOUSE, "chat", "qwen3:4b", "hi", "--gateway", f"http://127.0.0.1:{free_port()}"]
+    args = [LAKEHOUSE, "chat", "qwen3:4b", "hi", "--gateway", closed_url()]
     unreachable = subprocess.run(args, capture_output=True, text=True, timeout=60)
     assert unreachable.returncode == 1 and "cannot reach the lakehouse" in unreachable.stderr
 

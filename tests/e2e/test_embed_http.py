@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import StartLakehouse
 from tests.fakes.ollama import FakeOllama, fake_vector, run_fake_ollama
-from tests.support.procs import LakehouseProcess, free_port
+from tests.support.procs import LakehouseProcess, closed_url
 
 pytestmark = pytest.mark.e2e
 
@@ -87,7 +87,7 @@ def test_provider_errors_map_to_the_contract(lakehouse: LakehouseProcess, ollama
 
 
 def test_unreachable_ollama_is_503_with_how_to_start_it(start_lakehouse: StartLakehouse) -> None:
-    proc = start_lakehouse(config={"embedd": {"ollama_url": f"http://127.0.0.1:{free_port()}"}})
+    proc = start_lakehouse(config={"embedd": {"ollama_url": closed_url()}})
     with proc.client() as client:
         resp = client.post("/v1/embed", json={"texts": ["hello"]})
     assert resp.status_code == 503
@@ -100,13 +100,9 @@ def test_unreachable_ollama_is_503_with_how_to_start_it(start_lakehouse: StartLa
 def test_split_mode_gateway_passes_embed_answers_and_errors(
     start_lakehouse: StartLakehouse, ollama: FakeOllama
 ) -> None:
-    embedd_port = free_port()
-    config = {
-        "embedd": {"ollama_url": ollama.url},
-        "gateway": {"embedd_url": f"http://127.0.0.1:{embedd_port}"},
-    }
-    start_lakehouse(config=config, service="embedd", port=embedd_port)
-    gateway = start_lakehouse(config=config, service="gateway")
+    embedd = start_lakehouse(config={"embedd": {"ollama_url": ollama.url}}, service="embedd")
+    config = {"embedd": {"ollama_url": ollama.url}, "gateway": {"embedd_url": embedd.url}}
+    gateway = start_lakehouse(config=config, service="gateway", name="gateway.toml")
     with gateway.client() as client:
         ok = client.post("/v1/embed", json={"texts": ["a", "b"], "model": "all-minilm"})
         bad = client.post("/v1/embed", json={"texts": []})
@@ -122,7 +118,7 @@ def test_split_mode_gateway_passes_embed_answers_and_errors(
 def test_local_model_through_the_process_ranks_forklift_operators_first(
     start_lakehouse: StartLakehouse,
 ) -> None:
-    proc = start_lakehouse(config={"embedd": {"ollama_url": f"http://127.0.0.1:{free_port()}"}})
+    proc = start_lakehouse(config={"embedd": {"ollama_url": closed_url()}})
     profiles = [
         ("forklift", "Certified forklift operator loading pallets in a warehouse"),
         ("forklift", "Forklift truck operator on night shifts"),

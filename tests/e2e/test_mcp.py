@@ -15,7 +15,7 @@ from mcp.shared.exceptions import MCPError
 from mcp.types import CallToolResult
 
 from tests.fakes.ollama import run_fake_ollama
-from tests.support.procs import LAKEHOUSE, LakehouseProcess, free_port, write_config
+from tests.support.procs import LAKEHOUSE, LakehouseProcess, closed_url, write_config
 
 pytestmark = pytest.mark.e2e
 
@@ -74,7 +74,7 @@ def ingest(proc: LakehouseProcess, name: str, csv: bytes) -> None:
 
 
 async def test_tools_have_described_schemas_and_an_unreachable_gateway_is_a_tool_error() -> None:
-    gateway = f"http://127.0.0.1:{free_port()}"
+    gateway = closed_url()
     async with mcp_session(gateway) as session:
         tools = {tool.name: tool for tool in (await session.list_tools()).tools}
         first = await session.call_tool("list_datasets", {})

@@ -20,7 +20,7 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
 from lakehouse.services.app import full_openapi
-from tests.support.procs import LakehouseProcess, free_port, write_config
+from tests.support.procs import LakehouseProcess, closed_url, write_config
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -35,7 +35,7 @@ EXAMPLES_PER_OPERATION = int(os.environ.get("LAKEHOUSE_FUZZ_EXAMPLES", "8"))
 def lakehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LakehouseProcess]:
     """One lakehouse for the whole module, with providers pointed at dead local ports."""
     root = tmp_path_factory.mktemp("fuzz")
-    dead = f"http://127.0.0.1:{free_port()}"
+    dead = closed_url()
     config = write_config(
         root / "lakehouse.toml",
         {

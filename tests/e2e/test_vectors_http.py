@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import StartLakehouse
 from tests.fakes.ollama import FakeOllama, run_fake_ollama
-from tests.support.procs import LakehouseProcess, free_port
+from tests.support.procs import LakehouseProcess, closed_url
 
 pytestmark = pytest.mark.e2e
 
@@ -147,7 +147,7 @@ def test_text_items_and_queries_go_through_the_index_model(
 
 
 def test_unreachable_embedder_is_503(start_lakehouse: StartLakehouse) -> None:
-    proc = start_lakehouse(config={"embedd": {"ollama_url": f"http://127.0.0.1:{free_port()}"}})
+    proc = start_lakehouse(config={"embedd": {"ollama_url": closed_url()}})
     with proc.client() as c:
         c.post("/v1/vectors/index", json={"name": "t", "dim": 16})
         answer = c.post("/v1/vectors/index/t/add", json={"items": [{"id": "a", "text": "hello"}]})

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 
 from lakehouse.services.table import SERVICES
-from tests.support.procs import LakehouseProcess, free_port, write_config
+from tests.support.procs import LakehouseProcess, closed_url, write_config
 
 MODES = ("embedded", "split")
 START_TIMEOUT = 90.0
@@ -35,23 +35,21 @@ class LakehouseCluster:
             raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
         self.mode = mode
         sections: dict[str, dict[str, Any]] = {"storage": {"root": str(workdir / "data")}}
-        ports = {name: free_port() for name in SERVICES} if mode == "split" else {}
-        for name, port in ports.items():
-            sections.setdefault("gateway", {})[f"{name}_url"] = f"http://127.0.0.1:{port}"
-            sections.setdefault(name, {})["bind"] = f"127.0.0.1:{port}"
         for section, keys in (config or {}).items():
             sections.setdefault(section, {}).update(keys)
         self.config_path = write_config(workdir / f"lakehouse-{mode}.toml", sections)
         gateway_service = "gateway" if mode == "split" else None
         self.gateway = LakehouseProcess(self.config_path, service=gateway_service, env=env)
         # In split mode only these services run (all by default); the others'
-        # upstream ports stay closed, so their routes answer 503 unavailable.
-        wanted = set(SERVICES if services is None else services)
+        # upstream URLs point at ports held closed, so their routes answer 503 unavailable.
+        # Each service binds port 0; the gateway learns the ports once they are up.
+        wanted = set(SERVICES if services is None else services) if mode == "split" else set()
         self.services: dict[str, LakehouseProcess] = {
-            name: LakehouseProcess(self.config_path, service=name, port=port, env=env)
-            for name, port in ports.items()
+            name: LakehouseProcess(self.config_path, service=name, env=env)
+            for name in SERVICES
             if name in wanted
         }
+        self._closed = {name: closed_url() for name in SERVICES if mode == "split" and name not in wanted}
 
     @property
     def url(self) -> str:
@@ -72,9 +70,20 @@ class LakehouseCluster:
         return self.services.get(name, self.gateway)
 
     def start_all(self) -> LakehouseCluster:
-        """Start every process at once and wait until all answer `/health`."""
+        """Start every process and wait until all answer `/health`: services first, then the gateway.
+
+        The services start in parallel on ports of their own choosing (the same
+        ones again on a restart); the gateway is then told where they are through
+        `LAKEHOUSE_GATEWAY__<SERVICE>_URL`.
+        """
         # Many interpreters importing at once on two cores: allow more than one process's start-up time.
-        _each(self.processes, lambda proc: proc.start(timeout=START_TIMEOUT))
+        _each(self.services.values(), lambda proc: proc.start(timeout=START_TIMEOUT))
+        if self.mode == "split":
+            upstreams = {**self._closed, **{name: proc.url for name, proc in self.services.items()}}
+            self.gateway.env.update(
+                {f"LAKEHOUSE_GATEWAY__{name.upper()}_URL": url for name, url in upstreams.items()}
+            )
+        self.gateway.start(timeout=START_TIMEOUT)
         return self
 
     def kill9_all(self) -> None:

@@ -11,6 +11,7 @@ from rich.console import Console
 from starlette.types import ASGIApp
 
 from lakehouse.cli.app import app
+from lakehouse.cli.listen import ReportingServer, bind_socket
 from lakehouse.config import ConfigError, Settings, load_settings, split_bind
 from lakehouse.services.table import SERVICES
 
@@ -90,4 +91,16 @@ def serve(
     except ConfigError as exc:
         err_console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
-    uvicorn.run(asgi, host=host, port=port, access_log=False, log_level=settings.log.level, lifespan="on")
+    # Bound here, so port 0 works and the port actually got is reported once serving.
+    try:
+        sock = bind_socket(host, port)
+    except OSError as exc:
+        err_console.print(f"[red]error:[/red] cannot listen on {address}: {exc}")
+        raise typer.Exit(1) from None
+    served = uvicorn.Config(
+        asgi, host=host, port=port, access_log=False, log_level=settings.log.level, lifespan="on"
+    )
+    server = ReportingServer(served, label=service or "all")
+    server.run(sockets=[sock])
+    if not server.started:
+        raise typer.Exit(3)
