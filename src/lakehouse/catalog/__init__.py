@@ -15,12 +15,16 @@ from lakehouse.catalog.manifest import (
     Column,
     Manifest,
     ObjectRef,
+    ObjectSpec,
     fingerprint,
+    normalize_schema,
     schema_drift,
     validate_name,
 )
+from lakehouse.catalog.types import INVALID_TYPE, canonical_type
 
 __all__ = [
+    "INVALID_TYPE",
     "NAME_PATTERN",
     "NO_VERSION",
     "Catalog",
@@ -28,8 +32,11 @@ __all__ = [
     "DatasetHistory",
     "Manifest",
     "ObjectRef",
+    "ObjectSpec",
+    "canonical_type",
     "fingerprint",
     "manifest_key",
+    "normalize_schema",
     "schema_drift",
     "validate_name",
 ]

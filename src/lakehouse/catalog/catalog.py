@@ -6,6 +6,19 @@ same version (in one process or in two) can never both win: the loser reads
 the new current version and tries again. The store's writes are atomic, so a
 crash leaves a whole manifest or none, and the history has no gaps.
 
+Objects outside the reserved prefix are copied into the dataset's own area
+(`pinning`) just before the manifest is written, so a version never changes
+when a user replaces or deletes them; the fingerprint is taken from the
+sources' sizes and etags, so registering the same content again is still
+idempotent. Deleting a dataset removes its manifests first (oldest first, so
+the current version stays whole until the last one goes) and its files
+second: a crash midway leaves only unreferenced files, and a retried delete
+finishes the job.
+
+Manifests are cached by key together with the etag they were read with; a
+listing or HEAD that shows another etag (a dataset deleted and created again,
+perhaps by another process) reloads it.
+
 A writer whose object list was derived from version N (an append: N's
 objects plus a new file) passes `expected_parent=N`: losing the race then
 raises `VersionConflict` instead of registering on top of a version whose
@@ -25,16 +38,19 @@ from lakehouse.catalog.manifest import (
     Column,
     Manifest,
     ObjectRef,
+    ObjectSpec,
+    normalize_schema,
     now_iso,
     schema_drift,
     validate_name,
     validate_parts,
 )
 from lakehouse.catalog.manifest import fingerprint as content_fingerprint
+from lakehouse.catalog.pinning import discard, needs_pin, pin_all
 from lakehouse.errors import AlreadyExists, Busy, InvalidRequest, MissingObject, NotFound, VersionConflict
-from lakehouse.storage.base import CATALOG_PREFIX, ObjectInfo, ObjectStore
+from lakehouse.storage.base import CATALOG_PREFIX, DATASETS_PREFIX, ObjectInfo, ObjectStore
 
-_MANIFEST_FILE = re.compile(r"^(\d{10})\.json$")
+_MANIFEST_FILE = re.compile(r"(\d{10})\.json\Z")
 # Enough rounds for every writer of a crowded dataset to win one; each round
 # some writer always wins, so running out means something else is wrong.
 MAX_ATTEMPTS = 64
@@ -58,19 +74,19 @@ def manifest_key(name: str, version: int) -> str:
 
 
 class Catalog:
-    """Register, read and list dataset versions kept in an object store."""
+    """Register, read, list and delete dataset versions kept in an object store."""
 
     def __init__(self, store: ObjectStore) -> None:
         self.store = store
-        # Manifests never change once written, so a cache by key never goes stale.
-        self._cache: dict[str, Manifest] = {}
+        # key -> (etag it was read with, manifest); checked against listings and HEADs.
+        self._cache: dict[str, tuple[str, Manifest]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
     async def register(
         self,
         name: str,
         schema: Sequence[Column],
-        objects: Sequence[ObjectRef],
+        objects: Sequence[ObjectRef | ObjectSpec],
         row_count: int,
         fingerprint: str | None = None,
         extra: dict[str, Any] | None = None,
@@ -79,17 +95,22 @@ class Catalog:
         """Add a version to `name` unless its content equals the current one.
 
         Returns the new manifest and True, or the current one and False when its
-        fingerprint matches (idempotent re-register, checked before anything else).
-        With `expected_parent`, the new version is written only on top of that
-        version (`NO_VERSION`, 0: only as the dataset's first version).
+        fingerprint matches (idempotent re-register, checked before anything is
+        copied). With `expected_parent`, the new version is written only on top
+        of that version (`NO_VERSION`, 0: only as the dataset's first version).
+        An object's size may be None: the store's is used. Column types are
+        stored in DuckDB's canonical spelling; objects outside the reserved
+        prefix are stored as copies in the dataset's area.
 
         Raises:
             InvalidName: the name breaks the naming rules.
-            InvalidRequest: bad schema, sizes, counts or `expected_parent`.
+            InvalidRequest: bad schema or type, sizes that disagree with the
+                store's, counts, or `expected_parent`.
             MissingObject: objects absent from the store (`missing` lists them).
             SchemaDrift: the schema differs from the current version's.
             VersionConflict: the current version is not `expected_parent`
                 (`expected` and `current` name both); nothing was written.
+            Conflict: a user object was replaced while it was being copied.
         """
         validate_name(name)
         if expected_parent is not None and expected_parent < NO_VERSION:
@@ -97,54 +118,93 @@ class Catalog:
                 f"expected parent version must be {NO_VERSION} or more (got {expected_parent})",
                 expected=expected_parent,
             )
-        columns = tuple(schema)
-        refs = tuple(objects)
-        validate_parts(columns, refs, row_count)
-        fp = fingerprint or content_fingerprint(columns, refs)
-        await self._check_objects(refs)
+        columns = normalize_schema(schema)
+        specs = [ObjectRef(o.key, o.size if o.size is not None else 0, o.rows) for o in objects]
+        validate_parts(columns, specs, row_count)
+        infos = await self._check_objects(objects)
+        refs = tuple(ObjectRef(o.key, infos[o.key].size, o.rows) for o in objects)
+        etags = {ref.key: infos[ref.key].etag for ref in refs if needs_pin(ref.key)}
+        fp = fingerprint or content_fingerprint(columns, refs, etags)
         # One writer per dataset inside this process; the conditional create
         # settles races with other processes.
         async with self._locks.setdefault(name, asyncio.Lock()):
-            for _ in range(MAX_ATTEMPTS):
-                numbers = await self._version_numbers(name)
-                current = await self._load(name, numbers[-1]) if numbers else None
-                if current is not None and current.fingerprint == fp:
-                    return current, False
-                actual = current.version if current is not None else NO_VERSION
-                if expected_parent is not None and actual != expected_parent:
-                    raise VersionConflict(
-                        f"dataset {name!r} is at version {actual}, not {expected_parent}; "
-                        "rebuild from the current version and retry",
-                        dataset=name,
-                        expected=expected_parent,
-                        current=actual,
+            pinned: tuple[ObjectRef, ...] | None = None
+            copies: list[str] = []
+            written = False
+            try:
+                for _ in range(MAX_ATTEMPTS):
+                    numbers = await self._version_etags(name)
+                    current = await self._load(name, max(numbers), numbers[max(numbers)]) if numbers else None
+                    if current is not None and current.fingerprint == fp:
+                        return current, False
+                    actual = current.version if current is not None else NO_VERSION
+                    if expected_parent is not None and actual != expected_parent:
+                        raise VersionConflict(
+                            f"dataset {name!r} is at version {actual}, not {expected_parent}; "
+                            "rebuild from the current version and retry",
+                            dataset=name,
+                            expected=expected_parent,
+                            current=actual,
+                        )
+                    if current is not None:
+                        drift = schema_drift(name, current.schema, columns)
+                        if drift is not None:
+                            raise drift
+                    if pinned is None:
+                        pinned_list, copies = await pin_all(self.store, name, refs, infos)
+                        pinned = tuple(pinned_list)
+                    manifest = Manifest(
+                        name=name,
+                        version=current.version + 1 if current else 1,
+                        schema=columns,
+                        objects=pinned,
+                        row_count=row_count,
+                        fingerprint=fp,
+                        created_at=now_iso(),
+                        parent_version=current.version if current else None,
+                        extra=dict(extra or {}),
                     )
-                if current is not None:
-                    drift = schema_drift(name, current.schema, columns)
-                    if drift is not None:
-                        raise drift
-                manifest = Manifest(
-                    name=name,
-                    version=current.version + 1 if current else 1,
-                    schema=columns,
-                    objects=refs,
-                    row_count=row_count,
-                    fingerprint=fp,
-                    created_at=now_iso(),
-                    parent_version=current.version if current else None,
-                    extra=dict(extra or {}),
-                )
-                key = manifest_key(name, manifest.version)
-                try:
-                    await self.store.put_bytes(key, manifest.to_json(), if_absent=True)
-                except AlreadyExists:
-                    # With expected_parent set, the next round reads the winner and
-                    # raises VersionConflict (or returns it when it holds our content).
-                    await asyncio.sleep(random.uniform(0, 0.005))
-                    continue
-                self._cache[key] = manifest
-                return manifest, True
+                    key = manifest_key(name, manifest.version)
+                    try:
+                        stored = await self.store.put_bytes(key, manifest.to_json(), if_absent=True)
+                    except AlreadyExists:
+                        # With expected_parent set, the next round reads the winner and
+                        # raises VersionConflict (or returns it when it holds our content).
+                        await asyncio.sleep(random.uniform(0, 0.005))
+                        continue
+                    written = True
+                    self._cache[key] = (stored.info.etag, manifest)
+                    return manifest, True
+            finally:
+                if not written and copies:
+                    await discard(self.store, copies)
         raise Busy(f"dataset {name!r} is being registered too often to settle; retry", dataset=name)
+
+    async def delete(self, name: str) -> int:
+        """Remove every version and every file of `name`; returns how many versions were removed.
+
+        Manifests go first, oldest first (the current version stays readable and
+        whole until the very end), then the files under the dataset's area. A
+        crash midway leaves unreferenced files only, and deleting again finishes.
+
+        Raises:
+            InvalidName: the name breaks the naming rules.
+            NotFound: neither a version nor a file of `name` exists.
+        """
+        validate_name(name)
+        async with self._locks.setdefault(name, asyncio.Lock()):
+            numbers = sorted(await self._version_etags(name))
+            files, _ = await self.store.list(f"{DATASETS_PREFIX}{name}/")
+            if not numbers and not files:
+                raise NotFound(f"dataset {name!r} does not exist", dataset=name)
+            for number in numbers:
+                key = manifest_key(name, number)
+                self._cache.pop(key, None)
+                await discard(self.store, [key])
+            # Files listed again: a version registered just before the manifests went may have added some.
+            files, _ = await self.store.list(f"{DATASETS_PREFIX}{name}/")
+            await discard(self.store, [info.key for info in files])
+            return len(numbers)
 
     async def get(self, name: str, version: int | None = None) -> Manifest:
         """The current manifest of `name`, or version `version` of it.
@@ -155,16 +215,17 @@ class Catalog:
         """
         validate_name(name)
         if version is None:
-            numbers = await self._version_numbers(name)
+            numbers = await self._version_etags(name)
             if not numbers:
                 raise NotFound(f"dataset {name!r} does not exist", dataset=name)
-            return await self._load(name, numbers[-1])
+            latest = max(numbers)
+            return await self._load(name, latest, numbers[latest])
         if version < 1:
             raise NotFound(f"dataset {name!r} has no version {version}", dataset=name, version=version)
         try:
             return await self._load(name, version)
         except NotFound:
-            exists = bool(await self._version_numbers(name))
+            exists = bool(await self._version_etags(name))
             what = f"has no version {version}" if exists else "does not exist"
             raise NotFound(f"dataset {name!r} {what}", dataset=name, version=version) from None
 
@@ -176,10 +237,10 @@ class Catalog:
             NotFound: no such dataset.
         """
         validate_name(name)
-        numbers = await self._version_numbers(name)
+        numbers = await self._version_etags(name)
         if not numbers:
             raise NotFound(f"dataset {name!r} does not exist", dataset=name)
-        return await self._load_many([(name, n) for n in numbers])
+        return await self._load_many([(name, n, numbers[n]) for n in sorted(numbers)])
 
     async def datasets(self) -> list[Manifest]:
         """The current manifest of every dataset, by name."""
@@ -188,68 +249,89 @@ class Catalog:
     async def current_all(self) -> dict[str, DatasetHistory]:
         """Every dataset's current manifest and version numbers, from one LIST.
 
-        Only manifests not seen before are fetched, so calling this on every
-        query costs one listing once the cache is warm.
+        Only manifests not seen before (or changed since) are fetched, so calling
+        this on every query costs one listing once the cache is warm.
         """
         listed, _ = await self.store.list(CATALOG_PREFIX)
-        numbers: dict[str, list[int]] = {}
+        numbers: dict[str, dict[int, str]] = {}
         for info in listed:
             parsed = _parse_key(info.key)
             if parsed is not None:
-                numbers.setdefault(parsed[0], []).append(parsed[1])
+                numbers.setdefault(parsed[0], {})[parsed[1]] = info.etag
         names = sorted(numbers)
-        currents = await self._load_many([(n, max(numbers[n])) for n in names])
+        latest = {n: max(numbers[n]) for n in names}
+        currents = await self._load_many([(n, latest[n], numbers[n][latest[n]]) for n in names])
         return {
             name: DatasetHistory(current, tuple(sorted(numbers[name])))
             for name, current in zip(names, currents, strict=True)
         }
 
-    async def _version_numbers(self, name: str) -> list[int]:
+    async def _version_etags(self, name: str) -> dict[int, str]:
+        """Every version number of `name` with its manifest's etag, from one LIST."""
         listed, _ = await self.store.list(f"{CATALOG_PREFIX}{name}/")
-        found = (_parse_key(info.key) for info in listed)
-        return sorted(p[1] for p in found if p is not None and p[0] == name)
+        found: dict[int, str] = {}
+        for info in listed:
+            parsed = _parse_key(info.key)
+            if parsed is not None and parsed[0] == name:
+                found[parsed[1]] = info.etag
+        return found
 
-    async def _load(self, name: str, version: int) -> Manifest:
+    async def _load(self, name: str, version: int, etag: str | None = None) -> Manifest:
+        """The manifest, from the cache when its etag is still `etag` (checked by HEAD when unknown)."""
         key = manifest_key(name, version)
         cached = self._cache.get(key)
         if cached is not None:
-            return cached
-        manifest = Manifest.from_json(await self.store.get_bytes(key))
-        self._cache[key] = manifest
+            current = etag if etag is not None else (await self.store.head(key)).etag
+            if current == cached[0]:
+                return cached[1]
+        info, chunks = await self.store.get(key)
+        data = b"".join([chunk async for chunk in chunks])
+        manifest = Manifest.from_json(data)
+        self._cache[key] = (info.etag, manifest)
         return manifest
 
-    async def _load_many(self, wanted: list[tuple[str, int]]) -> list[Manifest]:
+    async def _load_many(self, wanted: list[tuple[str, int, str | None]]) -> list[Manifest]:
         """Manifests in the given order, fetching the uncached ones a few at a time."""
         limit = asyncio.Semaphore(FETCH_CONCURRENCY)
 
-        async def one(name: str, version: int) -> Manifest:
+        async def one(name: str, version: int, etag: str | None) -> Manifest:
             async with limit:
-                return await self._load(name, version)
+                return await self._load(name, version, etag)
 
-        return list(await asyncio.gather(*(one(name, version) for name, version in wanted)))
+        return list(await asyncio.gather(*(one(*item) for item in wanted)))
 
-    async def _check_objects(self, refs: Sequence[ObjectRef]) -> None:
+    async def _check_objects(self, objects: Sequence[ObjectRef | ObjectSpec]) -> dict[str, ObjectInfo]:
+        """Every object's info from the store, by key.
+
+        Raises:
+            MissingObject: some do not exist (`missing` lists them).
+            InvalidRequest: a given size differs from the stored one.
+        """
         limit = asyncio.Semaphore(HEAD_CONCURRENCY)
 
-        async def head(ref: ObjectRef) -> ObjectInfo | None:
+        async def head(key: str) -> ObjectInfo | None:
             async with limit:
                 try:
-                    return await self.store.head(ref.key)
+                    return await self.store.head(key)
                 except NotFound:
                     return None
 
-        infos = await asyncio.gather(*(head(ref) for ref in refs))
-        missing = [ref.key for ref, info in zip(refs, infos, strict=True) if info is None]
+        found = await asyncio.gather(*(head(obj.key) for obj in objects))
+        missing = [obj.key for obj, info in zip(objects, found, strict=True) if info is None]
         if missing:
             shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
             raise MissingObject(f"{len(missing)} object(s) do not exist in storage: {shown}", missing=missing)
-        for ref, info in zip(refs, infos, strict=True):
-            if info is not None and info.size != ref.size:
+        infos: dict[str, ObjectInfo] = {}
+        for obj, info in zip(objects, found, strict=True):
+            assert info is not None
+            if obj.size is not None and info.size != obj.size:
                 raise InvalidRequest(
-                    f"object {ref.key!r} is {info.size} bytes in storage, not {ref.size}",
-                    key=ref.key,
+                    f"object {obj.key!r} is {info.size} bytes in storage, not {obj.size}",
+                    key=obj.key,
                     size=info.size,
                 )
+            infos[obj.key] = info
+        return infos
 
 
 def _parse_key(key: str) -> tuple[str, int] | None:

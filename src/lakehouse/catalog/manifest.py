@@ -5,15 +5,19 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from lakehouse.catalog.types import INVALID_TYPE, canonical_type, valid_column_name
 from lakehouse.errors import InvalidName, InvalidRequest, SchemaDrift
 from lakehouse.storage.keys import validate_key
 
-NAME_PATTERN = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+NAME_PATTERN = re.compile(r"[a-z_][a-z0-9_]{0,62}\Z")
+# Caps on one register body (a JSON body is also capped in bytes by [http]).
+MAX_COLUMNS = 10_000
+MAX_OBJECTS = 100_000
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,15 @@ class ObjectRef:
 
 
 @dataclass(frozen=True)
+class ObjectSpec:
+    """An object named in a register request: its key, row count and, optionally, its size."""
+
+    key: str
+    rows: int
+    size: int | None = None
+
+
+@dataclass(frozen=True)
 class Manifest:
     """One immutable version of a dataset."""
 
@@ -54,6 +67,9 @@ class Manifest:
     created_at: str
     parent_version: int | None
     extra: dict[str, Any] = field(default_factory=dict)
+    # Set when read back: why this stored version cannot be trusted (a column
+    # type that no longer validates, now shown as INVALID). Never stored.
+    problems: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """The manifest as stored and served."""
@@ -77,17 +93,39 @@ class Manifest:
     def from_json(cls, data: bytes) -> Manifest:
         """Parse a stored manifest."""
         raw = json.loads(data)
+        schema, problems = _stored_schema(raw["schema"])
         return cls(
             name=raw["name"],
             version=int(raw["version"]),
-            schema=tuple(Column(c["name"], c["type"]) for c in raw["schema"]),
+            schema=schema,
             objects=tuple(ObjectRef(o["key"], int(o["size"]), int(o["rows"])) for o in raw["objects"]),
             row_count=int(raw["row_count"]),
             fingerprint=raw["fingerprint"],
             created_at=raw["created_at"],
             parent_version=raw.get("parent_version"),
             extra=raw.get("extra") or {},
+            problems=problems,
         )
+
+
+def _stored_schema(raw: list[dict[str, Any]]) -> tuple[tuple[Column, ...], tuple[str, ...]]:
+    """A stored schema with canonical types; a type that does not validate becomes INVALID.
+
+    Manifests written by earlier releases were not checked, so their types are
+    checked again here rather than trusted: a hostile one never leaves this
+    function, and the version is marked so nothing builds SQL from it.
+    """
+    columns: list[Column] = []
+    problems: list[str] = []
+    for col in raw:
+        name = str(col["name"])
+        try:
+            kind = canonical_type(col["type"])
+        except InvalidRequest:
+            kind = INVALID_TYPE
+            problems.append(f"column {name!r} has a stored type that is not a DuckDB type name")
+        columns.append(Column(name, kind))
+    return tuple(columns), tuple(problems)
 
 
 def validate_name(name: str) -> str:
@@ -104,23 +142,41 @@ def validate_name(name: str) -> str:
     return name
 
 
-def validate_parts(schema: Sequence[Column], objects: Sequence[ObjectRef], row_count: int) -> None:
-    """Check a manifest's schema, objects and counts before anything is stored.
+def normalize_schema(schema: Sequence[Column]) -> tuple[Column, ...]:
+    """The schema with every type in DuckDB's canonical spelling, after checking it.
 
     Raises:
-        InvalidRequest: no columns, a repeated or empty column name, a negative
-            size or row count, or rows that do not add up to `row_count`.
+        InvalidRequest: no columns, more than MAX_COLUMNS, a repeated, empty,
+            over-long or control-character column name, or a type that is not
+            a DuckDB type name.
+    """
+    if not schema:
+        raise InvalidRequest("a dataset needs at least one column")
+    if len(schema) > MAX_COLUMNS:
+        raise InvalidRequest(f"a dataset may have at most {MAX_COLUMNS} columns (got {len(schema)})")
+    seen: set[str] = set()
+    columns = []
+    for column in schema:
+        valid_column_name(column.name)
+        if column.name in seen:
+            raise InvalidRequest(f"column {column.name!r} appears twice in the schema", column=column.name)
+        seen.add(column.name)
+        columns.append(Column(column.name, canonical_type(column.type)))
+    return tuple(columns)
+
+
+def validate_parts(schema: Sequence[Column], objects: Sequence[ObjectRef], row_count: int) -> None:
+    """Check a manifest's (normalized) schema, objects and counts before anything is stored.
+
+    Raises:
+        InvalidRequest: no columns, a negative size or row count, more than
+            MAX_OBJECTS objects, or rows that do not add up to `row_count`.
         InvalidKey: an object key breaks the key rules.
     """
     if not schema:
         raise InvalidRequest("a dataset needs at least one column")
-    seen: set[str] = set()
-    for column in schema:
-        if not column.name or not column.type:
-            raise InvalidRequest("every column needs a non-empty name and type")
-        if column.name in seen:
-            raise InvalidRequest(f"column {column.name!r} appears twice in the schema", column=column.name)
-        seen.add(column.name)
+    if len(objects) > MAX_OBJECTS:
+        raise InvalidRequest(f"a version may have at most {MAX_OBJECTS} objects (got {len(objects)})")
     if row_count < 0:
         raise InvalidRequest(f"row_count must not be negative (got {row_count})")
     keys: set[str] = set()
@@ -138,10 +194,23 @@ def validate_parts(schema: Sequence[Column], objects: Sequence[ObjectRef], row_c
         )
 
 
-def fingerprint(schema: Sequence[Column], objects: Sequence[ObjectRef]) -> str:
-    """sha256 of the canonical JSON of the schema and the objects."""
+def fingerprint(
+    schema: Sequence[Column], objects: Sequence[ObjectRef], etags: Mapping[str, str] | None = None
+) -> str:
+    """sha256 of the canonical JSON of the schema and the objects.
+
+    `etags` (the store's content tags of user objects, which are copied at
+    register) join their object's entry, so the same key holding other bytes
+    is other content, and the copy's fresh key never enters the fingerprint.
+    """
+    entries = []
+    for obj in objects:
+        entry: dict[str, Any] = obj.to_dict()
+        if etags and obj.key in etags:
+            entry["etag"] = etags[obj.key]
+        entries.append(entry)
     canonical = json.dumps(
-        {"schema": [c.to_dict() for c in schema], "objects": [o.to_dict() for o in objects]},
+        {"schema": [c.to_dict() for c in schema], "objects": entries},
         sort_keys=True,
         separators=(",", ":"),
         ensure_ascii=False,

@@ -1,4 +1,4 @@
-"""catalogd routes: register dataset versions, read manifests and histories."""
+"""catalogd routes: register dataset versions, read manifests and histories, delete datasets."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
-from lakehouse.catalog import Column, Manifest, ObjectRef
+from lakehouse.catalog import Column, Manifest, ObjectSpec
+from lakehouse.catalog.manifest import MAX_COLUMNS, MAX_OBJECTS
 from lakehouse.services.deps import DepsDep
 
 router = APIRouter(prefix="/v1/catalog", tags=["catalog"])
@@ -21,11 +22,19 @@ class ColumnBody(BaseModel):
 
 
 class ObjectBody(BaseModel):
-    """One data file of a version."""
+    """One data file of a version; `size` is optional (the server reads it; a wrong one is 400)."""
 
     key: StrictStr
-    size: StrictInt = Field(ge=0)
+    size: StrictInt | None = Field(default=None, ge=0)
     rows: StrictInt = Field(ge=0)
+
+
+class ObjectOut(BaseModel):
+    """One data file of a stored version."""
+
+    key: str
+    size: int
+    rows: int
 
 
 class RegisterRequest(BaseModel):
@@ -34,8 +43,8 @@ class RegisterRequest(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
 
     name: StrictStr
-    columns: list[ColumnBody] = Field(alias="schema")
-    objects: list[ObjectBody]
+    columns: list[ColumnBody] = Field(alias="schema", max_length=MAX_COLUMNS)
+    objects: list[ObjectBody] = Field(max_length=MAX_OBJECTS)
     row_count: StrictInt = Field(ge=0)
     fingerprint: StrictStr | None = Field(default=None, min_length=1)
     extra: dict[str, Any] | None = None
@@ -58,17 +67,21 @@ class ManifestOut(BaseModel):
     name: str
     version: int
     columns: list[ColumnBody] = Field(alias="schema")
-    objects: list[ObjectBody]
+    objects: list[ObjectOut]
     row_count: int
     fingerprint: str
     created_at: str
     parent_version: int | None
     extra: dict[str, Any] = Field(default_factory=dict)
+    problems: list[str] = Field(
+        default_factory=list,
+        description="Why this stored version is not trusted (e.g. a column type that does not validate).",
+    )
 
     @classmethod
     def of(cls, manifest: Manifest) -> ManifestOut:
         """The public form of a stored manifest."""
-        return cls.model_validate(manifest.to_dict())
+        return cls.model_validate({**manifest.to_dict(), "problems": list(manifest.problems)})
 
 
 class DatasetSummary(BaseModel):
@@ -118,7 +131,7 @@ async def register(body: RegisterRequest, response: Response, deps: DepsDep) -> 
     manifest, created = await deps.catalog.register(
         body.name,
         [Column(c.name, c.type) for c in body.columns],
-        [ObjectRef(o.key, o.size, o.rows) for o in body.objects],
+        [ObjectSpec(o.key, o.rows, o.size) for o in body.objects],
         body.row_count,
         fingerprint=body.fingerprint,
         extra=body.extra,
@@ -169,3 +182,15 @@ async def list_versions(name: str, deps: DepsDep) -> VersionList:
             for m in history
         ]
     )
+
+
+@router.delete(
+    "/datasets/{name}",
+    status_code=204,
+    summary="Delete a dataset: every version, every file and its SQL views",
+    responses={404: {"description": "No such dataset"}},
+)
+async def delete_dataset(name: str, deps: DepsDep) -> Response:
+    """Remove the dataset; deleting again after an interrupted delete finishes it."""
+    await deps.catalog.delete(name)
+    return Response(status_code=204)
