@@ -13,11 +13,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lakehouse.catalog import (
+    INVALID_TYPE,
     NAME_PATTERN,
     NO_VERSION,
     Catalog,
     Column,
     ObjectRef,
+    ObjectSpec,
+    canonical_type,
     manifest_key,
     validate_name,
 )
@@ -322,3 +325,311 @@ def test_names_follow_the_pattern(name: str) -> None:
 @given(st.from_regex(NAME_PATTERN, fullmatch=True))
 def test_every_pattern_name_is_accepted(name: str) -> None:
     assert validate_name(name) == name
+
+
+# --- column types: DuckDB type names only, stored canonically ---------------------------------
+
+INJECTION = 'INTEGER) AS "a" WHERE false; CREATE OR REPLACE VIEW people AS SELECT 666 AS id --'
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        INJECTION,
+        "INTEGER; DROP TABLE people",
+        "INTEGER -- trailing comment",
+        "INTEGER /* comment */",
+        "INTEGER, extra VARCHAR",
+        "INTEGER DEFAULT 1",
+        "INTEGER NOT NULL",
+        "INTEGER CHECK (1 = 1)",
+        "INTEGER GENERATED ALWAYS AS (1)",
+        "VARCHAR COLLATE nocase",
+        "INTEGER)",
+        "STRUCT(a INTEGER",
+        "no_such_type",
+        "",
+        "   ",
+        "INT\nEGER",
+        "x" * 2000,
+    ],
+)
+async def test_a_type_that_is_not_a_duckdb_type_is_refused_and_nothing_is_written(
+    store: ObjectStore, text: str
+) -> None:
+    catalog = Catalog(store)
+    with pytest.raises(InvalidRequest) as caught:
+        await catalog.register("people", [Column("id", text)], [], 0)
+    assert caught.value.code == "invalid_request"
+    assert await catalog_keys(store) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "canonical"),
+    [
+        ("integer", "INTEGER"),
+        ("int4", "INTEGER"),
+        ("DECIMAL(18, 3)", "DECIMAL(18,3)"),
+        ("varchar[]", "VARCHAR[]"),
+        ("BIGINT[3]", "BIGINT[3]"),
+        ("struct(a int, b text)", "STRUCT(a INTEGER, b VARCHAR)"),
+        ('STRUCT("a b); DROP" INT)', 'STRUCT("a b); DROP" INTEGER)'),
+        ("map(varchar, integer)", "MAP(VARCHAR, INTEGER)"),
+        ("timestamptz", "TIMESTAMP WITH TIME ZONE"),
+        ("TIMESTAMP WITH TIME ZONE", "TIMESTAMP WITH TIME ZONE"),
+        ("ENUM('a', 'it''s')", "ENUM('a', 'it''s')"),
+        ("union(n int, s varchar)", "UNION(n INTEGER, s VARCHAR)"),
+        ("double precision", "DOUBLE"),
+    ],
+)
+async def test_types_are_stored_in_duckdbs_canonical_spelling(
+    tmp_path: Path, text: str, canonical: str
+) -> None:
+    from lakehouse.storage.local import LocalStore
+
+    store = LocalStore(tmp_path / "data")
+    manifest, _ = await Catalog(store).register("t", [Column("c", text)], [], 0)
+    assert manifest.schema == (Column("c", canonical),)
+    assert (await Catalog(store).get("t")).schema == (Column("c", canonical),)
+
+
+@given(st.text(max_size=60))
+def test_any_text_is_refused_or_becomes_a_type_duckdb_reads_back_the_same(text: str) -> None:
+    import duckdb
+
+    try:
+        canonical = canonical_type(text)
+    except InvalidRequest:
+        return
+    conn = duckdb.connect(":memory:")
+    assert conn.sqltype(canonical) == conn.sqltype(text)
+    assert canonical_type(canonical) == canonical
+    # The canonical text is exactly one type: it casts, alone, in a statement of its own.
+    assert conn.execute(f"SELECT CAST(NULL AS {canonical}) IS NULL").fetchone() == (True,)
+
+
+@given(
+    st.lists(
+        st.sampled_from(["INTEGER", "VARCHAR", "DOUBLE", "DATE", "DECIMAL(9,2)", "BOOLEAN"]),
+        min_size=1,
+        max_size=3,
+    ).map(lambda kinds: "STRUCT(" + ", ".join(f"f{i} {k}" for i, k in enumerate(kinds)) + ")[]")
+)
+def test_nested_types_round_trip(text: str) -> None:
+    assert canonical_type(text) == text
+
+
+@pytest.mark.parametrize("name", ["", "a\x00b", "tab\there", "line\nbreak", "x" * 256])
+async def test_bad_column_names_are_refused(tmp_path: Path, name: str) -> None:
+    from lakehouse.storage.local import LocalStore
+
+    with pytest.raises(InvalidRequest):
+        await Catalog(LocalStore(tmp_path / "data")).register("t", [Column(name, "INTEGER")], [], 0)
+
+
+async def test_any_printable_column_name_is_kept_as_given(tmp_path: Path) -> None:
+    from lakehouse.storage.local import LocalStore
+
+    odd = 'a"; DROP VIEW people; --'
+    manifest, _ = await Catalog(LocalStore(tmp_path / "data")).register("t", [Column(odd, "INTEGER")], [], 0)
+    assert manifest.schema[0].name == odd
+
+
+async def test_too_many_columns_or_objects_are_refused(tmp_path: Path) -> None:
+    from lakehouse.catalog.manifest import MAX_COLUMNS, MAX_OBJECTS
+    from lakehouse.storage.local import LocalStore
+
+    catalog = Catalog(LocalStore(tmp_path / "data"))
+    wide = [Column(f"c{i}", "INTEGER") for i in range(MAX_COLUMNS + 1)]
+    with pytest.raises(InvalidRequest):
+        await catalog.register("t", wide, [], 0)
+    many = [ObjectSpec(f"f/{i}.parquet", 0) for i in range(MAX_OBJECTS + 1)]
+    with pytest.raises(InvalidRequest):
+        await catalog.register("t", SCHEMA, many, 0)
+
+
+async def test_a_stored_manifest_with_a_hostile_type_reads_back_as_invalid_not_as_its_text(
+    store: ObjectStore,
+) -> None:
+    """An earlier release stored request text as the type; reading it back never yields that text."""
+    import json
+
+    raw = {
+        "name": "people",
+        "version": 1,
+        "schema": [{"name": "id", "type": INJECTION}, {"name": "city", "type": "varchar"}],
+        "objects": [],
+        "row_count": 0,
+        "fingerprint": "old",
+        "created_at": "2024-01-01T00:00:00.000Z",
+        "parent_version": None,
+    }
+    await store.put_bytes(manifest_key("people", 1), json.dumps(raw).encode())
+    catalog = Catalog(store)
+    manifest = await catalog.get("people")
+    assert manifest.schema == (Column("id", INVALID_TYPE), Column("city", "VARCHAR"))
+    assert manifest.problems and "id" in manifest.problems[0]
+    assert all(INJECTION not in c.type for m in await catalog.datasets() for c in m.schema)
+    # Nothing can be registered on top of it (the types differ), but it can be deleted.
+    with pytest.raises(SchemaDrift):
+        await catalog.register("people", [Column("id", "INTEGER"), Column("city", "VARCHAR")], [], 0)
+    await catalog.delete("people")
+    with pytest.raises(NotFound):
+        await catalog.get("people")
+
+
+# --- versions pin their objects ---------------------------------------------------------------
+
+
+async def put_user_object(store: ObjectStore, key: str, data: bytes) -> ObjectSpec:
+    await store.put_bytes(key, data)
+    return ObjectSpec(key, rows=1)
+
+
+async def read(store: ObjectStore, key: str) -> bytes:
+    return await store.get_bytes(key)
+
+
+async def test_a_version_keeps_its_bytes_when_the_user_object_is_replaced_or_deleted(
+    store: ObjectStore,
+) -> None:
+    catalog = Catalog(store)
+    spec = await put_user_object(store, "uploads/people.parquet", b"original bytes")
+    v1, created = await catalog.register("people", SCHEMA, [spec], 1)
+    assert created
+    (pinned,) = v1.objects
+    assert pinned.key.startswith("_lakehouse/datasets/people/") and pinned.key.endswith(".parquet")
+    assert pinned.size == len(b"original bytes")
+    await store.put_bytes("uploads/people.parquet", b"replaced by someone else")
+    assert await read(store, (await catalog.get("people", 1)).objects[0].key) == b"original bytes"
+    await store.delete("uploads/people.parquet")
+    assert await read(store, (await Catalog(store).get("people", 1)).objects[0].key) == b"original bytes"
+
+
+async def test_registering_the_same_user_object_again_is_idempotent_and_copies_nothing(
+    store: ObjectStore,
+) -> None:
+    catalog = Catalog(store)
+    spec = await put_user_object(store, "uploads/people.parquet", b"same")
+    v1, _ = await catalog.register("people", SCHEMA, [spec], 1)
+    again, created = await Catalog(store).register("people", SCHEMA, [spec], 1)
+    assert (again, created) == (v1, False)
+    listed, _ = await store.list("_lakehouse/datasets/people/")
+    assert [info.key for info in listed] == [v1.objects[0].key]
+    # Other bytes under the same key are other content: a new version.
+    await store.put_bytes("uploads/people.parquet", b"different")
+    v2, created = await catalog.register("people", SCHEMA, [spec], 1)
+    assert (v2.version, created) == (2, True)
+    assert await read(store, v2.objects[0].key) == b"different"
+    assert await read(store, v1.objects[0].key) == b"same"
+
+
+async def test_size_is_optional_and_a_wrong_one_is_refused(store: ObjectStore) -> None:
+    catalog = Catalog(store)
+    await store.put_bytes("uploads/a.parquet", b"12345")
+    with pytest.raises(InvalidRequest) as caught:
+        await catalog.register("a", SCHEMA, [ObjectSpec("uploads/a.parquet", 1, size=4)], 1)
+    assert caught.value.code == "invalid_request"
+    assert await catalog_keys(store) == []
+    listed, _ = await store.list("_lakehouse/datasets/")
+    assert listed == []
+    manifest, _ = await catalog.register("a", SCHEMA, [ObjectSpec("uploads/a.parquet", 1)], 1)
+    assert manifest.objects[0].size == 5
+
+
+async def test_a_refused_register_leaves_no_copy(store: ObjectStore) -> None:
+    catalog = Catalog(store)
+    first = await put_user_object(store, "uploads/one.parquet", b"one")
+    await catalog.register("people", SCHEMA, [first], 1)
+    second = await put_user_object(store, "uploads/two.parquet", b"two")
+    with pytest.raises(SchemaDrift):
+        await catalog.register("people", [Column("other", "INTEGER")], [second], 1)
+    with pytest.raises(VersionConflict):
+        await catalog.register("people", SCHEMA, [second], 1, expected_parent=NO_VERSION)
+    listed, _ = await store.list("_lakehouse/datasets/people/")
+    assert len(listed) == 1
+
+
+async def test_a_copy_whose_manifest_never_landed_is_swept_as_an_orphan(store_settings: Settings) -> None:
+    """A crash between copy and manifest: the copy is an unreferenced file under the dataset's area."""
+    from lakehouse.catalog.pinning import pin_all
+    from lakehouse.ingest.ingester import Ingester
+
+    store = open_store(store_settings)
+    try:
+        catalog = Catalog(store)
+        spec = await put_user_object(store, "uploads/p.parquet", b"kept")
+        v1, _ = await catalog.register("people", SCHEMA, [spec], 1)
+        info = await store.head("uploads/p.parquet")
+        # What register does before writing the manifest, with no manifest after it.
+        _, copies = await pin_all(store, "people", [ObjectRef(info.key, info.size, 1)], {info.key: info})
+        settings = store_settings.model_copy(deep=True)
+        settings.ingestd.orphan_grace_secs = 0
+        removed = await Ingester(settings, store, catalog).sweep()
+        assert removed == 1
+        listed, _ = await store.list("_lakehouse/datasets/people/")
+        assert [i.key for i in listed] == [v1.objects[0].key] != copies
+    finally:
+        await store.close()
+
+
+# --- deleting a dataset -------------------------------------------------------------------------
+
+
+async def test_delete_removes_every_version_and_every_file(store: ObjectStore) -> None:
+    catalog = Catalog(store)
+    own = await put_part(store, "trips", 1)
+    await catalog.register("trips", SCHEMA, [own], 10)
+    user = await put_user_object(store, "uploads/trips.parquet", b"user")
+    await catalog.register("trips", SCHEMA, [own, ObjectSpec(user.key, 10)], 20)
+    await catalog.register("fares", SCHEMA, [await put_part(store, "fares", 1)], 10)
+    assert await catalog.delete("trips") == 2
+    for reader in (catalog, Catalog(store)):
+        with pytest.raises(NotFound):
+            await reader.get("trips")
+        with pytest.raises(NotFound):
+            await reader.get("trips", 1)
+        assert [m.name for m in await reader.datasets()] == ["fares"]
+    assert await catalog_keys(store) == [manifest_key("fares", 1)]
+    listed, _ = await store.list("_lakehouse/datasets/trips/")
+    assert listed == []
+    # The user's own object is theirs: deleting the dataset leaves it.
+    assert await read(store, "uploads/trips.parquet") == b"user"
+    with pytest.raises(NotFound):
+        await catalog.delete("trips")
+    with pytest.raises(InvalidName):
+        await catalog.delete("../trips")
+
+
+async def test_a_dataset_deleted_and_created_again_is_new_to_every_reader(store: ObjectStore) -> None:
+    writer, reader = Catalog(store), Catalog(store)
+    await writer.register("trips", SCHEMA, [await put_part(store, "trips", 1)], 10)
+    old = await reader.get("trips", 1)
+    await writer.delete("trips")
+    fresh, _ = await writer.register("trips", SCHEMA, [await put_part(store, "trips", 7, rows=3)], 3)
+    assert fresh.version == 1
+    # The reader cached the old version 1; it must not serve it again.
+    assert await reader.get("trips", 1) == fresh != old
+    assert (await reader.current_all())["trips"].current == fresh
+
+
+async def test_an_interrupted_delete_leaves_no_version_over_missing_files_and_a_retry_finishes(
+    store: ObjectStore,
+) -> None:
+    catalog = Catalog(store)
+    first = await put_part(store, "trips", 1)
+    await catalog.register("trips", SCHEMA, [first], 10)
+    second = await put_part(store, "trips", 2)
+    await catalog.register("trips", SCHEMA, [first, second], 20)
+    # The crash came after the first manifest went: the current version is still whole.
+    await store.delete(manifest_key("trips", 1))
+    current = await Catalog(store).get("trips")
+    for obj in current.objects:
+        await store.head(obj.key)
+    await catalog.delete("trips")
+    # After all manifests but before the files: a retry removes the leftovers.
+    await catalog.register("trips", SCHEMA, [await put_part(store, "trips", 3)], 10)
+    await store.delete(manifest_key("trips", 1))
+    await catalog.delete("trips")
+    listed, _ = await store.list("_lakehouse/")
+    assert listed == []

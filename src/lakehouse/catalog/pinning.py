@@ -90,7 +90,8 @@ async def copy_object(store: ObjectStore, source: str, target: str, expected: Ob
         from obstore.exceptions import BaseError
 
         try:
-            await obstore.copy_async(s3, source, target, overwrite=False)  # type: ignore[arg-type]
+            # The target is a fresh key, so a plain copy (S3 has no copy-if-absent) replaces nothing.
+            await obstore.copy_async(s3, source, target)  # type: ignore[arg-type]
         except FileNotFoundError:
             raise NotFound(f"no object {source!r}", key=source) from None
         except BaseError as exc:

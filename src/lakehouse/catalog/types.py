@@ -47,7 +47,7 @@ _CLAUSE_WORDS = frozenset(
         "using",
     }
 )
-_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_WORD = re.compile(r"[^\W\d]\w*")
 
 _conn_lock = threading.Lock()
 _conn: duckdb.DuckDBPyConnection | None = None
