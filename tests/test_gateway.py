@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
@@ -67,7 +68,10 @@ async def gateway(upstream: str) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
         yield client
-    session = app.app.session  # type: ignore[attr-defined]
+    inner: Any = app
+    while not hasattr(inner, "session"):  # through the middleware layers to the Gateway itself
+        inner = inner.app
+    session = inner.session
     if session is not None:
         await session.close()
 

@@ -97,8 +97,16 @@ def serve(
     except OSError as exc:
         err_console.print(f"[red]error:[/red] cannot listen on {address}: {exc}")
         raise typer.Exit(1) from None
+    from lakehouse.services.protocol import serve_options
+
     served = uvicorn.Config(
-        asgi, host=host, port=port, access_log=False, log_level=settings.log.level, lifespan="on"
+        asgi,
+        host=host,
+        port=port,
+        access_log=False,
+        log_level=settings.log.level,
+        lifespan="on",
+        **serve_options(settings.http),  # header, head-time and connection limits of [http]
     )
     server = ReportingServer(served, label=service or "all")
     server.run(sockets=[sock])

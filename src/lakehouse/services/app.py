@@ -15,6 +15,7 @@ from lakehouse.auth import with_auth
 from lakehouse.config import Settings
 from lakehouse.services.deps import Deps
 from lakehouse.services.http import RequestContext, health_body, install_error_handlers
+from lakehouse.services.limits import BodyLimits
 from lakehouse.services.table import SERVICES, ServiceSpec
 
 
@@ -61,6 +62,7 @@ def create_app(
     for spec in specs:
         app.include_router(spec.router())
     app.add_middleware(with_auth, settings=settings, bind_host=bind_host)
+    app.add_middleware(BodyLimits, http=settings.http)
     app.add_middleware(RequestContext, service=name)
 
     def openapi() -> dict[str, Any]:

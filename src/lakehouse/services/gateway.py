@@ -24,6 +24,7 @@ from yarl import URL
 from lakehouse.auth import with_auth
 from lakehouse.config import Settings
 from lakehouse.services.http import RequestContext, health_body
+from lakehouse.services.limits import BodyLimits
 from lakehouse.services.table import ServiceSpec, service_for_path
 
 log = logging.getLogger("lakehouse.gateway")
@@ -268,4 +269,6 @@ def create_gateway_app(settings: Settings, *, bind_host: str | None = None) -> A
     It checks tokens itself and passes the `Authorization` header on, so each
     service behind it can check again.
     """
-    return RequestContext(with_auth(Gateway(settings), settings, bind_host), service="gateway")
+    return RequestContext(
+        BodyLimits(with_auth(Gateway(settings), settings, bind_host), settings.http), service="gateway"
+    )

@@ -9,8 +9,9 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lakehouse import __version__
@@ -87,8 +88,10 @@ async def _lakehouse_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(exc)
 
 
-async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
+    if isinstance(exc.__cause__, ClientDisconnect):  # FastAPI's wrapping of a body cut short
+        return await _client_disconnect(request, exc.__cause__)
     if exc.status_code == 404:
         return _error(404, "not_found", f"no route for {request.method} {request.url.path}")
     if exc.status_code == 405:
@@ -111,6 +114,16 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return _error(400, "invalid_request", f"{where}: {first['problem']}", problems=problems)
 
 
+# Not a status any client sees (it has gone): what the request log shows for a
+# client that left mid-request, as nginx does.
+CLIENT_GONE = 499
+
+
+async def _client_disconnect(request: Request, exc: Exception) -> Response:
+    log.debug("%s %s: the client disconnected mid-request", request.method, request.url.path)
+    return Response(status_code=CLIENT_GONE)
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("%s %s crashed", request.method, request.url.path)
     return _error(500, "internal", "the server hit an unexpected error; see its log")
@@ -121,6 +134,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(LakehouseError, _lakehouse_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(ClientDisconnect, _client_disconnect)
     app.add_exception_handler(Exception, _unexpected)
 
 
