@@ -153,8 +153,23 @@ async def test_drift_writes_nothing(ingester: Ingester, store: ObjectStore) -> N
         (b"a,b\n1,\xff\xfe\n", 2),
         (b"", 1),
         (b"a,b\n", 2),
+        (b"\n\n\n", 1),
+        (b"\r\n \r\n\t\n", 1),
+        (b"\xef\xbb\xbf\n\n", 1),
+        (b"a,b\n\n\n\n", 2),
     ],
-    ids=["ragged-long", "ragged-short", "unterminated-quote", "not-utf8", "empty", "header-only"],
+    ids=[
+        "ragged-long",
+        "ragged-short",
+        "unterminated-quote",
+        "not-utf8",
+        "empty",
+        "header-only",
+        "blank-lines",
+        "blank-crlf-and-spaces",
+        "bom-then-blank",
+        "header-then-blank",
+    ],
 )
 async def test_bad_csv_names_the_line(ingester: Ingester, store: ObjectStore, data: bytes, line: int) -> None:
     with pytest.raises(InvalidCsv) as caught:
@@ -174,7 +189,7 @@ async def test_bad_names_fail_before_reading(ingester: Ingester) -> None:
         raise AssertionError("the body was read")
         yield b""
 
-    for name in ["Bad", "1abc", "a-b", "", "x" * 64, "../etc"]:
+    for name in ["Bad", "1abc", "a-b", "", "x" * 64, "../etc", "abc\n"]:
         with pytest.raises(InvalidName):
             await ingester.ingest(name, never())
 
@@ -304,3 +319,19 @@ async def test_same_bytes_racing_from_two_ingesters_make_one_version(
     assert current.row_count == 43 and sorted(obj.key for obj in current.objects) == sorted(
         await dataset_files(store)
     )
+
+
+async def test_a_deleted_dataset_starts_again_at_version_one(ingester: Ingester, store: ObjectStore) -> None:
+    first = await ingester.ingest("jobs", body(b"id,title\n1,baker\n"))
+    await ingester.ingest("jobs", body(b"id,title\n2,cook\n"))
+    assert first.manifest.version == 1
+    catalog = Catalog(store)
+    assert await catalog.delete("jobs") == 2
+    assert await dataset_files(store) == []
+    # The same bytes as before: not "already ingested", a new first version.
+    again = await ingester.ingest("jobs", body(b"id,title\n1,baker\n"))
+    assert (again.manifest.version, again.created, again.manifest.row_count) == (1, True, 1)
+    # Deleted again, other columns are welcome: nothing of the old schema is left to drift from.
+    await catalog.delete("jobs")
+    other = await ingester.ingest("jobs", body(b"x\n1\n"))
+    assert other.manifest.version == 1 and [c.name for c in other.schema] == ["x"]

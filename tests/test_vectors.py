@@ -114,7 +114,7 @@ async def test_create_list_info_delete(local: Opened) -> None:
     assert [i["name"] for i in (await local.service()).indexes()] == ["other"]
 
 
-@pytest.mark.parametrize("name", ["", "Docs", "a/b", "../x", "1" * 64, "a b", "é"])
+@pytest.mark.parametrize("name", ["", "Docs", "a/b", "../x", "1" * 64, "a b", "é", "abc\n", "abc\r\n"])
 async def test_bad_names_are_refused(local: Opened, name: str) -> None:
     svc = await local.service()
     with pytest.raises(InvalidName):

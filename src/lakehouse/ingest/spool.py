@@ -23,6 +23,8 @@ from lakehouse.runner import run_blocking
 
 FLUSH_BYTES = 1024 * 1024
 SPOOL_PREFIX = "upload-"
+BOM = b"\xef\xbb\xbf"
+BLANK = b" \t\r\n"
 
 
 @dataclass(frozen=True)
@@ -56,10 +58,13 @@ async def spool(chunks: AsyncIterator[bytes], content_type: str, folder: Path, m
     path = Path(name)
     hasher = hashlib.sha256()
     size = 0
+    blank = True  # only whitespace so far: blank lines count as an empty CSV
     buffer = bytearray()
     try:
         with os.fdopen(fd, "wb") as fh:
             async for chunk in chunks:
+                if blank and chunk:
+                    blank = not (chunk.removeprefix(BOM) if size == 0 else chunk).strip(BLANK)
                 size += len(chunk)
                 if size > max_bytes:
                     raise TooLarge(f"the upload is larger than the {max_bytes}-byte limit", limit=max_bytes)
@@ -72,9 +77,9 @@ async def spool(chunks: AsyncIterator[bytes], content_type: str, folder: Path, m
         with contextlib.suppress(OSError):
             path.unlink()
         raise
-    if size == 0:
+    if size == 0 or blank:
         path.unlink()
-        raise InvalidCsv("the CSV is empty", line=1)
+        raise InvalidCsv("the CSV is empty" if size == 0 else "the CSV holds only blank lines", line=1)
     return Spooled(path, size, hasher.hexdigest())
 
 

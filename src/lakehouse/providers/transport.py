@@ -14,11 +14,14 @@ comes back from upstream is scrubbed of the key first.
 
 from __future__ import annotations
 
+import base64
 import json
+import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 import aiohttp
 
@@ -65,6 +68,37 @@ class Reply:
         return cls(response.status, response.headers, await response.read())
 
 
+# An echoed `Authorization: <scheme> <value>` header, or a bare `Bearer <token>`.
+_CREDENTIAL = re.compile(
+    r"""(?ix)
+    (authorization["']?\s*[:=]\s*["']?)(?:(?:bearer|basic|token)\s+)?[^\s"',;]+
+    | \b(bearer\s+)[A-Za-z0-9\-._~+/=]+
+    """
+)
+
+
+def secret_forms(secret: str) -> list[str]:
+    """The ways a key may come back in upstream text: as is, URL-encoded, base64 (also as Basic auth)."""
+    forms = {secret, quote(secret, safe=""), quote_plus(secret)}
+    for raw in (secret, f":{secret}", f"{secret}:"):
+        encoded = base64.b64encode(raw.encode()).decode()
+        forms.update(
+            {encoded, encoded.rstrip("="), base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")}
+        )
+    # Longest first, so a form that contains another is replaced whole.
+    return sorted((f for f in forms if len(f) >= 4), key=len, reverse=True)
+
+
+def scrub_secret(text: str, secret: str | None) -> str:
+    """`text` without `secret` in any of its `secret_forms` nor any credential header value, cut short."""
+    if secret:
+        for form in secret_forms(secret):
+            text = text.replace(form, "***")
+    text = _CREDENTIAL.sub(lambda m: (m.group(1) or m.group(2)) + "***", text)
+    text = " ".join(text.split())
+    return text[:MAX_MESSAGE_CHARS]
+
+
 @dataclass(frozen=True)
 class Upstream:
     """One provider endpoint as errors should describe it: name, base URL, how to start it."""
@@ -75,11 +109,8 @@ class Upstream:
     secret: str | None = field(default=None, repr=False)
 
     def scrub(self, text: str) -> str:
-        """`text` without the key, cut to a readable length."""
-        if self.secret:
-            text = text.replace(self.secret, "***")
-        text = " ".join(text.split())
-        return text[:MAX_MESSAGE_CHARS]
+        """`text` without the key (as is, URL-encoded or base64) or any echoed credential, cut short."""
+        return scrub_secret(text, self.secret)
 
     @contextmanager
     def errors(self) -> Iterator[None]:

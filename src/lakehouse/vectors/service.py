@@ -31,7 +31,7 @@ from lakehouse.vectors.records import Batch, Vectors
 
 log = logging.getLogger("lakehouse.vectors")
 
-NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,62}$")
+NAME = re.compile(r"[a-z_][a-z0-9_-]{0,62}")
 MAX_DIM = 65536
 MAX_ID_CHARS = 512
 MAX_K = 1000
@@ -133,7 +133,7 @@ class VectorService:
             InvalidRequest: dim, metric or dtype out of range.
             AlreadyExists: an index of that name exists.
         """
-        if not NAME.match(name):
+        if not NAME.fullmatch(name):
             raise InvalidName(
                 f"index name {name!r} must match {NAME.pattern} (lowercase letters, digits, _ and -)"
             )
