@@ -287,3 +287,90 @@ async def test_sizes_around_the_read_chunk_round_trip(store: ObjectStore, size: 
     info, body = await store.get("sized")
     assert info.size == size
     assert await read_all(body) == data
+
+
+async def test_listing_pages_with_after(store: ObjectStore) -> None:
+    keys = ["p/a", "p/b", "p/c/d", "p/z", "p/é", "q/x"]
+    for key in keys:
+        await store.put_bytes(key, b"x")
+    seen: list[str] = []
+    after: str | None = None
+    while True:
+        page, truncated = await store.list(prefix="p/", limit=2, after=after)
+        seen += [o.key for o in page]
+        if not truncated:
+            break
+        after = page[-1].key
+    # Sorted as UTF-8 bytes: 'é' (0xC3 0xA9) after 'z'.
+    assert seen == ["p/a", "p/b", "p/c/d", "p/z", "p/é"]
+    assert [o.key for o in (await store.list(prefix="p/", after="p/b0"))[0]] == ["p/c/d", "p/z", "p/é"]
+    assert (await store.list(prefix="p/", after="p/é")) == ([], False)
+    assert [o.key for o in (await store.list(after="p/é"))[0]] == ["q/x"]
+
+
+def _fingerprint(folder: Path) -> list[tuple[str, bytes]]:
+    return sorted((str(p), p.read_bytes()) for p in folder.rglob("*") if p.is_file())
+
+
+async def test_local_never_follows_symlinks_out_of_the_root(tmp_path: Path) -> None:
+    from lakehouse.errors import InvalidKey
+    from lakehouse.storage.local import LocalStore
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret").write_bytes(b"host secret")
+    store = LocalStore(tmp_path / "data")
+    await store.put_bytes("real/file", b"mine")
+    (store.objects / "dir").symlink_to(outside, target_is_directory=True)
+    (store.objects / "file").symlink_to(outside / "secret")
+    (store.objects / "real" / "inner").symlink_to(outside / "secret")
+    before = _fingerprint(outside)
+    for key in ("dir/secret", "file", "real/inner", "dir"):
+        with pytest.raises(NotFound):
+            await store.get(key)
+        with pytest.raises(NotFound):
+            await store.head(key)
+        with pytest.raises(NotFound):
+            await store.get_bytes(key)
+        with pytest.raises(NotFound):
+            await store.delete(key)
+    for key in ("dir/secret", "dir/new", "dir/a/b", "file", "real/inner"):
+        with pytest.raises(InvalidKey):
+            await store.put(key, stream(b"overwritten"))
+        with pytest.raises(InvalidKey):
+            await store.put_bytes(key, b"overwritten")
+    assert [o.key for o in (await store.list())[0]] == ["real/file"]
+    assert (await store.list(prefix="dir/")) == ([], False)
+    assert _fingerprint(outside) == before
+    assert sorted(p.name for p in outside.iterdir()) == ["secret"]
+    assert list(store.tmp.iterdir()) == []
+    assert (store.objects / "file").is_symlink()  # the planted links are left as they were
+
+
+async def test_local_refuses_traversal_even_past_key_validation(tmp_path: Path) -> None:
+    from lakehouse.errors import InvalidKey
+    from lakehouse.storage.local import LocalStore
+
+    store = LocalStore(tmp_path / "data")
+    (tmp_path / "data" / "victim").write_bytes(b"x")
+    for key in ("../victim", "a/../../victim", "a//b", "./a"):
+        with pytest.raises(InvalidKey):
+            await store.get(key)
+        with pytest.raises(InvalidKey):
+            await store.put_bytes(key, b"y")
+    for prefix in ("../", "../../etc/pass", "a/../../"):
+        with pytest.raises(InvalidKey):
+            await store.list(prefix=prefix)
+    assert (tmp_path / "data" / "victim").read_bytes() == b"x"
+
+
+async def test_local_special_files_at_a_key_are_not_objects(tmp_path: Path) -> None:
+    from lakehouse.storage.local import LocalStore
+
+    store = LocalStore(tmp_path / "data")
+    os.mkfifo(store.objects / "fifo")
+    with pytest.raises(NotFound):  # and does not hang waiting for a writer
+        await store.get("fifo")
+    with pytest.raises(NotFound):
+        await store.head("fifo")
+    assert (await store.list()) == ([], False)

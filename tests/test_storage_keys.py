@@ -52,12 +52,45 @@ def test_reserved_prefix() -> None:
     assert not is_reserved("data/_lakehouse/x")
 
 
-def test_prefixes() -> None:
-    assert validate_prefix("") == ""
-    assert validate_prefix("logs/20") == "logs/20"
-    for bad in ("/x", "a\\b", "a\nb"):
-        with pytest.raises(InvalidKey):
-            validate_prefix(bad)
+@pytest.mark.parametrize(
+    "prefix", ["", "logs/20", "logs/", "a/b/", "a", "..", ".", "a/..", "a/.hid", "_lakehouse/"]
+)
+def test_valid_prefixes(prefix: str) -> None:
+    # The last segment may be partial (it only filters by string) or empty after a trailing '/'.
+    assert validate_prefix(prefix) == prefix
+
+
+@pytest.mark.parametrize(
+    "prefix",
+    [
+        "/x",
+        "a\\b",
+        "a\nb",
+        "a\x00",
+        "../../../../etc/pass",
+        "../",
+        "a/../",
+        "./x",
+        "a/./b",
+        "//",
+        "a//b",
+        "x" * (MAX_KEY_BYTES + 1),
+    ],
+)
+def test_invalid_prefixes_are_refused(prefix: str) -> None:
+    with pytest.raises(InvalidKey):
+        validate_prefix(prefix)
+
+
+@given(st.text(max_size=40))
+def test_a_valid_prefix_never_names_a_folder_outside_the_store(prefix: str) -> None:
+    try:
+        validate_prefix(prefix)
+    except InvalidKey:
+        return
+    folders = prefix.split("/")[:-1]
+    assert not prefix.startswith("/") and "\\" not in prefix
+    assert all(part not in ("", ".", "..") for part in folders)
 
 
 segment = st.text(
