@@ -167,6 +167,12 @@ def test_list_limit_and_truncation(server: LakehouseProcess) -> None:
         page = client.get(OBJECTS, params={"prefix": "lim/p/", "limit": 3}).json()
         assert [o["key"] for o in page["objects"]] == ["lim/p/0", "lim/p/1", "lim/p/2"]
         assert page["truncated"] is True
+        assert page["next"] == "lim/p/2"
+        rest = client.get(OBJECTS, params={"prefix": "lim/p/", "limit": 3, "after": page["next"]}).json()
+        assert [o["key"] for o in rest["objects"]] == ["lim/p/3", "lim/p/4"]
+        assert (rest["truncated"], rest["next"]) == (False, None)
+        assert_error(client.get(OBJECTS, params={"after": "../x"}), 400, "invalid_key")
+        assert_error(client.get(OBJECTS, params={"prefix": "../../../../etc/pass"}), 400, "invalid_key")
         assert listed(client, "lim/") == ["lim/p/0", "lim/p/1", "lim/p/2", "lim/p/3", "lim/p/4", "lim/q"]
         for bad in ({"limit": 0}, {"limit": "many"}, {"limit": 10**6}):
             assert_error(client.get(OBJECTS, params=bad), 400, "invalid_request")
@@ -262,8 +268,9 @@ def test_oversize_chunked_upload_is_refused_while_streaming_and_leaves_nothing(
 
 
 def test_malformed_content_length_is_a_clear_400(server: LakehouseProcess) -> None:
-    status, _, _ = raw_upload(server.url, f"{OBJECTS}/x", {"Content-Length": "abc"}, iter([]), False)
+    status, body, _ = raw_upload(server.url, f"{OBJECTS}/x", {"Content-Length": "abc"}, iter([]), False)
     assert status == 400
+    assert b'"invalid_request"' in body  # the contract's JSON, not the parser's plain text
 
 
 def test_kill_9_mid_upload_leaves_no_partial_object(start_lakehouse: StartLakehouse, tmp_path: Path) -> None:
