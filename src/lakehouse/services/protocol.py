@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 import uuid
 from typing import Any, ClassVar
 
@@ -66,11 +67,7 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         """Accept the connection, or close it at once when the process has `max_connections` open."""
         super().connection_made(transport)
         if len(self.connections) > self.limits.max_connections:
-            log.warning(
-                "refused a connection: %d open, the limit is %d",
-                len(self.connections) - 1,
-                self.limits.max_connections,
-            )
+            _note_refusal(len(self.connections) - 1, self.limits.max_connections)
             transport.close()
             return
         self._arm_head_timer()
@@ -176,6 +173,25 @@ class LimitedHttpProtocol(HttpToolsProtocol):
             )
         else:
             self.transport.close()
+
+
+# A flood of connections must not become a flood of log lines: one a second.
+_last_refusal_log = 0.0
+_refused_since_log = 0
+
+
+def _note_refusal(open_now: int, limit: int) -> None:
+    global _last_refusal_log, _refused_since_log
+    _refused_since_log += 1
+    now = time.monotonic()
+    if now - _last_refusal_log >= 1.0:
+        log.warning(
+            "refused %d connection(s): %d open, [http] max_connections is %d",
+            _refused_since_log,
+            open_now,
+            limit,
+        )
+        _last_refusal_log, _refused_since_log = now, 0
 
 
 def _client(client: tuple[str, int] | None) -> str:
