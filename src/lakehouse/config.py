@@ -88,6 +88,7 @@ class QuerydConfig(Section):
     max_rows: int = Field(default=10000, gt=0)
     memory_limit: str = "2GB"
     threads: int = Field(default=2, gt=0)
+    workers: int = Field(default=2, gt=0)
 
 
 class VectordConfig(Section):

@@ -1,7 +1,10 @@
-"""One bounded runner for blocking engines (DuckDB, pyarrow, usearch, models).
+"""Bounded runners for blocking engines (DuckDB, pyarrow, usearch, models), one pool per kind of work.
 
-The event loop never calls them directly; it awaits `run_blocking`, which runs
-the call on a worker thread under a shared capacity limit.
+The event loop never calls them directly; it awaits `run_blocking` (the
+default pool) or `run_in_pool(name, ...)`, which run the call on a worker
+thread under that pool's capacity limit. Each pool has its own limit, so
+slow SQL (the "query" pool) cannot take the threads storage, vectors or
+chat need.
 """
 
 from __future__ import annotations
@@ -22,21 +25,39 @@ T = TypeVar("T")
 # above the core count keeps both cores busy without unbounded thread growth.
 MAX_THREADS = 16
 
-# One limiter per event loop: a limiter's waiters belong to the loop that made them.
-_LIMITERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, anyio.CapacityLimiter] = (
+# Capacity of each named pool; a name not listed gets MAX_THREADS.
+POOL_SIZES: dict[str, int] = {
+    "default": MAX_THREADS,
+    "query": 8,
+    "storage": MAX_THREADS,
+    "vectors": 8,
+    "models": 4,
+}
+
+# One limiter per event loop and pool: a limiter's waiters belong to the loop that made them.
+_LIMITERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, anyio.CapacityLimiter]] = (
     weakref.WeakKeyDictionary()
 )
 
 
-def _limiter() -> anyio.CapacityLimiter:
+def _limiter(pool: str) -> anyio.CapacityLimiter:
     loop = asyncio.get_running_loop()
-    limiter = _LIMITERS.get(loop)
+    limiters = _LIMITERS.get(loop)
+    if limiters is None:
+        limiters = _LIMITERS[loop] = {}
+    limiter = limiters.get(pool)
     if limiter is None:
-        limiter = _LIMITERS[loop] = anyio.CapacityLimiter(MAX_THREADS)
+        limiter = limiters[pool] = anyio.CapacityLimiter(POOL_SIZES.get(pool, MAX_THREADS))
     return limiter
 
 
-async def run_blocking(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-    """Run `fn(*args, **kwargs)` on a worker thread and await its result."""
+async def run_in_pool(pool: str, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """Run `fn(*args, **kwargs)` on a worker thread of the named pool and await its result."""
     call = functools.partial(fn, *args, **kwargs)
-    return await anyio.to_thread.run_sync(call, limiter=_limiter())
+    return await anyio.to_thread.run_sync(call, limiter=_limiter(pool))
+
+
+async def run_blocking(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """Run `fn(*args, **kwargs)` on a worker thread of the default pool and await its result."""
+    call = functools.partial(fn, *args, **kwargs)
+    return await anyio.to_thread.run_sync(call, limiter=_limiter("default"))

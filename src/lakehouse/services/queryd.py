@@ -11,7 +11,7 @@ from fastapi import APIRouter, Header
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from lakehouse.services.deps import DepsDep
+from lakehouse.services.deps import Deps, DepsDep
 
 router = APIRouter(tags=["sql"])
 
@@ -68,3 +68,8 @@ async def run_sql(body: SqlRequest, deps: DepsDep, accept: str = Header(default=
             "elapsed_ms": result.elapsed_ms,
         }
     )
+
+
+async def startup(deps: Deps) -> None:
+    """Start the query workers in the background: /health answers while they start."""
+    deps.query.start()

@@ -1,0 +1,243 @@
+"""A query worker process: the only place user SQL is parsed, prepared and run.
+
+Started by `pool.py` with multiprocessing's "spawn" context. Before it opens
+DuckDB it drops every credential-looking variable from its environment,
+moves to "/", asks the kernel to kill it when queryd dies, and caps its own
+data segment (`RLIMIT_DATA`) at its size so far plus `memory_limit` and a
+margin, so an allocation DuckDB does not account for fails instead of
+growing the process. Credentials arrive over the pipe, never in argv or env.
+
+Datasets are Arrow datasets read through pyarrow's filesystem (local folder
+or S3), registered as views on a DuckDB connection that itself can reach no
+file (`sandbox.open_connection`). Each query runs alone, inside BEGIN ...
+ROLLBACK, interrupted by a watchdog at its deadline.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import logging
+import os
+import resource
+import signal
+import time
+from multiprocessing.connection import Connection
+from typing import Any
+
+log = logging.getLogger("lakehouse.query.worker")
+
+ARROW_BATCH_ROWS = 64 * 1024
+_SECRET_ENV = ("KEY", "SECRET", "TOKEN", "PASSWORD", "CREDENTIAL")
+
+
+def main(conn: Connection) -> None:
+    """The worker's life: read its settings, open the sandbox, answer queries until the pipe closes."""
+    init: dict[str, Any] = json.loads(conn.recv_bytes())
+    _harden(int(init["parent_pid"]))
+    worker = Worker(init)
+    conn.send_bytes(b"R")
+    while True:
+        try:
+            frame = conn.recv_bytes()
+        except (EOFError, OSError):
+            return
+        worker.answer(conn, frame)
+
+
+def _harden(parent_pid: int) -> None:
+    """No secrets in the environment, cwd "/", and death with the parent."""
+    for name in list(os.environ):
+        upper = name.upper()
+        if upper.startswith(("AWS_", "LAKEHOUSE_")) or any(word in upper for word in _SECRET_ENV):
+            del os.environ[name]
+    os.chdir("/")
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the pipe's EOF ends the worker instead
+        pass
+    if os.getppid() != parent_pid:
+        os._exit(0)
+
+
+def data_segment_bytes() -> int:
+    """This process's data segment size now (VmData), or 0 where /proc is absent."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmData:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+class Worker:
+    """One sandboxed DuckDB connection and the dataset views registered on it."""
+
+    def __init__(self, init: dict[str, Any]) -> None:
+        import pyarrow as pa
+
+        from lakehouse.query.sandbox import open_connection
+
+        threads = int(init["threads"])
+        pa.set_cpu_count(threads)
+        pa.set_io_thread_count(max(4, threads))
+        self._fs = _filesystem(init["storage"])
+        self._hidden: list[str] = [str(h) for h in init.get("hidden", [])]
+        self._conn = open_connection(threads=threads, memory_limit=str(init["memory_limit"]))
+        self._conn.execute("SELECT 1").fetchall()
+        self._views: set[str] = set()
+        limit = int(init.get("rlimit_bytes") or 0)
+        if limit > 0:
+            cap = data_segment_bytes() + limit
+            resource.setrlimit(resource.RLIMIT_DATA, (cap, cap))
+
+    def answer(self, conn: Connection, frame: bytes) -> None:
+        """Run one query message and send its answer frames."""
+        from lakehouse.errors import LakehouseError, SqlError
+        from lakehouse.query import protocol
+
+        try:
+            header, sql = protocol.parse_query(frame)
+            self._apply(header.get("views", {}), header.get("drop", []))
+            self._run(conn, header, sql)
+        except LakehouseError as exc:
+            conn.send_bytes(protocol.error_frame(exc.code, self._scrub(exc.message)))
+        except MemoryError as exc:
+            conn.send_bytes(protocol.error_frame(SqlError.code, "out of memory: " + self._scrub(str(exc))))
+        except Exception as exc:  # pyarrow IO errors and the like: the query failed, the worker lives
+            conn.send_bytes(protocol.error_frame(SqlError.code, self._scrub(f"{type(exc).__name__}: {exc}")))
+
+    def _scrub(self, text: str) -> str:
+        from lakehouse.query.sandbox import scrub
+
+        return scrub(text, self._hidden)
+
+    def _apply(self, views: dict[str, dict[str, Any]], drop: list[str]) -> None:
+        """Register (or replace) `views` and drop `drop`; a view that cannot be built is left out."""
+        for name in drop:
+            if name in self._views:
+                self._conn.unregister(name)
+                self._views.discard(name)
+        for name, spec in views.items():
+            try:
+                source = self._source(spec)
+            except Exception as exc:  # one unreadable dataset must not stop every query
+                log.warning("dataset view %s not created: %s", name, self._scrub(str(exc)))
+                if name in self._views:
+                    self._conn.unregister(name)
+                    self._views.discard(name)
+                continue
+            self._conn.register(name, source)
+            self._views.add(name)
+
+    def _source(self, spec: dict[str, Any]) -> Any:
+        """An Arrow dataset over the view's objects, or an empty table of its schema."""
+        import duckdb
+        import pyarrow.dataset as ds
+
+        keys = [str(k) for k in spec["keys"]]
+        if keys:
+            return ds.dataset(keys, format="parquet", filesystem=self._fs)
+        # No objects: an empty relation of the manifest's schema, the types parsed by DuckDB
+        # as types (never pasted into SQL).
+        columns = [
+            duckdb.ConstantExpression(None).cast(duckdb.sqltype(str(kind))).alias(str(col))
+            for col, kind in spec["schema"]
+        ]
+        if not columns:
+            columns = [duckdb.ConstantExpression(None).alias("_")]
+        return self._conn.sql("FROM range(0)").select(*columns).arrow().read_all()
+
+    def _run(self, conn: Connection, header: dict[str, Any], sql: str) -> None:
+        import duckdb
+
+        from lakehouse.errors import QueryTimeout
+        from lakehouse.query import protocol
+        from lakehouse.query.sandbox import check_statement, translate
+        from lakehouse.query.watchdog import WATCHDOG
+
+        timeout = float(header["timeout"])
+        alarm = WATCHDOG.arm(timeout, self._conn.interrupt)
+        began = False
+        try:
+            check_statement(self._conn, sql)
+            self._conn.execute("BEGIN TRANSACTION")
+            began = True
+            self._conn.execute(sql)
+            if header.get("format") == "arrow":
+                self._stream(conn)
+            else:
+                conn.send_bytes(protocol.json_frame(self._json(int(header["limit"]))))
+        except duckdb.InterruptException:
+            raise QueryTimeout(f"the query ran past {timeout:g} s and was stopped") from None
+        except duckdb.Error as exc:
+            raise translate(exc) from None
+        finally:
+            alarm.cancel()
+            if began:
+                self._rollback()
+
+    def _rollback(self) -> None:
+        import duckdb
+
+        try:
+            self._conn.execute("ROLLBACK")
+        except duckdb.Error as exc:  # the statement ended the transaction itself
+            log.warning("query transaction was not open at its end: %s", str(exc).splitlines()[0])
+
+    def _json(self, limit: int) -> dict[str, Any]:
+        from lakehouse.query.results import json_rows
+
+        started = time.perf_counter()
+        described = self._conn.description or []
+        types = [d[1] for d in described]
+        rows: list[list[object]] = []
+        truncated = False
+        reader = self._conn.to_arrow_reader(min(limit + 1, ARROW_BATCH_ROWS))
+        for batch in reader:
+            rows.extend(json_rows(batch.slice(0, limit + 1 - len(rows)), types))
+            if len(rows) > limit:
+                truncated = True
+                del rows[limit:]
+                break
+        return {
+            "columns": [[str(d[0]), str(d[1])] for d in described],
+            "rows": rows,
+            "truncated": truncated,
+            "worker_ms": round((time.perf_counter() - started) * 1000, 3),
+        }
+
+    def _stream(self, conn: Connection) -> None:
+        import pyarrow as pa
+
+        from lakehouse.query import protocol
+        from lakehouse.query.results import IpcChunks
+
+        reader = self._conn.to_arrow_reader(ARROW_BATCH_ROWS)
+        sink = IpcChunks()
+        writer = pa.ipc.new_stream(sink, reader.schema)
+        conn.send_bytes(protocol.ARROW_SCHEMA + sink.take())
+        for batch in reader:
+            writer.write_batch(batch)
+            conn.send_bytes(protocol.ARROW_BATCH + sink.take())
+        writer.close()
+        conn.send_bytes(protocol.ARROW_END + sink.take())
+
+
+def _filesystem(storage: dict[str, Any]) -> Any:
+    """pyarrow's view of the object store: object keys are paths in it."""
+    import pyarrow.fs as pafs
+
+    if storage["backend"] == "s3":
+        options: dict[str, Any] = {"region": storage.get("region") or "us-east-1"}
+        if storage.get("access_key"):
+            options.update(access_key=storage["access_key"], secret_key=storage.get("secret_key") or "")
+            if storage.get("session_token"):
+                options["session_token"] = storage["session_token"]
+        if storage.get("endpoint"):
+            options.update(endpoint_override=storage["endpoint"], scheme=storage.get("scheme") or "https")
+        return pafs.SubTreeFileSystem(str(storage["bucket"]), pafs.S3FileSystem(**options))
+    return pafs.SubTreeFileSystem(str(storage["root"]), pafs.LocalFileSystem())
