@@ -65,7 +65,10 @@ def test_register_read_and_history(shared: LakehouseProcess) -> None:
         v1 = created.json()
         assert (v1["name"], v1["version"], v1["parent_version"], v1["row_count"]) == ("history", 1, None, 3)
         assert v1["schema"] == SCHEMA
-        assert v1["objects"] == [first]
+        # The version holds its own copy of the user's object, in the dataset's area.
+        (copied,) = v1["objects"]
+        assert copied["key"].startswith("_lakehouse/datasets/history/")
+        assert {**copied, "key": first["key"]} == first
         assert len(v1["fingerprint"]) == 64
         again = register(client, "history", [first])
         assert again.status_code == 200
@@ -175,7 +178,7 @@ def test_unknown_datasets_versions_and_bad_parameters(shared: LakehouseProcess) 
             )
         assert_error(client.get("/v1/catalog/datasets/Bad-Name"), 400, "invalid_name")
         assert_error(client.get("/v1/catalog/datasets/Bad-Name/versions"), 400, "invalid_name")
-        assert client.delete("/v1/catalog/datasets/unknown").status_code == 405
+        assert client.put("/v1/catalog/datasets/unknown").status_code == 405
         assert_error(client.get("/v1/catalog/register"), 405, "method_not_allowed")
 
 
@@ -239,3 +242,78 @@ def test_catalog_on_s3_survives_kill_9(
         assert client.get("/v1/catalog/datasets/trips").json() == acknowledged[-1]
         versions = client.get("/v1/catalog/datasets/trips/versions").json()["versions"]
         assert [v["fingerprint"] for v in versions] == [m["fingerprint"] for m in acknowledged]
+
+
+# --- hostile registers, pinned versions, deletion ----------------------------------------------
+
+INJECTION = 'INTEGER) AS "a" WHERE false; CREATE OR REPLACE VIEW people AS SELECT 666 AS id --'
+
+
+def test_a_type_that_is_not_a_duckdb_type_is_400_and_no_view_changes(shared: LakehouseProcess) -> None:
+    name = f"inj_{uuid.uuid4().hex[:8]}"
+    with shared.client() as c:
+        for text in (INJECTION, "INTEGER; DROP TABLE x", "INTEGER -- x", "INTEGER /* x */", "nonsense"):
+            body = {"name": name, "schema": [{"name": "id", "type": text}], "objects": [], "row_count": 0}
+            assert_error(c.post("/v1/catalog/register", json=body), 400, "invalid_request")
+        assert c.get(f"/v1/catalog/datasets/{name}").status_code == 404
+        body = {
+            "name": name,
+            "schema": [{"name": "id", "type": "decimal(18, 3)"}],
+            "objects": [],
+            "row_count": 0,
+        }
+        created = c.post("/v1/catalog/register", json=body)
+        assert created.status_code == 201, created.text
+        assert created.json()["schema"] == [{"name": "id", "type": "DECIMAL(18,3)"}]
+        too_wide = {"name": name, "schema": [{"name": f"c{i}", "type": "INTEGER"} for i in range(10_001)]}
+        assert_error(
+            c.post("/v1/catalog/register", json={**too_wide, "objects": [], "row_count": 0}),
+            400,
+            "invalid_request",
+        )
+
+
+def test_a_version_over_a_user_object_survives_its_replacement_and_deletion(shared: LakehouseProcess) -> None:
+    name = f"pin_{uuid.uuid4().hex[:8]}"
+    key = f"uploads/{name}.parquet"
+    with shared.client() as c:
+        assert c.put(f"/v1/storage/objects/{key}", content=b"first bytes").status_code in (200, 201)
+        created = register(c, name, [{"key": key, "rows": 3}])  # no size: the server reads it
+        assert created.status_code == 201, created.text
+        (pinned,) = created.json()["objects"]
+        assert pinned["key"].startswith(f"_lakehouse/datasets/{name}/") and pinned["size"] == 11
+        again = register(c, name, [{"key": key, "rows": 3, "size": 11}])
+        assert (again.status_code, again.json()["version"]) == (200, 1)
+        assert_error(register(c, name, [{"key": key, "rows": 3, "size": 12}]), 400, "invalid_request")
+        c.put(f"/v1/storage/objects/{key}", content=b"replaced!")
+        c.delete(f"/v1/storage/objects/{key}")
+        stored = c.get(f"/v1/storage/objects/{pinned['key']}")
+        assert (stored.status_code, stored.content) == (200, b"first bytes")
+        assert_error(register(c, name, [{"key": key, "rows": 3}]), 400, "missing_object")
+
+
+def test_delete_dataset_removes_versions_files_and_the_sql_view(lakehouse_cluster: Any) -> None:
+    with lakehouse_cluster.client() as c:
+        for rows in (b"id,city\n1,Oslo\n", b"id,city\n2,Rome\n"):
+            assert (
+                c.post("/v1/ingest/trips", content=rows, headers={"content-type": "text/csv"}).status_code
+                == 201
+            )
+        answer = c.post("/v1/sql", json={"sql": "SELECT count(*) FROM trips"})
+        assert answer.status_code == 200 and answer.json()["rows"] == [[2]]
+        files = c.get("/v1/storage/objects", params={"prefix": "_lakehouse/datasets/trips/"}).json()
+        assert files["objects"]
+        gone = c.delete("/v1/catalog/datasets/trips")
+        assert gone.status_code == 204 and gone.content == b""
+        assert_error(c.get("/v1/catalog/datasets/trips"), 404, "not_found")
+        assert_error(c.get("/v1/catalog/datasets/trips", params={"version": 1}), 404, "not_found")
+        assert "trips" not in [d["name"] for d in c.get("/v1/catalog/datasets").json()["datasets"]]
+        left = c.get("/v1/storage/objects", params={"prefix": "_lakehouse/datasets/trips/"}).json()
+        assert left["objects"] == []
+        assert_error(c.post("/v1/sql", json={"sql": "SELECT count(*) FROM trips"}), 400, "sql_error")
+        assert_error(c.post("/v1/sql", json={"sql": 'SELECT count(*) FROM "trips@1"'}), 400, "sql_error")
+        assert_error(c.delete("/v1/catalog/datasets/trips"), 404, "not_found")
+        assert_error(c.delete("/v1/catalog/datasets/Bad-Name"), 400, "invalid_name")
+        # The name starts over.
+        fresh = c.post("/v1/ingest/trips", content=b"id,city\n1,Oslo\n", headers={"content-type": "text/csv"})
+        assert (fresh.status_code, fresh.json()["version"]) == (201, 1)
