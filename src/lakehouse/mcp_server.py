@@ -31,7 +31,8 @@ MAX_TOOL_ROWS = 1000
 DEFAULT_TOOL_ROWS = 100
 SAMPLE_ROWS = 5
 RESOURCE_PREFIX = "lakehouse://datasets/"
-DATASET_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+# The catalog's dataset name rule, whole-string (a trailing newline is not a name).
+DATASET_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 # The lakehouse tools read; none changes a dataset or an index.
 READS = ToolAnnotations(read_only_hint=True, open_world_hint=False)
 # chat and embed_text reach model providers outside the lakehouse.
@@ -143,7 +144,7 @@ class LakehouseMCP(MCPServer[Any]):
 
 async def dataset_overview(gateway: GatewayClient, name: str) -> dict[str, Any]:
     """A dataset's current manifest summary and its first rows."""
-    if not DATASET_NAME.match(name):
+    if not DATASET_NAME.fullmatch(name):
         raise ResourceNotFoundError(f"{name!r} is not a dataset name")
     try:
         manifest = await gateway.call("GET", f"/v1/catalog/datasets/{name}")

@@ -394,3 +394,18 @@ def test_auto_on_loopback_needs_no_token(tmp_path: Path) -> None:
         assert "AUTHENTICATION IS OFF" not in proc.log()
     finally:
         proc.kill9()
+
+
+def test_token_records_are_not_served_by_the_storage_api(lakehouse: Lakehouse) -> None:
+    """Even an admin token cannot list, read or probe the token records (hashes) through storage."""
+    with lakehouse.proc.client(headers=bearer(lakehouse.tokens["admin"])) as client:
+        for prefix in ("", "_lakehouse/", "_lakehouse/auth/", "_lakehouse/auth/tokens/"):
+            listing = client.get("/v1/storage/objects", params={"prefix": prefix, "limit": 10000})
+            assert listing.status_code == 200, listing.text
+            assert not [o for o in listing.json()["objects"] if o["key"].startswith("_lakehouse/auth/")]
+        for key in ("_lakehouse/auth/tokens/reader.json", "_lakehouse/auth/tokens/admin.json"):
+            assert (lakehouse.root / "objects" / key).exists()  # there on disk, invisible through the API
+            assert client.get(f"/v1/storage/objects/{key}").status_code == 404
+            assert client.head(f"/v1/storage/objects/{key}").status_code == 404
+            assert client.put(f"/v1/storage/objects/{key}", content=b"{}").status_code == 403
+            assert client.delete(f"/v1/storage/objects/{key}").status_code == 403

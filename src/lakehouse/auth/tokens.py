@@ -19,9 +19,10 @@ from typing import Any
 
 from lakehouse.auth.scopes import Scope
 from lakehouse.errors import AlreadyExists, InvalidName, InvalidRequest, NotFound
-from lakehouse.storage import RESERVED_PREFIX, ObjectStore
+from lakehouse.storage import ObjectStore
+from lakehouse.storage.base import PRIVATE_PREFIX
 
-TOKENS_PREFIX = RESERVED_PREFIX + "auth/tokens/"
+TOKENS_PREFIX = PRIVATE_PREFIX + "tokens/"
 TOKEN_PREFIX = "lh_"
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")

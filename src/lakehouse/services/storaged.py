@@ -211,12 +211,12 @@ async def list_objects(
 ) -> ObjectList:
     """Objects whose key starts with `prefix`, sorted by key, at most `limit`, from just after `after`."""
     with storage.slot():
-        objects, truncated = await storage.list(prefix, limit, after)
+        page = await storage.list(prefix, limit, after)
     return ObjectList(
         objects=[
             ListedObject(key=o.key, size=o.size, etag=o.etag, last_modified=o.last_modified.isoformat())
-            for o in objects
+            for o in page.objects
         ],
-        truncated=truncated,
-        next=objects[-1].key if truncated and objects else None,
+        truncated=page.truncated,
+        next=page.next,
     )

@@ -9,13 +9,23 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 from lakehouse.config import StorageConfig
-from lakehouse.errors import Busy, ReservedKey, TooLarge
+from lakehouse.errors import Busy, NotFound, ReservedKey, TooLarge
 from lakehouse.storage.base import ObjectInfo, ObjectStore, PutResult
-from lakehouse.storage.keys import is_reserved, validate_key, validate_prefix
+from lakehouse.storage.keys import is_private, is_reserved, validate_key, validate_prefix
 
 RETRY_AFTER_SECS = 1
+
+
+@dataclass(frozen=True)
+class Listing:
+    """One page of a listing: the objects shown, whether more exist, and the `after` of the next page."""
+
+    objects: list[ObjectInfo]
+    truncated: bool
+    next: str | None
 
 
 class StorageAccess:
@@ -91,12 +101,20 @@ class StorageAccess:
         return await self.store.put(key, chunks, max_bytes=self.max_object_bytes)
 
     async def get(self, key: str) -> tuple[ObjectInfo, AsyncIterator[bytes]]:
-        """The object's info and its bytes (reserved keys are readable)."""
-        return await self.store.get(validate_key(key))
+        """The object's info and its bytes (reserved keys are readable, private ones are not).
+
+        Raises:
+            InvalidKey, NotFound (also for keys under the private prefix).
+        """
+        return await self.store.get(self._readable(key))
 
     async def head(self, key: str) -> ObjectInfo:
-        """The object's info."""
-        return await self.store.head(validate_key(key))
+        """The object's info.
+
+        Raises:
+            InvalidKey, NotFound (also for keys under the private prefix).
+        """
+        return await self.store.head(self._readable(key))
 
     async def delete(self, key: str) -> None:
         """Remove a client object.
@@ -107,15 +125,25 @@ class StorageAccess:
         self._writable(key)
         await self.store.delete(key)
 
-    async def list(self, prefix: str, limit: int, after: str | None = None) -> tuple[list[ObjectInfo], bool]:
-        """Objects under `prefix` sorting after `after`, at most `limit`, and whether more exist.
+    async def list(self, prefix: str, limit: int, after: str | None = None) -> Listing:
+        """Objects under `prefix` sorting after `after`, at most `limit`; private keys left out.
 
         Raises:
             InvalidKey: the prefix or `after` breaks the key rules.
         """
         if after:
             validate_key(after)
-        return await self.store.list(validate_prefix(prefix), limit, after=after or None)
+        page, truncated = await self.store.list(validate_prefix(prefix), limit, after=after or None)
+        # `next` comes from the page as listed, so a page of private keys alone still leads on.
+        following = page[-1].key if truncated and page else None
+        return Listing([o for o in page if not is_private(o.key)], truncated, following)
+
+    def _readable(self, key: str) -> str:
+        validate_key(key)
+        if is_private(key):
+            # Answered as absent: the storage API does not even confirm such keys exist.
+            raise NotFound(f"no object {key!r}", key=key)
+        return key
 
     def _writable(self, key: str) -> None:
         validate_key(key)

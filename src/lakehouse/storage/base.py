@@ -22,6 +22,8 @@ RESERVED_PREFIX = "_lakehouse/"
 DATASETS_PREFIX = RESERVED_PREFIX + "datasets/"
 CATALOG_PREFIX = RESERVED_PREFIX + "catalog/"
 VECTORS_PREFIX = RESERVED_PREFIX + "vectors/"
+# Token records: hashes only, yet the storage API neither lists nor serves them.
+PRIVATE_PREFIX = RESERVED_PREFIX + "auth/"
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 from lakehouse.errors import InvalidKey
-from lakehouse.storage.base import RESERVED_PREFIX
+from lakehouse.storage.base import PRIVATE_PREFIX, RESERVED_PREFIX
 
 MAX_KEY_BYTES = 1024
 
@@ -45,6 +45,11 @@ def validate_key(key: str) -> str:
         if segment in ("", ".", ".."):
             raise InvalidKey(f"the key has an empty, '.' or '..' segment: {key!r}", key=key)
     return key
+
+
+def is_private(key: str) -> bool:
+    """Whether `key` holds secrets' records (token hashes) that the storage API never serves."""
+    return key.startswith(PRIVATE_PREFIX) or key == PRIVATE_PREFIX.rstrip("/")
 
 
 def is_reserved(key: str) -> bool:
