@@ -48,7 +48,7 @@ def test_health_and_request_ids(start_lakehouse: StartLakehouse) -> None:
         assert len(health.headers["x-request-id"]) >= 16
         echoed = client.get("/health", headers={"X-Request-ID": "trace-42"})
         assert echoed.headers["x-request-id"] == "trace-42"
-        assert "trace-42" in server.log()
+        server.wait_for_log("id=trace-42")
 
 
 def test_unknown_route_and_wrong_method_use_the_error_shape(start_lakehouse: StartLakehouse) -> None:

@@ -158,6 +158,21 @@ class LakehouseProcess:
         """Everything the process wrote so far."""
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
+    def wait_for_log(self, text: str, timeout: float = 10.0) -> str:
+        """The log once it holds `text` (a request's log line is written after its answer is sent).
+
+        Raises:
+            AssertionError: `text` did not appear within `timeout` seconds.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            log = self.log()
+            if text in log:
+                return log
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{text!r} not in the log after {timeout}s:\n{log[-2000:]}")
+            time.sleep(0.02)
+
     def kill9(self) -> None:
         """SIGKILL the process, as a crash would."""
         if self.proc and self.proc.poll() is None:
