@@ -182,9 +182,13 @@ async def test_sandbox_refuses_files_urls_and_settings(lake: tuple[Ingester, Que
             await engine.run(missing)
     # SET is stopped by the statement check, and the configuration is locked besides.
     with pytest.raises(ForbiddenStatement):
-        await engine.run("SET enable_external_access = true")
-    result = await engine.run("SELECT current_setting('enable_external_access')")
-    assert result.rows == [[False]]
+        await engine.run("SET disabled_filesystems = ''")
+    result = await engine.run("SELECT current_setting('lock_configuration')")
+    assert result.rows == [[True]]
+    # The only files a query opens are its views' own objects, by name or through the view.
+    with pytest.raises(Forbidden):
+        await engine.run("SELECT * FROM read_parquet('lakehouse://_lakehouse/auth/tokens/x.json')")
+    assert (await engine.run("SELECT * FROM glob('lakehouse://*')")).rows == []
 
 
 @module_loop

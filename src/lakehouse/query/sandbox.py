@@ -4,12 +4,12 @@ Runs inside a query worker process (see `worker.py`), never in the server.
 Two layers. `check_statement` lets through exactly one statement of a
 read-only type, decided from DuckDB's own tokenizer and parser (never from
 character offsets into text: the tokenizer's offsets are bytes).
-`open_connection` builds an in-memory DuckDB with external access off, no
-temp directory, no extensions and the configuration locked: it can read
-and write no file and no URL at all, so even a statement the check wrongly
-let through cannot write anywhere. Datasets reach it as Arrow datasets read
-by pyarrow outside DuckDB (`worker.py`), so no DuckDB setting names a path
-or holds a credential.
+`open_connection` builds an in-memory DuckDB with its local filesystem
+disabled, no temp directory, no extensions and the configuration locked:
+the one filesystem it has is `files.DatasetFiles`, which opens the dataset
+views' own objects for reading and nothing else, so even a statement the
+check wrongly let through cannot write anywhere. No DuckDB setting names a
+server path or holds a credential: the store is reached through pyarrow.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import re
 from pathlib import Path
 
 import duckdb
+from fsspec import AbstractFileSystem
 
 from lakehouse.errors import Forbidden, ForbiddenStatement, LakehouseError, SqlError
 
@@ -56,6 +57,10 @@ _MISSING_FUNCTION = re.compile(r"Function with name (\w+) does not exist")
 # DuckDB reads `FROM '/etc/passwd'` (a quoted path with no known extension) as a table
 # name; no view here is named like a path, so such a name is an attempt to read a file.
 _MISSING_PATH_TABLE = re.compile(r"Table with name (.*[/\\].*?) does not exist")
+# A URL scheme whose filesystem is an extension: none loads here, so it is a reach outside.
+_NEEDS_EXTENSION = re.compile(r"^File (\S+) requires the extension \w+ to be loaded")
+# `lakehouse://` answers only for the views' own objects (files.DatasetFiles).
+_NOT_A_DATASET_FILE = re.compile(r'No files found that match the pattern "(lakehouse://[^"]*)"')
 
 KEYWORD = duckdb.token_type.keyword
 OPERATOR = duckdb.token_type.operator
@@ -146,18 +151,21 @@ def _explained_offset(toks: list[tuple[str, duckdb.token_type, int]]) -> int:
     return toks[at][2]
 
 
-def open_connection(*, threads: int, memory_limit: str) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB that can reach no file, URL or extension, with its settings locked.
+def open_connection(
+    *, threads: int, memory_limit: str, files: AbstractFileSystem | None = None
+) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB whose only files are `files` (read-only), with its settings locked.
 
-    No temp directory: a query past `memory_limit` fails with DuckDB's out-of-memory
-    error instead of spilling. Call with the working directory at "/" (the worker
-    does), so the paths DuckDB derives from it reveal nothing.
+    DuckDB's local filesystem is disabled and no extension can load, so no path
+    and no URL reaches anything but `files` (`files.DatasetFiles`: the views'
+    own objects); with `files` None, nothing at all. No temp directory: a query
+    past `memory_limit` fails with DuckDB's out-of-memory error instead of
+    spilling. Call with the working directory at "/" (the worker does), so the
+    paths DuckDB derives from it reveal nothing.
     """
     conn = duckdb.connect(
         ":memory:",
-        # Order matters: external access goes off first, then the directories are set.
         config={
-            "enable_external_access": False,
             "autoinstall_known_extensions": False,
             "autoload_known_extensions": False,
             "temp_directory": "",
@@ -168,6 +176,11 @@ def open_connection(*, threads: int, memory_limit: str) -> duckdb.DuckDBPyConnec
             "python_enable_replacements": False,
         },
     )
+    conn.execute("SET disabled_filesystems = 'LocalFileSystem'")
+    if files is not None:
+        conn.register_filesystem(files)
+    else:
+        conn.execute("SET enable_external_access = false")
     conn.execute("SET enable_progress_bar = false")
     conn.execute("SET lock_configuration = true")
     return conn
@@ -177,6 +190,12 @@ def translate(exc: duckdb.Error) -> LakehouseError:
     """DuckDB's error as the lakehouse's: permission errors are 403, the rest 400 sql_error."""
     if isinstance(exc, duckdb.PermissionException):
         return Forbidden("this query reaches outside the lakehouse's datasets: " + _first_line(exc))
+    url = _NEEDS_EXTENSION.search(str(exc))
+    if url:
+        return Forbidden(f"queries read only the lakehouse's datasets, not {url[1]}")
+    refused = _NOT_A_DATASET_FILE.search(str(exc))
+    if isinstance(exc, duckdb.IOException) and refused:
+        return Forbidden(f"queries read only the lakehouse's datasets through their views, not {refused[1]}")
     missing = _MISSING_FUNCTION.search(str(exc))
     if isinstance(exc, duckdb.CatalogException) and missing and missing[1].lower() in ESCAPE_FUNCTIONS:
         return Forbidden(f"{missing[1]} is not available to queries here")

@@ -7,10 +7,11 @@ data segment (`RLIMIT_DATA`) at its size so far plus `memory_limit` and a
 margin, so an allocation DuckDB does not account for fails instead of
 growing the process. Credentials arrive over the pipe, never in argv or env.
 
-Datasets are Arrow datasets read through pyarrow's filesystem (local folder
-or S3), registered as views on a DuckDB connection that itself can reach no
-file (`sandbox.open_connection`). Each query runs alone, inside BEGIN ...
-ROLLBACK, interrupted by a watchdog at its deadline.
+Datasets are views over DuckDB's own Parquet reader, whose only filesystem
+is `files.DatasetFiles`: the views' objects, read-only, through pyarrow (local
+folder or S3); DuckDB's local filesystem is off (`sandbox.open_connection`).
+Each query runs alone, inside BEGIN ... ROLLBACK, interrupted by a watchdog at
+its deadline.
 """
 
 from __future__ import annotations
@@ -79,16 +80,19 @@ class Worker:
     def __init__(self, init: dict[str, Any]) -> None:
         import pyarrow as pa
 
+        from lakehouse.query.files import DatasetFiles, object_store
         from lakehouse.query.sandbox import open_connection
 
         threads = int(init["threads"])
         pa.set_cpu_count(threads)
         pa.set_io_thread_count(max(4, threads))
-        self._fs = _filesystem(init["storage"])
+        self._files = DatasetFiles(object_store(init["storage"]))
         self._hidden: list[str] = [str(h) for h in init.get("hidden", [])]
-        self._conn = open_connection(threads=threads, memory_limit=str(init["memory_limit"]))
+        self._conn = open_connection(
+            threads=threads, memory_limit=str(init["memory_limit"]), files=self._files
+        )
         self._conn.execute("SELECT 1").fetchall()
-        self._views: set[str] = set()
+        self._specs: dict[str, dict[str, Any]] = {}
         limit = int(init.get("rlimit_bytes") or 0)
         if limit > 0:
             cap = data_segment_bytes() + limit
@@ -116,40 +120,45 @@ class Worker:
         return scrub(text, self._hidden)
 
     def _apply(self, views: dict[str, dict[str, Any]], drop: list[str]) -> None:
-        """Register (or replace) `views` and drop `drop`; a view that cannot be built is left out."""
+        """Create (or replace) `views` and drop `drop`; a view that cannot be built is left out."""
         for name in drop:
-            if name in self._views:
-                self._conn.unregister(name)
-                self._views.discard(name)
+            self._specs.pop(name, None)
+            self._drop(name)
+        self._specs.update(views)
+        # Exactly the objects of the views there are now; none other opens.
+        self._files.allowed = frozenset(key for spec in self._specs.values() for key in spec["keys"])
         for name, spec in views.items():
             try:
-                source = self._source(spec)
+                self._relation(spec).create_view(name, replace=True)
             except Exception as exc:  # one unreadable dataset must not stop every query
                 log.warning("dataset view %s not created: %s", name, self._scrub(str(exc)))
-                if name in self._views:
-                    self._conn.unregister(name)
-                    self._views.discard(name)
-                continue
-            self._conn.register(name, source)
-            self._views.add(name)
+                self._specs.pop(name, None)
+                self._drop(name)
 
-    def _source(self, spec: dict[str, Any]) -> Any:
-        """An Arrow dataset over the view's objects, or an empty table of its schema."""
+    def _drop(self, name: str) -> None:
+        from lakehouse.query.sandbox import identifier
+
+        # View names are the catalog's (dataset names and "name@N"), quoted all the same.
+        self._conn.execute(f"DROP VIEW IF EXISTS {identifier(name)}")
+
+    def _relation(self, spec: dict[str, Any]) -> Any:
+        """DuckDB's own Parquet reader over the view's objects, or an empty relation of its schema."""
         import duckdb
-        import pyarrow.dataset as ds
+
+        from lakehouse.query.files import dataset_url
 
         keys = [str(k) for k in spec["keys"]]
         if keys:
-            return ds.dataset(keys, format="parquet", filesystem=self._fs)
-        # No objects: an empty relation of the manifest's schema, the types parsed by DuckDB
-        # as types (never pasted into SQL).
+            return self._conn.read_parquet([dataset_url(key) for key in keys])
+        # No objects: the manifest's schema, the types parsed by DuckDB as types (never
+        # pasted into SQL).
         columns = [
             duckdb.ConstantExpression(None).cast(duckdb.sqltype(str(kind))).alias(str(col))
             for col, kind in spec["schema"]
         ]
         if not columns:
             columns = [duckdb.ConstantExpression(None).alias("_")]
-        return self._conn.sql("FROM range(0)").select(*columns).arrow().read_all()
+        return self._conn.sql("FROM range(0)").select(*columns)
 
     def _run(self, conn: Connection, header: dict[str, Any], sql: str) -> None:
         import duckdb
@@ -225,19 +234,3 @@ class Worker:
             conn.send_bytes(protocol.ARROW_BATCH + sink.take())
         writer.close()
         conn.send_bytes(protocol.ARROW_END + sink.take())
-
-
-def _filesystem(storage: dict[str, Any]) -> Any:
-    """pyarrow's view of the object store: object keys are paths in it."""
-    import pyarrow.fs as pafs
-
-    if storage["backend"] == "s3":
-        options: dict[str, Any] = {"region": storage.get("region") or "us-east-1"}
-        if storage.get("access_key"):
-            options.update(access_key=storage["access_key"], secret_key=storage.get("secret_key") or "")
-            if storage.get("session_token"):
-                options["session_token"] = storage["session_token"]
-        if storage.get("endpoint"):
-            options.update(endpoint_override=storage["endpoint"], scheme=storage.get("scheme") or "https")
-        return pafs.SubTreeFileSystem(str(storage["bucket"]), pafs.S3FileSystem(**options))
-    return pafs.SubTreeFileSystem(str(storage["root"]), pafs.LocalFileSystem())
