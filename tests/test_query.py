@@ -43,20 +43,26 @@ async def body(data: bytes) -> AsyncIterator[bytes]:
         yield data[i : i + 65536]
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def lake(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple[Ingester, QueryEngine]]:
-    """An ingester and a query engine (with its worker processes) over one local store, per module.
-
-    Tests use their own dataset names, so they do not see each other.
-    """
+@pytest.fixture(scope="module")
+def lake_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """The settings of the module's lake: one local store."""
     tmp_path = tmp_path_factory.mktemp("lake")
-    settings = Settings.model_validate(
+    return Settings.model_validate(
         {
             "storage": {"root": str(tmp_path / "data")},
             "ingestd": {"tmp_dir": str(tmp_path / "tmp")},
             "queryd": {"timeout_secs": 1.0, "max_rows": 50, "memory_limit": "512MB"},
         }
     )
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def lake(lake_settings: Settings) -> AsyncIterator[tuple[Ingester, QueryEngine]]:
+    """An ingester and a query engine (with its worker processes) over one local store, per module.
+
+    Tests use their own dataset names, so they do not see each other.
+    """
+    settings = lake_settings
     store = open_store(settings)
     catalog = Catalog(store)
     engine = QueryEngine(settings, store, catalog)
@@ -403,3 +409,25 @@ async def test_a_statement_too_big_to_parse_in_time_is_stopped(lake: tuple[Inges
     else:
         assert result.rows == [[1]]
     assert (await engine.run("SELECT 42")).rows == [[42]]
+
+
+@module_loop
+async def test_a_dataset_deleted_and_made_again_between_queries_shows_only_its_new_history(
+    lake: tuple[Ingester, QueryEngine], lake_settings: Settings
+) -> None:
+    ingester, engine = lake
+    await ingester.ingest("remade", body(b"id,name\n1,old\n"))
+    await ingester.ingest("remade", body(b"id,name\n2,older\n"))
+    assert (await engine.run('SELECT count(*) FROM "remade@2"')).rows == [[2]]
+    # Deleted (here by another process's catalog) and made again up to version 1 before
+    # the next query: the views must follow.
+    store = open_store(lake_settings)
+    try:
+        await Catalog(store).delete("remade")
+    finally:
+        await store.close()
+    await ingester.ingest("remade", body(b"id,name\n9,new\n"))
+    assert (await engine.run("SELECT name FROM remade")).rows == [["new"]]
+    assert (await engine.run('SELECT name FROM "remade@1"')).rows == [["new"]]
+    with pytest.raises(SqlError):
+        await engine.run('SELECT name FROM "remade@2"')

@@ -38,7 +38,9 @@ class ViewSync:
 
     def __init__(self, catalog: Catalog) -> None:
         self._catalog = catalog
-        self._current: dict[str, int] = {}
+        # Per dataset: its current version and when that was made, so a dataset deleted and
+        # made again up to the same version number is still seen to have moved.
+        self._current: dict[str, tuple[int, str]] = {}
         self.views: dict[str, ViewSpec] = {}
         self.generation = 0
         self._lock = asyncio.Lock()
@@ -46,22 +48,43 @@ class ViewSync:
     async def sync(self) -> None:
         """Bring the spec up to date with the catalog (bumps `generation` when it changed)."""
         listing = await self._catalog.current_all()
-        if {n: h.current.version for n, h in listing.items()} == self._current:
+        if _stamps(listing) == self._current:
             return
         async with self._lock:
             listing = await self._catalog.current_all()
             changed = False
             for name, history in listing.items():
-                if self._current.get(name) != history.current.version:
+                stamp = _stamp(history)
+                if self._current.get(name) != stamp:
+                    if not await self._same_history(name, history):
+                        self._forget(name)  # deleted and made again: none of its old views stands
                     await self._dataset_views(name, history)
                     changed = True
             for gone in set(self._current) - set(listing):
-                for view in [v for v in self.views if v == gone or v.startswith(f"{gone}@")]:
-                    del self.views[view]
+                self._forget(gone)
                 changed = True
-            self._current = {n: h.current.version for n, h in listing.items()}
+            self._current = _stamps(listing)
             if changed:
                 self.generation += 1
+
+    async def _same_history(self, name: str, history: DatasetHistory) -> bool:
+        """Whether `history` continues the one the views were made from (not a re-created dataset)."""
+        known = self._current.get(name)
+        if known is None:
+            return True  # nothing of it is kept yet
+        version, created_at = known
+        if history.current.version == version:
+            return history.current.created_at == created_at
+        if history.current.version < version or version not in history.versions:
+            return False
+        try:
+            return (await self._catalog.get(name, version)).created_at == created_at
+        except NotFound:
+            return False
+
+    def _forget(self, name: str) -> None:
+        for view in [v for v in self.views if v == name or v.startswith(f"{name}@")]:
+            del self.views[view]
 
     async def _dataset_views(self, name: str, history: DatasetHistory) -> None:
         self.views[name] = view_spec(history.current)
@@ -82,3 +105,11 @@ class ViewSync:
         to_set = {name: spec for name, spec in self.views.items() if have.get(name) != spec}
         to_drop = [name for name in have if name not in self.views]
         return to_set, to_drop
+
+
+def _stamp(history: DatasetHistory) -> tuple[int, str]:
+    return history.current.version, history.current.created_at
+
+
+def _stamps(listing: dict[str, DatasetHistory]) -> dict[str, tuple[int, str]]:
+    return {name: _stamp(history) for name, history in listing.items()}
