@@ -8,7 +8,8 @@
     │   ├── MissingObject              400 missing_object
     │   ├── DimMismatch                400 dim_mismatch
     │   ├── ForbiddenStatement         400 forbidden_statement
-    │   └── SqlError                   400 sql_error
+    │   ├── SqlError                   400 sql_error
+    │   └── UnsupportedParameter       400 unsupported_parameter
     ├── Unauthorized                   401 unauthorized
     ├── Forbidden                      403 forbidden
     │   ├── ReservedKey                403 reserved_key
@@ -128,6 +129,12 @@ class SqlError(InvalidRequest):
     """DuckDB rejected the query."""
 
     code = "sql_error"
+
+
+class UnsupportedParameter(InvalidRequest):
+    """A request parameter the route or its provider cannot honour (never silently dropped)."""
+
+    code = "unsupported_parameter"
 
 
 class Unauthorized(LakehouseError):
