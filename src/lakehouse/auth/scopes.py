@@ -100,7 +100,8 @@ RULES: tuple[Rule, ...] = (
     _rule("POST", "/v1/vectors/index/{name}/search", READ),
     _rule("POST", "/v1/vectors/index/{name}/add", WRITE),
     _rule("POST", "/v1/vectors/index/{name}/sync", WRITE),
-    _rule("DELETE", "/v1/vectors/index/{name}/items/{item_id}", WRITE),
+    # Item ids may hold "/" (the route takes the rest of the path), so the rule does too.
+    _rule("DELETE", "/v1/vectors/index/{name}/items/{item_id*}", WRITE),
     # Chat and the OpenAI-shaped routes.
     _rule("GET", "/v1/chat/providers", READ),
     _rule("POST", "/v1/chat", READ),

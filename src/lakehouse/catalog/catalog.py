@@ -46,7 +46,7 @@ from lakehouse.catalog.manifest import (
     validate_parts,
 )
 from lakehouse.catalog.manifest import fingerprint as content_fingerprint
-from lakehouse.catalog.pinning import discard, needs_pin, pin_all
+from lakehouse.catalog.pinning import check_registrable, discard, needs_pin, pin_all
 from lakehouse.errors import AlreadyExists, Busy, InvalidRequest, MissingObject, NotFound, VersionConflict
 from lakehouse.storage.base import CATALOG_PREFIX, DATASETS_PREFIX, ObjectInfo, ObjectStore
 
@@ -106,6 +106,7 @@ class Catalog:
             InvalidName: the name breaks the naming rules.
             InvalidRequest: bad schema or type, sizes that disagree with the
                 store's, counts, or `expected_parent`.
+            ReservedKey: an object under `_lakehouse/` that is not a dataset's file.
             MissingObject: objects absent from the store (`missing` lists them).
             SchemaDrift: the schema differs from the current version's.
             VersionConflict: the current version is not `expected_parent`
@@ -121,9 +122,11 @@ class Catalog:
         columns = normalize_schema(schema)
         specs = [ObjectRef(o.key, o.size if o.size is not None else 0, o.rows) for o in objects]
         validate_parts(columns, specs, row_count)
+        for spec in specs:
+            check_registrable(spec.key)
         infos = await self._check_objects(objects)
         refs = tuple(ObjectRef(o.key, infos[o.key].size, o.rows) for o in objects)
-        etags = {ref.key: infos[ref.key].etag for ref in refs if needs_pin(ref.key)}
+        etags = {ref.key: infos[ref.key].etag for ref in refs if needs_pin(name, ref.key)}
         fp = fingerprint or content_fingerprint(columns, refs, etags)
         # One writer per dataset inside this process; the conditional create
         # settles races with other processes.

@@ -1,9 +1,11 @@
 """Pinning registered objects: copies of user objects inside the dataset's reserved area.
 
 A version registered over `uploads/trips.parquet` must not change when that
-object is replaced or deleted later, so at register every object outside
-`_lakehouse/` is copied to `_lakehouse/datasets/<name>/<time>-<id><suffix>`
-and the manifest names the copy. A copy is written before its manifest, so a
+object is replaced or deleted later, so at register every object outside the
+dataset's own area (a user object, or another dataset's file) is copied to
+`_lakehouse/datasets/<name>/<time>-<id><suffix>` and the manifest names the
+copy. Other keys under `_lakehouse/` (manifests, vectors, token records) are
+refused. A copy is written before its manifest, so a
 crash in between leaves an unreferenced file under the datasets prefix, which
 ingest's orphan sweep removes after its grace period.
 
@@ -24,7 +26,7 @@ from collections.abc import Sequence
 import anyio
 
 from lakehouse.catalog.manifest import ObjectRef
-from lakehouse.errors import Conflict, LakehouseError, NotFound, Unavailable
+from lakehouse.errors import Conflict, LakehouseError, NotFound, ReservedKey, Unavailable
 from lakehouse.storage.base import DATASETS_PREFIX, ObjectInfo, ObjectStore
 from lakehouse.storage.keys import is_reserved
 
@@ -32,9 +34,31 @@ COPY_CONCURRENCY = 8
 _SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,12}\Z")
 
 
-def needs_pin(key: str) -> bool:
-    """True for an object the lakehouse does not own (outside the reserved prefix)."""
-    return not is_reserved(key)
+def needs_pin(dataset: str, key: str) -> bool:
+    """True for an object `dataset` does not own: a user object, or a file of another dataset.
+
+    Another dataset's files are copied too, so deleting (or expiring) that dataset
+    never breaks this one's versions.
+    """
+    return not key.startswith(f"{DATASETS_PREFIX}{dataset}/")
+
+
+def check_registrable(key: str) -> None:
+    """Refuse an object key under the reserved prefix that is not a dataset's file.
+
+    Manifests, vector data and token records are never a dataset's objects: a
+    version over one would expose it to SQL and let deleting the dataset remove it.
+    Refused by prefix before the store is asked, so the answer says nothing of
+    whether such a key exists.
+
+    Raises:
+        ReservedKey: the key is under `_lakehouse/` but not under `_lakehouse/datasets/`.
+    """
+    if is_reserved(key) and not key.startswith(DATASETS_PREFIX):
+        raise ReservedKey(
+            f"object {key[:200]!r} is kept by the lakehouse itself and cannot be part of a dataset",
+            key=key[:200],
+        )
 
 
 def pinned_key(dataset: str, source: str) -> str:
@@ -61,7 +85,7 @@ async def pin_all(
     made: list[str] = []
 
     async def one(ref: ObjectRef) -> ObjectRef:
-        if not needs_pin(ref.key):
+        if not needs_pin(dataset, ref.key):
             return ref
         target = pinned_key(dataset, ref.key)
         async with limit:

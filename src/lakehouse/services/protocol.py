@@ -18,6 +18,12 @@ at the connection level (below the ASGI app, which never sees these requests):
   forever. Here a head must be complete within `idle_timeout_secs` of the
   connection opening or of the previous response: otherwise 408 (when part of
   a head came) or a plain close (when nothing came).
+- Clients that stop reading. A download (a storage GET holds one of the
+  storage slots until its last byte is handed over) to a client that reads
+  nothing waited forever in uvicorn's flow control, so 8 such clients held
+  the storage cap for as long as they liked. Here a connection whose writes
+  stay paused (the client took too little to drain the buffer) for
+  `idle_timeout_secs` is dropped, which ends the response and frees its slot.
 - Connections. Past `max_connections` open connections per process a new one
   is closed at once, before it holds more than its socket; the server and the
   connections already open carry on.
@@ -30,8 +36,11 @@ at the connection level (below the ASGI app, which never sees these requests):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import socket
+import struct
 import time
 import uuid
 from typing import Any, ClassVar
@@ -62,6 +71,7 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         self._in_head = True
         self._head_bytes = 0
         self._head_timer: asyncio.TimerHandle | None = None
+        self._write_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         """Accept the connection, or close it at once when the process has `max_connections` open."""
@@ -73,9 +83,41 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         self._arm_head_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        """Forget the connection and its timer."""
+        """Forget the connection and its timers."""
         self._cancel_head_timer()
+        self._cancel_write_timer()
         super().connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        """The client is not keeping up: it has `idle_timeout_secs` to drain the buffer, or it is dropped."""
+        super().pause_writing()
+        if self._write_timer is None:
+            self._write_timer = self.loop.call_later(self.limits.idle_timeout_secs, self._write_stalled)
+
+    def resume_writing(self) -> None:
+        """The client read enough: its clock stops."""
+        self._cancel_write_timer()
+        super().resume_writing()
+
+    def _cancel_write_timer(self) -> None:
+        if self._write_timer is not None:
+            self._write_timer.cancel()
+            self._write_timer = None
+
+    def _write_stalled(self) -> None:
+        self._write_timer = None
+        log.info(
+            "dropping a connection whose client read too little for %g seconds, client=%s",
+            self.limits.idle_timeout_secs,
+            _client(self.client),
+        )
+        # Reset rather than close: a plain close leaves the kernel feeding its send buffer
+        # (megabytes) to the client that does not read, for as long as it keeps the socket.
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.transport.abort()  # close() would wait for a buffer the client never drains
 
     def data_received(self, data: bytes) -> None:
         """Feed the parser, counting the bytes of an unfinished head against `max_header_bytes`."""
