@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Annotated, Any
 
-import httpx
 import typer
-from rich.console import Console
+from rich.markup import escape
 
 from lakehouse.cli.app import app
-from lakehouse.cli.serve import ConfigOption, settings_or_exit
-from lakehouse.cli.token import TokenOption, auth_headers
-from lakehouse.config import split_bind
-
-err_console = Console(stderr=True, highlight=False)
+from lakehouse.cli.common import GatewayOption, err_console, gateway_client, print_json
+from lakehouse.cli.serve import ConfigOption
+from lakehouse.cli.token import TokenOption
 
 
 @app.command("chat")
@@ -27,86 +23,67 @@ def chat_command(
     system: Annotated[
         str | None, typer.Option("--system", "-s", help="A system message to start with.")
     ] = None,
-    json_format: Annotated[bool, typer.Option("--json", help="Ask the model for a JSON answer.")] = False,
+    json_mode: Annotated[
+        bool, typer.Option("--json-mode", help="Ask the model for a JSON answer (format: json).")
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the whole answer as one JSON object (no streaming).")
+    ] = False,
     max_tokens: Annotated[int | None, typer.Option(help="Most tokens to generate.", min=1)] = None,
-    gateway: Annotated[
-        str | None,
-        typer.Option(
-            "--gateway",
-            envvar="LAKEHOUSE_GATEWAY_URL",
-            help="Gateway base URL (default: http://<[gateway] bind> from the config).",
-        ),
-    ] = None,
+    gateway: GatewayOption = None,
     config: ConfigOption = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait between pieces of the answer.")] = 300.0,
     token: TokenOption = None,
 ) -> None:
     """Chat with a model: the answer is printed as it is generated, then its token counts and latency."""
-    if gateway is None:
-        host, port = split_bind(settings_or_exit(config).gateway.bind)
-        gateway = f"http://{host}:{port}"
     text = sys.stdin.read() if prompt == "-" else prompt
     messages = ([{"role": "system", "content": system}] if system else []) + [
         {"role": "user", "content": text}
     ]
-    body: dict[str, Any] = {"model": model, "messages": messages, "stream": True}
-    if json_format:
-        body["format"] = "json"
+    opts: dict[str, Any] = {}
+    if json_mode:
+        opts["format"] = "json"
     if max_tokens is not None:
-        body["max_tokens"] = max_tokens
-    try:
-        final = _stream(gateway.rstrip("/"), body, timeout, auth_headers(token))
-    except httpx.HTTPError as exc:
-        err_console.print(f"[red]error:[/red] cannot reach the lakehouse at {gateway} ({type(exc).__name__})")
-        raise typer.Exit(1) from None
+        opts["max_tokens"] = max_tokens
+    with gateway_client(gateway, config, token, timeout=timeout) as client:
+        if as_json:
+            print_json(client.chat(model, messages, **opts))
+            return
+        final = _stream(client.chat_stream(model, messages, **opts), model)
     if final is None:
+        err_console.print("[red]error:[/red] the answer stopped before it was done")
         raise typer.Exit(1)
     err_console.print(
-        f"[dim]{final['provider']} · {final['input_tokens']} in / {final['output_tokens']} out"
-        f" · {final['latency_ms']:.0f} ms · {final['done_reason']}[/dim]"
+        f"[dim]{escape(str(final.get('provider')))} · {final.get('input_tokens')} in / "
+        f"{final.get('output_tokens')} out · {float(final.get('latency_ms') or 0):.0f} ms"
+        f" · {escape(str(final.get('done_reason')))}[/dim]"
     )
 
 
-def _stream(
-    gateway: str, body: dict[str, Any], timeout: float, headers: dict[str, str]
-) -> dict[str, Any] | None:
-    """Print the answer's pieces as they arrive; the closing summary, or None after printing an error."""
-    with (
-        httpx.Client(timeout=httpx.Timeout(timeout, connect=10.0)) as client,
-        client.stream("POST", gateway + "/v1/chat", json=body, headers=headers) as response,
-    ):
-        if response.status_code >= 400:
-            response.read()
-            _print_error(response.status_code, _json_or_none(response.text))
-            return None
-        for line in response.iter_lines():
-            if not line.strip():
-                continue
-            doc = json.loads(line)
-            if "error" in doc:
-                sys.stdout.write("\n")
-                _print_error(response.status_code, doc)
-                return None
-            if doc.get("done"):
+def _stream(pieces: Any, model: str) -> dict[str, Any] | None:
+    """Print the pieces as they come; the closing summary, or None when the stream ended early.
+
+    Until the first piece, a spinner says the model may be loading (a local
+    model's first answer can take seconds).
+    """
+    status = err_console.status(escape(f"waiting for {model} (a local model may be loading)"))
+    status.start()
+    started = False
+    try:
+        for piece in pieces:
+            if not started:
+                status.stop()
+                started = True
+            if piece.get("done"):
                 sys.stdout.write("\n")
                 sys.stdout.flush()
-                return dict(doc)
-            sys.stdout.write(doc.get("content", ""))
+                return dict(piece)
+            sys.stdout.write(str(piece.get("content", "")))
             sys.stdout.flush()
-    err_console.print("[red]error:[/red] the answer stopped before it was done")
+    except BaseException:
+        if started:
+            sys.stdout.write("\n")
+        raise
+    finally:
+        status.stop()
     return None
-
-
-def _json_or_none(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except ValueError:
-        return None
-
-
-def _print_error(status: int, body: Any) -> None:
-    err = body.get("error") if isinstance(body, dict) else None
-    if isinstance(err, dict):
-        err_console.print(f"[red]error {status} {err.get('code')}:[/red] {err.get('message')}")
-    else:
-        err_console.print(f"[red]error:[/red] the lakehouse answered {status} without a readable answer")

@@ -1,86 +1,90 @@
-"""`lakehouse ingest FILE --name N` and `lakehouse sql "SELECT ..."`, through the gateway."""
+"""`lakehouse ingest`, `sql`, `datasets`, `versions`, `indexes` and `models`, through the gateway."""
 
 from __future__ import annotations
 
 import csv
-import json
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-import httpx
 import typer
-from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 from rich.table import Table
 
 from lakehouse.cli.app import app
-from lakehouse.cli.serve import ConfigOption, settings_or_exit
-from lakehouse.cli.token import TokenOption, auth_headers
-from lakehouse.config import split_bind
-
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
-CHUNK = 1024 * 1024
-
-GatewayOption = Annotated[
-    str | None,
-    typer.Option(
-        "--gateway",
-        envvar="LAKEHOUSE_GATEWAY_URL",
-        help="Gateway base URL (default: http://<[gateway] bind> from the config).",
-    ),
-]
-
-
-def gateway_url(gateway: str | None, config: str | None) -> str:
-    """The gateway's base URL: the option, else the config's bind address."""
-    if gateway is None:
-        host, port = split_bind(settings_or_exit(config).gateway.bind)
-        gateway = f"http://{host}:{port}"
-    return gateway.rstrip("/")
+from lakehouse.cli.common import (
+    GatewayOption,
+    JsonOption,
+    cell,
+    console,
+    err_console,
+    gateway_client,
+    print_json,
+    usage_error,
+)
+from lakehouse.cli.serve import ConfigOption
+from lakehouse.cli.token import TokenOption
+from lakehouse.client import Client
+from lakehouse.client.models import IngestResult
+from lakehouse.errors import NotFound
 
 
 @app.command("ingest")
 def ingest_command(
-    file: Annotated[Path, typer.Argument(help="The CSV file to upload.", exists=True, dir_okay=False)],
+    file: Annotated[str, typer.Argument(help="The file to upload (CSV); '-' reads it from stdin.")],
     name: Annotated[str, typer.Option("--name", "-n", help="Dataset name, e.g. candidates.")],
     mode: Annotated[
         str, typer.Option(help="append: add the rows to the current version; replace: start over.")
     ] = "append",
+    content_type: Annotated[
+        str | None,
+        typer.Option("--content-type", help="The file's media type (default: from its extension)."),
+    ] = None,
+    as_json: JsonOption = False,
     gateway: GatewayOption = None,
     config: ConfigOption = None,
     token: TokenOption = None,
 ) -> None:
-    """Upload a CSV as a new version of a dataset, with a progress bar; prints the version."""
+    """Upload a file as a new version of a dataset, with a progress bar; prints the version."""
     if mode not in ("append", "replace"):
-        err_console.print(f"[red]error:[/red] --mode must be append or replace, not {mode!r}")
-        raise typer.Exit(2)
-    url = f"{gateway_url(gateway, config)}/v1/ingest/{name}"
-    size = file.stat().st_size
+        usage_error(f"--mode must be append or replace, not {mode!r}")
+    chosen: Literal["append", "replace"] = "replace" if mode == "replace" else "append"
+    with gateway_client(gateway, config, token) as client:
+        if file == "-":
+            # Streamed from stdin in chunks, never read whole.
+            result = client.ingest(name, sys.stdin.buffer, mode=chosen, content_type=content_type)
+        else:
+            path = Path(file)
+            if not path.is_file():
+                usage_error(f"no such file: {file}")
+            result = _upload(client, name, path, chosen, content_type)
+    if as_json:
+        print_json(result)
+        return
+    what = "new version" if result.created else "already ingested: version"
+    counts = f"{result.rows} rows, {result.row_count} in all"
+    console.print(escape(f"{result.dataset} {what} {result.version} ({counts})"))
+
+
+def _upload(
+    client: Client, name: str, path: Path, mode: Literal["append", "replace"], content_type: str | None
+) -> IngestResult:
+    """Stream `path` with a progress bar on stderr, then wait for the conversion."""
+    total = path.stat().st_size
+    sent = 0
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
     with Progress(*columns, console=err_console, transient=True) as progress:
-        task = progress.add_task(f"uploading {file.name}", total=size)
+        task = progress.add_task(escape(f"uploading {path.name}"), total=total)
 
-        def chunks() -> Iterator[bytes]:
-            with open(file, "rb") as fh:
-                while data := fh.read(CHUNK):
-                    progress.advance(task, len(data))
-                    yield data
-            progress.update(task, description="converting to Parquet")
+        def advance(size: int) -> None:
+            nonlocal sent
+            sent += size
+            progress.advance(task, size)
+            if sent >= total:
+                progress.update(task, description="converting to Parquet")
 
-        answer = _call(
-            "POST",
-            url,
-            params={"mode": mode},
-            content=chunks(),
-            headers={"content-type": "text/csv", "content-length": str(size), **auth_headers(token)},
-        )
-    body = answer.json()
-    what = "new version" if body["created"] else "already ingested: version"
-    counts = f"{body['rows']} rows, {body['row_count']} in all"
-    console.print(f"{body['dataset']} {what} {body['version']} ({counts})")
+        return client.ingest(name, path, mode=mode, content_type=content_type, progress=advance)
 
 
 @app.command("sql")
@@ -89,6 +93,7 @@ def sql_command(
     output: Annotated[
         Literal["table", "csv", "json"], typer.Option("--format", "-f", help="table, csv or json.")
     ] = "table",
+    as_json: Annotated[bool, typer.Option("--json", help="The same as --format json.")] = False,
     max_rows: Annotated[int | None, typer.Option(help="Rows to fetch at most.", min=0)] = None,
     gateway: GatewayOption = None,
     config: ConfigOption = None,
@@ -96,52 +101,118 @@ def sql_command(
 ) -> None:
     """Run SQL over the datasets: each is a view by its name, version N is "<name>@<N>"."""
     text = sys.stdin.read() if query == "-" else query
-    body: dict[str, Any] = {"sql": text}
-    if max_rows is not None:
-        body["max_rows"] = max_rows
-    url = f"{gateway_url(gateway, config)}/v1/sql"
-    result = _call("POST", url, json=body, headers=auth_headers(token)).json()
-    names = [c["name"] for c in result["columns"]]
-    if output == "json":
-        sys.stdout.write(json.dumps(result, ensure_ascii=False) + "\n")
+    with gateway_client(gateway, config, token) as client:
+        result = client.sql_json(text, max_rows=max_rows)
+    names = [c.name for c in result.columns]
+    if as_json or output == "json":
+        print_json(result)
     elif output == "csv":
         writer = csv.writer(sys.stdout, lineterminator="\n")
         writer.writerow(names)
-        writer.writerows([_cell(v) for v in row] for row in result["rows"])
+        writer.writerows([cell(v) for v in row] for row in result.rows)
     else:
-        table = Table(*names, show_lines=False)
-        for row in result["rows"]:
-            table.add_row(*(_cell(v) for v in row))
+        table = Table(*(escape(n) for n in names), show_lines=False)
+        for row in result.rows:
+            table.add_row(*(escape(cell(v)) for v in row))
         console.print(table)
-    more = " (truncated: raise --max-rows)" if result["truncated"] else ""
-    err_console.print(f"[dim]{result['row_count']} rows · {result['elapsed_ms']:.1f} ms{more}[/dim]")
+    more = ""
+    if result.truncated:
+        capped = max_rows is not None and result.row_count < max_rows
+        more = (
+            f" (truncated: the server caps a result at {result.row_count} rows; asked for {max_rows})"
+            if capped
+            else " (truncated: raise --max-rows)"
+        )
+    elapsed = f" · {result.elapsed_ms:.1f} ms" if result.elapsed_ms is not None else ""
+    err_console.print(f"[dim]{result.row_count} rows{elapsed}{escape(more)}[/dim]")
 
 
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, dict | list):
-        return json.dumps(value, ensure_ascii=False)
-    return str(value)
+@app.command("datasets")
+def datasets_command(
+    as_json: JsonOption = False,
+    gateway: GatewayOption = None,
+    config: ConfigOption = None,
+    token: TokenOption = None,
+) -> None:
+    """List the datasets: name, current version, rows, last update."""
+    with gateway_client(gateway, config, token) as client:
+        datasets = client.datasets()
+    if as_json:
+        print_json({"datasets": datasets})
+        return
+    if not datasets:
+        err_console.print("no datasets yet: add one with `lakehouse ingest FILE --name NAME`")
+        return
+    table = Table("name", "version", "rows", "updated")
+    for d in datasets:
+        table.add_row(escape(d.name), str(d.version), str(d.row_count), escape(d.updated_at or ""))
+    console.print(table)
 
 
-def _call(method: str, url: str, **kwargs: Any) -> httpx.Response:
-    """One request; prints the contract's error and exits 1 on failure."""
-    try:
-        with httpx.Client(timeout=httpx.Timeout(600.0, connect=10.0)) as client:
-            answer = client.request(method, url, **kwargs)
-    except httpx.HTTPError as exc:
-        err_console.print(f"[red]error:[/red] cannot reach the lakehouse at {url} ({type(exc).__name__})")
-        raise typer.Exit(1) from None
-    if answer.status_code >= 400:
+@app.command("versions")
+def versions_command(
+    name: Annotated[str, typer.Argument(help="The dataset.")],
+    as_json: JsonOption = False,
+    gateway: GatewayOption = None,
+    config: ConfigOption = None,
+    token: TokenOption = None,
+) -> None:
+    """A dataset's versions, oldest first: each is the SQL view "<name>@<N>"."""
+    with gateway_client(gateway, config, token) as client:
+        versions = client.versions(name)
+    if as_json:
+        print_json({"versions": versions})
+        return
+    table = Table("version", "rows", "created", "fingerprint")
+    for v in versions:
+        created = escape(v.created_at or "")
+        table.add_row(str(v.version), str(v.row_count), created, (v.fingerprint or "")[:12])
+    console.print(table)
+
+
+@app.command("indexes")
+def indexes_command(
+    as_json: JsonOption = False,
+    gateway: GatewayOption = None,
+    config: ConfigOption = None,
+    token: TokenOption = None,
+) -> None:
+    """List the vector indexes: name, dimension, metric, items, embedding model."""
+    with gateway_client(gateway, config, token) as client:
+        indexes = client.indexes()
+    if as_json:
+        print_json({"indexes": indexes})
+        return
+    if not indexes:
+        err_console.print("no vector indexes yet")
+        return
+    table = Table("name", "dim", "metric", "count", "model")
+    for i in indexes:
+        table.add_row(escape(i.name), str(i.dim), escape(i.metric), str(i.count), escape(i.model or ""))
+    console.print(table)
+
+
+@app.command("models")
+def models_command(
+    as_json: JsonOption = False,
+    gateway: GatewayOption = None,
+    config: ConfigOption = None,
+    token: TokenOption = None,
+) -> None:
+    """List the models the gateway offers: tiers, default models, each provider's models."""
+    with gateway_client(gateway, config, token) as client:
         try:
-            error = answer.json()["error"]
-            detail = {k: v for k, v in error.items() if k not in ("code", "message")}
-            extra = f" {json.dumps(detail, ensure_ascii=False)}" if detail else ""
-            err_console.print(f"[red]error:[/red] {error['code']}: {error['message']}{extra}")
-        except (ValueError, KeyError, TypeError):
-            err_console.print(f"[red]error:[/red] HTTP {answer.status_code}: {answer.text[:500]}")
-        raise typer.Exit(1)
-    return answer
+            models = client.models()
+        except NotFound:
+            err_console.print(
+                f"[red]error:[/red] the lakehouse at {escape(client.url)} has no /v1/models "
+                "(an older server: upgrade it to list models)"
+            )
+            raise typer.Exit(1) from None
+    if as_json:
+        print_json({"object": "list", "data": models})
+        return
+    table = Table("id", "owned by")
+    for model in models:
+        table.add_row(escape(model.id), escape(model.owned_by or ""))
+    console.print(table)

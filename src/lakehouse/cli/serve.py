@@ -8,10 +8,11 @@ from typing import Annotated
 import typer
 import uvicorn
 from rich.console import Console
+from rich.markup import escape
 from starlette.types import ASGIApp
 
 from lakehouse.cli.app import app
-from lakehouse.cli.listen import ReportingServer, bind_socket
+from lakehouse.cli.listen import bind_socket
 from lakehouse.config import ConfigError, Settings, load_settings, split_bind
 from lakehouse.services.table import SERVICES
 
@@ -30,7 +31,7 @@ def settings_or_exit(config: str | None) -> Settings:
     try:
         return load_settings(config)
     except ConfigError as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None
 
 
@@ -89,13 +90,13 @@ def serve(
     try:
         host, port = split_bind(address)
     except ConfigError as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None
     # Bound here, so port 0 works and the port actually got is reported once serving.
     try:
         sock = bind_socket(host, port)
     except OSError as exc:
-        err_console.print(f"[red]error:[/red] cannot listen on {address}: {exc}")
+        err_console.print(f"[red]error:[/red] cannot listen on {escape(address)}: {escape(str(exc))}")
         raise typer.Exit(1) from None
     from lakehouse.services.protocol import serve_options
 
@@ -108,7 +109,9 @@ def serve(
         lifespan="on",
         **serve_options(settings.http),  # header, head-time and connection limits of [http]
     )
-    server = ReportingServer(served, label=service or "all")
+    from lakehouse.cli.banner import BannerServer
+
+    server = BannerServer(served, label=service or "all", settings=settings, service=service)
     server.run(sockets=[sock])
     if not server.started:
         raise typer.Exit(3)

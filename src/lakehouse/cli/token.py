@@ -1,7 +1,7 @@
 """`lakehouse token create|list|revoke`: API tokens, kept as hashes in the object store.
 
 Also the `--token` option (else `$LAKEHOUSE_TOKEN`) every command that talks
-to the gateway takes, and the header it becomes.
+to the gateway takes; `lakehouse.Client` turns it into the bearer header.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from lakehouse.auth.scopes import Scope
@@ -34,12 +35,6 @@ TokenOption = Annotated[
         show_default=False,
     ),
 ]
-
-
-def auth_headers(token: str | None) -> dict[str, str]:
-    """The bearer header for `token`, or none when there is no token."""
-    token = (token or "").strip()
-    return {"Authorization": f"Bearer {token}"} if token else {}
 
 
 token_app = typer.Typer(
@@ -67,7 +62,7 @@ def _with_store(config: str | None, action: Callable[[TokenStore], Awaitable[T]]
     try:
         return asyncio.run(run())
     except LakehouseError as exc:
-        err_console.print(f"[red]error:[/red] {exc.code}: {exc.message}")
+        err_console.print(f"[red]error:[/red] {escape(exc.code)}: {escape(exc.message)}")
         raise typer.Exit(1) from None
 
 
@@ -94,7 +89,7 @@ def create_command(
     try:
         wanted = Scope.parse(scope)
     except ValueError as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None
     if expires_days is not None and not expires_days > 0:
         err_console.print("[red]error:[/red] --expires-days must be positive")
@@ -125,7 +120,7 @@ def list_command(
     table = Table("name", "scope", "created", "expires")
     for record in records:
         expires = _when(record.expires_at) + (" (expired)" if record.expired() else "")
-        table.add_row(record.name, record.scope.label, _when(record.created_at), expires)
+        table.add_row(escape(record.name), record.scope.label, _when(record.created_at), expires)
     console.print(table)
 
 
