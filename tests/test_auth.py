@@ -170,9 +170,9 @@ DECISIONS = [
     ("GET", "/openapi.json", OPEN),
     ("GET", "/docs", OPEN),
     ("GET", "/docs/oauth2-redirect", OPEN),
-    ("POST", "/health", READ),
-    ("POST", "/", READ),
-    ("DELETE", "/docs", READ),
+    ("POST", "/health", ADMIN),
+    ("POST", "/", ADMIN),
+    ("DELETE", "/docs", ADMIN),
     ("GET", "/metrics", READ),
     ("GET", "/v1/storage/objects", READ),
     ("GET", "/v1/storage/objects/a/b.csv", READ),
@@ -211,16 +211,16 @@ DECISIONS = [
     ("POST", "/iceberg/v1/namespaces/default/tables/people", WRITE),
     ("POST", "/iceberg/v1/transactions/commit", WRITE),
     ("DELETE", "/iceberg/v1/namespaces/default/tables/people", ADMIN),
-    # Unknown routes need a token, whatever they look like.
+    # Unknown routes need a token, whatever they look like; a change needs admin (fails closed).
     ("GET", "/nowhere", READ),
-    ("DELETE", "/v1/catalog/datasets/", READ),
-    ("DELETE", "/v1/catalog/datasets/a/b", READ),
+    ("DELETE", "/v1/catalog/datasets/", ADMIN),
+    ("DELETE", "/v1/catalog/datasets/a/b", ADMIN),
     ("GET", "//health", READ),
     ("GET", "/health/", READ),
     ("GET", "/healthz", READ),
     ("GET", "/docsx", READ),
     ("GET", "/consolex", READ),
-    ("PATCH", "/v1/catalog/datasets/people", READ),
+    ("PATCH", "/v1/catalog/datasets/people", ADMIN),
 ]
 
 
@@ -334,3 +334,9 @@ def test_auth_off_beyond_loopback_warns_loudly(caplog: pytest.LogCaptureFixture)
         assert with_auth(_noop, Settings(auth=AuthConfig(required=False)), "127.0.0.1") is _noop
         assert with_auth(_noop, Settings(), "127.0.0.1") is _noop
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "DELETE"])
+def test_a_change_to_a_route_the_table_does_not_name_needs_admin(method: str) -> None:
+    assert required_scope(method, "/v1/not/a/route") == Scope.ADMIN
+    assert required_scope("GET", "/v1/not/a/route") == Scope.READ

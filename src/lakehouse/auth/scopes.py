@@ -8,8 +8,9 @@
 Each scope includes the ones before it. A path is split into segments and
 matched against templates, segment by segment (`{name}` matches one non-empty
 segment, `{rest*}` one or more), never by substring. A request no template
-names needs at least `read`, so probing without a token answers 401 and
-reveals no route. The console is `GET /` and everything under `/console/`.
+names needs a token (`read` for GET and HEAD, `admin` for anything else, so a
+route missing from the table fails closed), so probing without a token
+answers 401 and reveals no route. The console is `GET /` and everything under `/console/`.
 """
 
 from __future__ import annotations
@@ -116,8 +117,10 @@ RULES: tuple[Rule, ...] = (
     _rule("DELETE", "/iceberg/{rest*}", ADMIN),
 )
 
-# What a request no rule names needs: a token, so that unknown paths are not a map.
-DEFAULT: Scope = READ
+# What a request no rule names needs: a token, so that unknown paths are not a map; and for
+# anything but a read, the most there is, so a route left out of the table fails closed.
+DEFAULT_READ: Scope = READ
+DEFAULT_CHANGE: Scope = ADMIN
 
 
 def _matches(template: tuple[str, ...], segments: list[str]) -> bool:
@@ -153,4 +156,6 @@ def rule_for(method: str, path: str) -> Rule | None:
 def required_scope(method: str, path: str) -> Need:
     """The scope a request needs (None: open), by its method and decoded path."""
     rule = rule_for(method, path)
-    return DEFAULT if rule is None else rule.need
+    if rule is not None:
+        return rule.need
+    return DEFAULT_READ if method in ("GET", "HEAD") else DEFAULT_CHANGE
