@@ -5,6 +5,13 @@
                         -> {"model", "message": {"role", "content"}, "done", "done_reason",
                             "prompt_eval_count", "eval_count"}; NDJSON chunks unless "stream": false
     POST /api/generate  {"model", "prompt", ...} -> {"model", "response", "done", ...} (Ollama Cloud)
+    GET  /api/tags      -> {"models": [{"name", "model", ...}]}: the chat and embedding models
+
+With `tools` in a chat whose last message is not a tool result, the answer is a
+call of the first tool with arguments `{"query": <last user text>}` (streamed:
+one chunk holding the call, then the closing one); after a tool result, the
+answer is `tool said: <its content>`. `format` (a schema or "json") makes the
+answer `{"echo": ...}`; images are recorded with the request like everything.
 
 Its behaviour is steered through `FakeOllama`'s attributes: `models` (name ->
 dimension of its vectors), `chat_models` (names /api/chat and /api/generate
@@ -90,6 +97,7 @@ class FakeOllama:
                 Route("/api/embed", self.embed, methods=["POST"]),
                 Route("/api/chat", self.chat, methods=["POST"]),
                 Route("/api/generate", self.generate, methods=["POST"]),
+                Route("/api/tags", self.tags, methods=["GET"]),
             ]
         )
 
@@ -121,6 +129,17 @@ class FakeOllama:
         finally:
             self.in_flight -= 1
 
+    async def tags(self, request: Request) -> Response:
+        """Ollama's `/api/tags`: every model it has."""
+        self.paths.append(request.url.path)
+        self.auth.append(request.headers.get("authorization"))
+        if self.key is not None and request.headers.get("authorization") != f"Bearer {self.key}":
+            return JSONResponse({"error": "unauthorized"}, 401)
+        if self.fail_status is not None:
+            return JSONResponse({"error": "llama runner process has terminated"}, self.fail_status)
+        names = sorted(self.chat_models | set(self.models))
+        return JSONResponse({"models": [{"name": n, "model": n, "size": 1} for n in names]})
+
     async def chat(self, request: Request) -> Response:
         """Ollama's `/api/chat`, streamed as NDJSON unless `"stream": false`."""
         return await self._answer(request, "message")
@@ -151,6 +170,11 @@ class FakeOllama:
         else:
             messages = [{"role": "user", "content": str(body.get("prompt", ""))}]
         content = reply_for(messages, body.get("format"), self.reply)
+        calls = tool_calls_for(body.get("tools"), messages) if field == "message" else []
+        if calls:
+            content = ""
+        elif messages and messages[-1].get("role") == "tool":
+            content = f"tool said: {messages[-1].get('content', '')}"
         final = {
             "model": model,
             "done": True,
@@ -160,16 +184,22 @@ class FakeOllama:
             "total_duration": 1000,
         }
         if body.get("stream") is False:
-            return JSONResponse({**final, field: _piece(field, content)})
-        chunks = self._ndjson(model, field, content, final)
+            piece = _piece(field, content)
+            if calls:
+                piece["tool_calls"] = calls
+            return JSONResponse({**final, field: piece})
+        chunks = self._ndjson(model, field, content, final, calls)
         return StreamingResponse(chunks, media_type="application/x-ndjson")
 
     async def _ndjson(
-        self, model: str, field: str, content: str, final: dict[str, Any]
+        self, model: str, field: str, content: str, final: dict[str, Any], calls: list[dict[str, Any]]
     ) -> AsyncIterator[bytes]:
         self.streams_open += 1
         try:
-            for i, piece in enumerate(pieces(content)):
+            if calls:
+                chunk = {"model": model, field: {**_piece(field, ""), "tool_calls": calls}, "done": False}
+                yield json.dumps(chunk).encode() + b"\n"
+            for i, piece in enumerate(pieces(content) if content else []):
                 if i and self.chunk_delay:
                     await asyncio.sleep(self.chunk_delay)
                 chunk = {"model": model, field: _piece(field, piece), "done": False}
@@ -177,6 +207,15 @@ class FakeOllama:
             yield json.dumps({**final, field: _piece(field, "")}).encode() + b"\n"
         finally:
             self.streams_open -= 1
+
+
+def tool_calls_for(tools: Any, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Ollama-shaped calls of the first tool (arguments an object), unless a tool just answered."""
+    if not isinstance(tools, list) or not tools or (messages and messages[-1].get("role") == "tool"):
+        return []
+    name = tools[0].get("function", {}).get("name", "")
+    last = next((str(m.get("content", "")) for m in reversed(messages) if m.get("role") == "user"), "")
+    return [{"function": {"name": name, "arguments": {"query": last}}}]
 
 
 def _piece(field: str, text: str) -> Any:

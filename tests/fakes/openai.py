@@ -4,6 +4,13 @@
                                -> {"object": "list", "data": [{"index", "embedding"}]}
     POST /v1/chat/completions  {"model", "messages", "stream"?, "response_format"?, ...}
                                -> {"choices": [{"message", "finish_reason"}], "usage"}; SSE when streaming
+    GET  /v1/models            -> {"object": "list", "data": [{"id", "object", "created", "owned_by"}]}
+
+With `tools` in a chat whose last message is not a tool result, the answer is a
+call of the first tool, `{"query": <last user text>}`, finish_reason
+`tool_calls` (streamed: the id and name first, then the arguments in two
+pieces, as OpenAI does); after a tool result, `tool said: <its content>`.
+`chat_models` are the ids `/v1/models` lists besides the embedding models.
 
 Behaviours: `fail_status` (every request answered with it; 429 carries
 `Retry-After: 7`), `zero_choices` (a chat answer with `"choices": []`), `reply`
@@ -50,6 +57,7 @@ class FakeOpenAI:
         self.reply: str | None = None
         self.delay = 0.0
         self.chunk_delay = 0.0
+        self.chat_models: list[str] = ["meta/llama-3.1-8b", "moonshot/kimi-k2"]
         self.requests: list[dict[str, Any]] = []
         self.auth: list[str | None] = []
         self.server: RunningServer | None = None
@@ -72,6 +80,7 @@ class FakeOpenAI:
             routes=[
                 Route("/v1/embeddings", self.embeddings, methods=["POST"]),
                 Route("/v1/chat/completions", self.chat_completions, methods=["POST"]),
+                Route("/v1/models", self.list_models, methods=["GET"]),
             ]
         )
 
@@ -106,6 +115,17 @@ class FakeOpenAI:
         usage = {"prompt_tokens": len(texts), "total_tokens": len(texts)}
         return JSONResponse({"object": "list", "data": data, "model": model, "usage": usage})
 
+    async def list_models(self, request: Request) -> JSONResponse:
+        """OpenAI's `/v1/models`."""
+        self.auth.append(request.headers.get("authorization"))
+        if not self.authorized(request):
+            return _error(401, "Incorrect API key provided.", "invalid_request_error")
+        if self.fail_status is not None:
+            return _error(self.fail_status, "The server had an error.", "server_error")
+        ids = [*self.chat_models, *self.models]
+        data = [{"id": i, "object": "model", "created": 1700000000, "owned_by": "fake"} for i in ids]
+        return JSONResponse({"object": "list", "data": data})
+
     async def chat_completions(self, request: Request) -> Response:
         """OpenAI's `/v1/chat/completions`, as JSON or as server-sent events."""
         self.auth.append(request.headers.get("authorization"))
@@ -126,8 +146,13 @@ class FakeOpenAI:
         model = str(body.get("model", ""))
         messages = body.get("messages") or []
         response_format = body.get("response_format") or {}
-        fmt = "json" if response_format.get("type") == "json_object" else None
+        fmt = "json" if response_format.get("type") in ("json_object", "json_schema") else None
         content = reply_for(messages, fmt, self.reply)
+        call = _tool_call(body.get("tools"), messages)
+        if call is not None:
+            content = ""
+        elif messages and messages[-1].get("role") == "tool":
+            content = f"tool said: {messages[-1].get('content', '')}"
         usage = {
             "prompt_tokens": prompt_tokens(messages),
             "completion_tokens": count_tokens(content),
@@ -136,7 +161,7 @@ class FakeOpenAI:
         base = {"id": "chatcmpl-fake", "created": int(time.time()), "model": model}
         if body.get("stream"):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            events = self._sse(base, content, usage if include_usage else None)
+            events = self._sse(base, content, usage if include_usage else None, call)
             return StreamingResponse(events, media_type="text/event-stream")
         choices = (
             []
@@ -144,21 +169,34 @@ class FakeOpenAI:
             else [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": content},
-                    "finish_reason": "stop",
+                    "message": {"role": "assistant", "content": content or None, "tool_calls": [call]}
+                    if call
+                    else {"role": "assistant", "content": content},
+                    "finish_reason": "tool_calls" if call else "stop",
                 }
             ]
         )
         return JSONResponse({**base, "object": "chat.completion", "choices": choices, "usage": usage})
 
     async def _sse(
-        self, base: dict[str, Any], content: str, usage: dict[str, int] | None
+        self, base: dict[str, Any], content: str, usage: dict[str, int] | None, call: dict[str, Any] | None
     ) -> AsyncIterator[bytes]:
         def event(choices: list[dict[str, Any]], **extra: Any) -> bytes:
             chunk = {**base, "object": "chat.completion.chunk", "choices": choices, **extra}
             return b"data: " + json.dumps(chunk).encode() + b"\n\n"
 
-        if not self.zero_choices:
+        if not self.zero_choices and call is not None:
+            head = {"index": 0, "id": call["id"], "type": "function"}
+            head["function"] = {"name": call["function"]["name"], "arguments": ""}
+            yield event(
+                [{"index": 0, "delta": {"role": "assistant", "tool_calls": [head]}, "finish_reason": None}]
+            )
+            arguments = call["function"]["arguments"]
+            for part in (arguments[: len(arguments) // 2], arguments[len(arguments) // 2 :]):
+                delta = {"tool_calls": [{"index": 0, "function": {"arguments": part}}]}
+                yield event([{"index": 0, "delta": delta, "finish_reason": None}])
+            yield event([{"index": 0, "delta": {}, "finish_reason": "tool_calls"}])
+        elif not self.zero_choices:
             yield event([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
             for i, piece in enumerate(pieces(content)):
                 if i and self.chunk_delay:
@@ -168,6 +206,16 @@ class FakeOpenAI:
         if usage is not None:
             yield event([], usage=usage)
         yield b"data: [DONE]\n\n"
+
+
+def _tool_call(tools: Any, messages: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """An OpenAI-shaped call of the first tool, unless a tool just answered."""
+    if not isinstance(tools, list) or not tools or (messages and messages[-1].get("role") == "tool"):
+        return None
+    last = next((str(m.get("content", "")) for m in reversed(messages) if m.get("role") == "user"), "")
+    name = tools[0].get("function", {}).get("name", "")
+    arguments = json.dumps({"query": last})
+    return {"id": "call_fake1", "type": "function", "function": {"name": name, "arguments": arguments}}
 
 
 @contextmanager

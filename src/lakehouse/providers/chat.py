@@ -27,7 +27,7 @@ from lakehouse.providers.ollama_cloud import OllamaCloudProvider
 from lakehouse.providers.openai_compat import OpenAICompatProvider
 from lakehouse.providers.routing import DEFAULT_PROVIDER, Route, resolve
 from lakehouse.providers.transport import session
-from lakehouse.providers.types import ChatProvider, ChatRequest, ChatResponse, Chunk
+from lakehouse.providers.types import ChatProvider, ChatRequest, ChatResponse, Chunk, ToolCall
 
 __all__ = ["ChatRequest", "ChatResponse", "ChatRouter", "Chunk", "build_providers"]
 
@@ -118,6 +118,7 @@ class ChatRouter:
             output_tokens=done.output_tokens,
             latency_ms=latency_ms,
             upstream_model=route.model,
+            tool_calls=done.tool_calls,
         )
 
     def stream(self, request: ChatRequest) -> ChatStream:
@@ -144,6 +145,7 @@ class ChatStream:
         self._chunks = chunks
         self._started = time.perf_counter()
         self._parts: list[str] = []
+        self._calls: dict[int, ToolCall] = {}
         self._last: Chunk | None = None
 
     def __aiter__(self) -> ChatStream:
@@ -152,6 +154,8 @@ class ChatStream:
     async def __anext__(self) -> Chunk:
         chunk = await self._chunks.__anext__()
         self._parts.append(chunk.content)
+        for delta in chunk.tool_calls:
+            _merge_call(self._calls, delta)
         if chunk.done:
             self._last = chunk
         return chunk
@@ -174,7 +178,22 @@ class ChatStream:
             output_tokens=last.output_tokens or 0,
             latency_ms=round((time.perf_counter() - self._started) * 1000, 2),
             upstream_model=self.upstream_model,
+            tool_calls=tuple(self._calls[i] for i in sorted(self._calls)),
         )
+
+
+def _merge_call(calls: dict[int, ToolCall], delta: ToolCall) -> None:
+    """Fold one streamed tool-call delta into the whole calls, as OpenAI clients do."""
+    index = int(delta.get("index") or 0)
+    call = calls.setdefault(index, {"id": "", "type": "function", "function": {"name": "", "arguments": ""}})
+    if delta.get("id"):
+        call["id"] = str(delta["id"])
+    function = delta.get("function")
+    if isinstance(function, dict):
+        if function.get("name"):
+            call["function"]["name"] += str(function["name"])
+        if function.get("arguments"):
+            call["function"]["arguments"] += str(function["arguments"])
 
 
 def _how_to_register(provider: str) -> str:

@@ -211,31 +211,33 @@ class Embedder:
             provider=name,
         )
 
-    def check(self, texts: list[str]) -> None:
+    def check(self, texts: list[str], field: str = "texts") -> None:
         """Reject an empty list, empty texts, and anything over the configured limits.
+
+        `field` is the request field the texts came in, for the messages.
 
         Raises:
             InvalidRequest: with the offending index and the limit where one applies.
         """
         if not texts:
-            raise InvalidRequest("'texts' must hold at least one text")
+            raise InvalidRequest(f"'{field}' must hold at least one text")
         if len(texts) > self.config.max_texts:
             raise InvalidRequest(
-                f"'texts' holds {len(texts)} texts, more than the limit of {self.config.max_texts}",
+                f"'{field}' holds {len(texts)} texts, more than the limit of {self.config.max_texts}",
                 limit=self.config.max_texts,
             )
         for index, text in enumerate(texts):
             if not text:
-                raise InvalidRequest(f"texts[{index}] is empty", index=index)
+                raise InvalidRequest(f"{field}[{index}] is empty", index=index)
             if len(text) > self.config.max_text_chars:
                 raise InvalidRequest(
-                    f"texts[{index}] is {len(text)} characters long, "
+                    f"{field}[{index}] is {len(text)} characters long, "
                     f"more than the limit of {self.config.max_text_chars}",
                     index=index,
                     limit=self.config.max_text_chars,
                 )
 
-    async def embed(self, texts: list[str], model: str | None = None) -> EmbedResult:
+    async def embed(self, texts: list[str], model: str | None = None, field: str = "texts") -> EmbedResult:
         """Vectors for `texts` from `model` (default `[embedd] default_model`), in order.
 
         Raises:
@@ -246,7 +248,7 @@ class Embedder:
         name = self.config.default_model if model is None else model
         if not name.strip():
             raise InvalidRequest("'model' must not be empty")
-        self.check(texts)
+        self.check(texts, field)
         route = resolve(name, self.settings.models)
         provider = self.provider(route.provider)
         size = len(texts) if provider.batches_internally else self.config.provider_batch

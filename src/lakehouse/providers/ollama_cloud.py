@@ -2,17 +2,26 @@
 
 `/api/generate` takes one prompt, so the conversation is flattened into
 labelled turns ("System: ...", "User: ...", "Assistant: ...") ending with an
-open "Assistant:" turn for the model to complete.
+open "Assistant:" turn for the model to complete. A conversation a flat prompt
+cannot carry (tools, tool calls or results, images) goes to `POST /api/chat`
+instead, translated as for local Ollama.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import aiohttp
 
-from lakehouse.providers.ollama import ollama_body, ollama_completion, ollama_post, ollama_stream
+from lakehouse.providers.ollama import (
+    ollama_body,
+    ollama_completion,
+    ollama_messages,
+    ollama_post,
+    ollama_stream,
+    ollama_tags,
+)
 from lakehouse.providers.transport import Upstream
 from lakehouse.providers.types import ChatRequest, Chunk, Completion, Message
 
@@ -29,6 +38,16 @@ def _response_text(answer: Any) -> Any:
     return answer.get("response")
 
 
+def _message_text(answer: Any) -> Any:
+    message = answer.get("message")
+    return message.get("content") if isinstance(message, dict) else None
+
+
+def needs_chat(request: ChatRequest) -> bool:
+    """Whether the request holds what a flat prompt cannot carry: tools, tool turns or images."""
+    return bool(request.tools) or any(m.images or m.tool_calls or m.role == "tool" for m in request.messages)
+
+
 class OllamaCloudProvider:
     """Ollama's hosted models at ollama.com."""
 
@@ -42,20 +61,27 @@ class OllamaCloudProvider:
     def __repr__(self) -> str:
         return f"OllamaCloudProvider(url={self.upstream.url!r})"
 
-    def _body(self, request: ChatRequest, stream: bool) -> dict[str, Any]:
+    def _call(self, request: ChatRequest, stream: bool) -> tuple[str, dict[str, Any], Callable[[Any], Any]]:
+        """The path, body and text finder of a call: `/api/chat` when needed, else `/api/generate`."""
         body = ollama_body(request, stream)
+        if needs_chat(request):
+            body["messages"] = ollama_messages(request.messages)
+            return "/api/chat", body, _message_text
         body["prompt"] = flatten_messages(request.messages)
-        return body
+        return "/api/generate", body, _response_text
 
     async def chat(self, http: aiohttp.ClientSession, request: ChatRequest) -> Completion:
-        """The whole answer from `/api/generate`."""
-        body = self._body(request, False)
-        answer = await ollama_post(self.upstream, http, "/api/generate", body, self._headers)
-        return ollama_completion(self.upstream, answer, _response_text)
+        """The whole answer."""
+        path, body, text_of = self._call(request, False)
+        answer = await ollama_post(self.upstream, http, path, body, self._headers)
+        return ollama_completion(self.upstream, answer, text_of)
 
     async def stream(self, http: aiohttp.ClientSession, request: ChatRequest) -> AsyncIterator[Chunk]:
-        """The answer from `/api/generate` as Ollama Cloud streams it."""
-        body = self._body(request, True)
-        chunks = ollama_stream(self.upstream, http, "/api/generate", body, self._headers, _response_text)
-        async for chunk in chunks:
+        """The answer as Ollama Cloud streams it."""
+        path, body, text_of = self._call(request, True)
+        async for chunk in ollama_stream(self.upstream, http, path, body, self._headers, text_of):
             yield chunk
+
+    async def models(self, http: aiohttp.ClientSession) -> list[str]:
+        """Ollama Cloud's tags as routed: `ollama_cloud/<m>`."""
+        return [f"ollama_cloud/{n}" for n in await ollama_tags(self.upstream, http, self._headers)]

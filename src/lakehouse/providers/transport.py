@@ -145,6 +145,15 @@ class Upstream:
             raise self.status_error(reply)
         return self.json(reply)
 
+    async def get_json(self, http: aiohttp.ClientSession, path: str, headers: Mapping[str, str]) -> Any:
+        """GET `url + path` and return the parsed answer; error statuses raise typed errors."""
+        with self.errors():
+            async with http.get(self.url + path, headers=headers) as response:
+                reply = await Reply.read(response)
+        if reply.status >= 400:
+            raise self.status_error(reply)
+        return self.json(reply)
+
     def unavailable(self, why: str) -> ProviderUnavailable:
         """The 503 for a provider that cannot be reached, with how to start it."""
         hint = f"; {self.start_hint}" if self.start_hint else ""

@@ -2,23 +2,30 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import aiohttp
 
 from lakehouse.errors import InvalidRequest
 
 ChatFormat = Literal["json"]
+# A tool call in OpenAI's shape: {"id", "type": "function", "function": {"name", "arguments": "<json>"}};
+# in a streamed Chunk, a delta of one with its "index".
+ToolCall = dict[str, Any]
 
 
 @dataclass(frozen=True)
 class Message:
-    """One turn of a conversation."""
+    """One turn of a conversation: text, image URLs, the assistant's tool calls or a tool's result."""
 
     role: str
     content: str
+    images: tuple[str, ...] = ()
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
+    name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -27,10 +34,17 @@ class ChatRequest:
 
     model: str
     messages: tuple[Message, ...]
-    format: ChatFormat | None = None
+    format: ChatFormat | dict[str, Any] | None = None
     max_tokens: int | None = None
     temperature: float | None = None
     think: bool | None = None
+    tools: tuple[dict[str, Any], ...] = ()
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    # Sampling options beyond the ones above (top_p, stop, seed, presence/frequency_penalty).
+    options: Mapping[str, Any] = field(default_factory=dict)
+    # The caller's OpenAI Chat Completions body as sent: OpenAI-compatible providers get it as is.
+    openai: Mapping[str, Any] | None = field(default=None, compare=False)
 
     def check(self) -> None:
         """Raise InvalidRequest when the model or the messages are missing or empty."""
@@ -51,6 +65,7 @@ class Completion:
     done_reason: str
     input_tokens: int
     output_tokens: int
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -61,6 +76,7 @@ class Chunk:
     done_reason: str | None = None
     input_tokens: int | None = None
     output_tokens: int | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
 
     @property
     def done(self) -> bool:
@@ -80,6 +96,7 @@ class ChatResponse:
     output_tokens: int
     latency_ms: float
     upstream_model: str = field(default="", compare=False)
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
 class ChatProvider(Protocol):
@@ -98,4 +115,8 @@ class ChatProvider(Protocol):
 
     def stream(self, http: aiohttp.ClientSession, request: ChatRequest) -> AsyncIterator[Chunk]:
         """The answer piece by piece as the upstream produces it, ending with a closing Chunk."""
+        ...
+
+    async def models(self, http: aiohttp.ClientSession) -> list[str]:
+        """The model names the upstream offers, as a caller routes to them (prefix included)."""
         ...

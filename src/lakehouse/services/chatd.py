@@ -1,4 +1,4 @@
-"""chatd routes: `POST /v1/chat`, `GET /v1/chat/providers`, `POST /v1/chat/completions`.
+"""chatd routes: `POST /v1/chat`, `GET /v1/chat/providers`, `POST /v1/chat/completions`, `/v1/models`.
 
 Streaming: `POST /v1/chat` with `"stream": true` answers NDJSON
 (`application/x-ndjson`): one `{"content": "<piece>"}` line per piece, then
@@ -25,6 +25,8 @@ from starlette.types import Receive, Scope, Send
 
 from lakehouse.errors import InvalidRequest, LakehouseError
 from lakehouse.providers.chat import ChatResponse, ChatStream
+from lakehouse.providers.models import find_model, list_models
+from lakehouse.providers.openai_shape import parse_message, parse_tools, to_chat_request
 from lakehouse.providers.types import ChatRequest, Chunk, Message
 from lakehouse.services.deps import DepsDep
 
@@ -32,10 +34,13 @@ router = APIRouter(tags=["chat"])
 
 
 class ChatMessage(BaseModel):
-    """One turn of the conversation."""
+    """One turn of the conversation; an assistant's may carry tool calls, a tool's answers one."""
 
     role: str = Field(min_length=1, description="system, user, assistant or tool")
-    content: str
+    content: str | None = Field(default=None, description="Required, except beside an assistant's tool calls")
+    tool_calls: list[dict[str, Any]] | None = Field(default=None, description="OpenAI-shaped tool calls")
+    tool_call_id: str | None = None
+    name: str | None = None
 
 
 class ChatBody(BaseModel):
@@ -48,6 +53,8 @@ class ChatBody(BaseModel):
     temperature: float | None = Field(default=None, ge=0)
     think: bool | None = Field(default=None, description="Ollama reasoning; false unless set")
     stream: bool = Field(default=False, description="Answer NDJSON pieces as they come")
+    tools: list[dict[str, Any]] | None = Field(default=None, description="OpenAI function tools")
+    tool_choice: str | dict[str, Any] | None = None
 
 
 class ChatAnswer(BaseModel):
@@ -60,6 +67,7 @@ class ChatAnswer(BaseModel):
     input_tokens: int
     output_tokens: int
     latency_ms: float
+    tool_calls: list[dict[str, Any]] = Field(default_factory=list, description="OpenAI-shaped tool calls")
 
 
 class ProviderInfo(BaseModel):
@@ -76,79 +84,44 @@ class ProvidersAnswer(BaseModel):
     providers: list[ProviderInfo]
 
 
-class TextPart(BaseModel):
-    """A text part of an OpenAI message's content."""
-
-    model_config = ConfigDict(extra="allow")
-    type: str
-    text: str | None = None
-
-
-class CompletionMessage(BaseModel):
-    """An OpenAI chat message; only text content is supported."""
-
-    model_config = ConfigDict(extra="allow")
-    role: str = Field(min_length=1)
-    content: str | list[TextPart] | None = None
-
-
-class StreamOptions(BaseModel):
-    """OpenAI's stream options."""
-
-    model_config = ConfigDict(extra="allow")
-    include_usage: bool = False
-
-
-class ResponseFormat(BaseModel):
-    """OpenAI's response format; `json_object` asks for JSON."""
-
-    model_config = ConfigDict(extra="allow")
-    type: str
-
-
 class CompletionsBody(BaseModel):
-    """OpenAI's Chat Completions request; unknown fields are accepted and ignored."""
+    """OpenAI's Chat Completions request. A field not honoured is 400 `unsupported_parameter`."""
 
     model_config = ConfigDict(extra="allow")
     model: str = Field(min_length=1)
-    messages: list[CompletionMessage] = Field(min_length=1)
+    messages: list[dict[str, Any]] = Field(min_length=1, description="OpenAI messages, tool turns included")
     stream: bool = False
-    stream_options: StreamOptions | None = None
+    stream_options: dict[str, bool] | None = Field(default=None, description="Only include_usage")
     max_tokens: int | None = Field(default=None, gt=0)
     max_completion_tokens: int | None = Field(default=None, gt=0)
     temperature: float | None = Field(default=None, ge=0)
-    response_format: ResponseFormat | None = None
-
-    def to_request(self) -> ChatRequest:
-        """The provider-neutral chat request."""
-        fmt: Literal["json"] | None = None
-        if self.response_format is not None and self.response_format.type in ("json_object", "json_schema"):
-            fmt = "json"
-        return ChatRequest(
-            model=self.model,
-            messages=tuple(_message(i, m) for i, m in enumerate(self.messages)),
-            format=fmt,
-            max_tokens=self.max_completion_tokens or self.max_tokens,
-            temperature=self.temperature,
-        )
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    response_format: dict[str, Any] | None = Field(
+        default=None, description="text, json_object or json_schema (reaches Ollama as its format)"
+    )
+    tools: list[dict[str, Any]] | None = Field(default=None, description="OpenAI function tools")
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    n: int | None = Field(default=None, description="Only 1")
 
 
-def _message(index: int, message: CompletionMessage) -> Message:
-    role = "system" if message.role == "developer" else message.role
-    if message.content is None:
-        if role != "assistant":
-            raise InvalidRequest(f"'messages.{index}.content' is required for role {role!r}")
-        return Message(role, "")
-    if isinstance(message.content, str):
-        return Message(role, message.content)
-    texts = []
-    for part in message.content:
-        if part.type != "text" or part.text is None:
-            raise InvalidRequest(
-                f"'messages.{index}.content': only text parts are supported, got {part.type!r}"
-            )
-        texts.append(part.text)
-    return Message(role, "\n".join(texts))
+class ModelInfo(BaseModel):
+    """One model in OpenAI's list shape."""
+
+    model_config = ConfigDict(extra="allow")
+    id: str
+    object: str = "model"
+    created: int
+    owned_by: str
+
+
+class ModelList(BaseModel):
+    """OpenAI's model list: tiers, default models and what each registered provider reports."""
+
+    object: str = "list"
+    data: list[ModelInfo]
 
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -172,11 +145,13 @@ async def chat(body: ChatBody, deps: DepsDep) -> Any:
     """One chat turn, routed by model name; `stream: true` answers NDJSON."""
     request = ChatRequest(
         model=body.model,
-        messages=tuple(Message(m.role, m.content) for m in body.messages),
+        messages=tuple(_native_message(i, m) for i, m in enumerate(body.messages)),
         format=body.format,
         max_tokens=body.max_tokens,
         temperature=body.temperature,
         think=body.think,
+        tools=parse_tools(body.tools),
+        tool_choice=body.tool_choice,
     )
     if body.stream:
         return await _streamed(deps.chat.stream(request), _ndjson, "application/x-ndjson")
@@ -186,12 +161,37 @@ async def chat(body: ChatBody, deps: DepsDep) -> Any:
 @router.post("/v1/chat/completions", summary="OpenAI-compatible Chat Completions", responses=_ERRORS)
 async def completions(body: CompletionsBody, deps: DepsDep) -> Any:
     """OpenAI's Chat Completions shape, so OpenAI clients work unchanged; `stream: true` answers SSE."""
-    request = body.to_request()
+    request = to_chat_request(body.model_dump(exclude_unset=True))
     if body.stream:
-        include_usage = body.stream_options is not None and body.stream_options.include_usage
+        include_usage = bool((body.stream_options or {}).get("include_usage"))
         render = _sse(body.model, include_usage)
         return await _streamed(deps.chat.stream(request), render, "text/event-stream")
     return JSONResponse(_completion(body.model, await deps.chat.chat(request)))
+
+
+@router.get("/v1/models", response_model=ModelList, summary="OpenAI-compatible model list")
+async def models(deps: DepsDep) -> dict[str, Any]:
+    """The `[models]` tiers, the default models and each registered provider's models (those that answer)."""
+    return {"object": "list", "data": await list_models(deps.chat, deps.settings)}
+
+
+@router.get(
+    "/v1/models/{id:path}",
+    response_model=ModelInfo,
+    summary="One model of the list",
+    responses={404: {"description": "No such model"}},
+)
+async def model(id: str, deps: DepsDep) -> dict[str, Any]:
+    """One entry of `GET /v1/models` by id (ids may hold `/` and `:`)."""
+    return await find_model(deps.chat, deps.settings, id)
+
+
+def _native_message(index: int, m: ChatMessage) -> Message:
+    doc = {"role": m.role, "content": m.content, "tool_calls": m.tool_calls, "tool_call_id": m.tool_call_id}
+    message = parse_message(index, {**doc, "name": m.name})
+    if m.content is None and not message.tool_calls:
+        raise InvalidRequest(f"'messages.{index}.content' is required")
+    return message
 
 
 def _answer(answer: ChatResponse) -> ChatAnswer:
@@ -203,6 +203,7 @@ def _answer(answer: ChatResponse) -> ChatAnswer:
         input_tokens=answer.input_tokens,
         output_tokens=answer.output_tokens,
         latency_ms=answer.latency_ms,
+        tool_calls=list(answer.tool_calls),
     )
 
 
@@ -286,6 +287,8 @@ def _ndjson(stream: ChatStream, item: Chunk | LakehouseError) -> list[bytes]:
     if isinstance(item, LakehouseError):
         return [_json_line(item.body())]
     lines = [_json_line({"content": item.content})] if item.content else []
+    if item.tool_calls:
+        lines.append(_json_line({"tool_calls": list(item.tool_calls)}))
     if item.done:
         lines.append(_json_line({**_answer(stream.response()).model_dump(), "done": True}))
     return lines
@@ -311,6 +314,8 @@ def _sse(model: str, include_usage: bool) -> Render:
             return [_event(item.body()), b"data: [DONE]\n\n"]
         events = []
         delta: dict[str, Any] = {"content": item.content} if item.content else {}
+        if item.tool_calls:
+            delta["tool_calls"] = list(item.tool_calls)
         if not started:
             delta = {"role": "assistant", **delta}
             started = True
@@ -344,6 +349,12 @@ def _usage(answer: ChatResponse) -> dict[str, int]:
     }
 
 
+def _message_of(answer: ChatResponse) -> dict[str, Any]:
+    if not answer.tool_calls:
+        return {"role": "assistant", "content": answer.content}
+    return {"role": "assistant", "content": answer.content or None, "tool_calls": list(answer.tool_calls)}
+
+
 def _completion(model: str, answer: ChatResponse) -> dict[str, Any]:
     """A whole answer in OpenAI's `chat.completion` shape, with the contract's fields alongside."""
     return {
@@ -356,7 +367,7 @@ def _completion(model: str, answer: ChatResponse) -> dict[str, Any]:
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": answer.content},
+                "message": _message_of(answer),
                 "finish_reason": _finish_reason(answer.done_reason),
             }
         ],

@@ -42,8 +42,8 @@ SERVICES: dict[str, ServiceSpec] = {
         ServiceSpec("ingestd", ("/v1/ingest",), "lakehouse.services.ingestd"),
         ServiceSpec("queryd", ("/v1/sql",), "lakehouse.services.queryd"),
         ServiceSpec("vectord", ("/v1/vectors",), "lakehouse.services.vectord"),
-        ServiceSpec("embedd", ("/v1/embed",), "lakehouse.services.embedd"),
-        ServiceSpec("chatd", ("/v1/chat",), "lakehouse.services.chatd"),
+        ServiceSpec("embedd", ("/v1/embed", "/v1/embeddings"), "lakehouse.services.embedd"),
+        ServiceSpec("chatd", ("/v1/chat", "/v1/models"), "lakehouse.services.chatd"),
     )
 }
 
