@@ -1,29 +1,35 @@
-"""The MCP server: lakehouse datasets, SQL, embeddings, vector search and chat as MCP tools.
+"""The MCP server: lakehouse datasets, SQL, indexes, models, embeddings, search and chat as MCP tools.
 
-Every tool proxies to the gateway's HTTP API (see CONTRACT.md), so the MCP
-server holds no state of its own and works the same against one process or
-split services. Gateway errors come back as tool errors carrying the
-gateway's own message; an unreachable gateway is a tool error too.
+Every tool calls the gateway through `lakehouse.Client` (run on a worker
+thread), so the MCP server holds no state of its own and works the same
+against one process or split services. Each tool publishes the client's
+answer model as its output schema and answers compact JSON text. Gateway
+errors come back as tool errors carrying the gateway's code and message; an
+unreachable gateway is a tool error too, and an empty resource list.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
-from urllib.parse import quote
+from typing import Annotated, Any, TypeVar
 
-import httpx
+import anyio.to_thread
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
-from mcp.shared.exceptions import MCPError
-from mcp.types import INTERNAL_ERROR, ToolAnnotations
+from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from mcp.types import Resource as MCPResource
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from lakehouse import __version__
+from lakehouse.client import Client
+from lakehouse.client import models as m
+from lakehouse.errors import LakehouseError, NotFound
+
+log = logging.getLogger(__name__)
 
 # The most rows a query_sql call returns, whatever the caller asks: an assistant's
 # context window is the limit here, not the gateway's.
@@ -33,84 +39,43 @@ SAMPLE_ROWS = 5
 RESOURCE_PREFIX = "lakehouse://datasets/"
 # The catalog's dataset name rule, whole-string (a trailing newline is not a name).
 DATASET_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
-# The lakehouse tools read; none changes a dataset or an index.
+# Tools that only read the lakehouse itself.
 READS = ToolAnnotations(read_only_hint=True, open_world_hint=False)
-# chat and embed_text reach model providers outside the lakehouse.
+# Tools that reach model providers outside the lakehouse (chat, embeddings, text search).
 REACHES_OUT = ToolAnnotations(read_only_hint=True, open_world_hint=True)
 
 INSTRUCTIONS = (
     "Lakehouse: versioned SQL datasets (DuckDB SQL; each dataset is a view named after it, "
     'version N is the view "<name>@<N>"), vector indexes, embeddings and an LLM router. '
-    "Start with list_datasets, read a dataset's schema with get_manifest, then query_sql."
+    "Start with list_datasets, read a dataset's schema with get_manifest, then query_sql; "
+    "list_indexes names what search_vectors can search, list_models what chat can use."
 )
 
-
-class GatewayError(Exception):
-    """The gateway refused a call, or could not be reached; the message says which and why."""
-
-    def __init__(self, message: str, code: str | None = None) -> None:
-        super().__init__(message)
-        self.code = code
+T = TypeVar("T")
 
 
-class GatewayClient:
-    """A small async client for the gateway's HTTP API."""
-
-    def __init__(self, base_url: str, timeout: float = 120.0, token: str | None = None) -> None:
-        self.base_url = base_url.rstrip("/")
-        token = (token or "").strip()
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout, headers=headers)
-
-    async def call(
-        self, method: str, path: str, *, json_body: Any = None, params: dict[str, Any] | None = None
-    ) -> Any:
-        """One request; the decoded JSON answer, or GatewayError with the gateway's message."""
-        try:
-            response = await self._http.request(method, path, json=json_body, params=params)
-        except httpx.TimeoutException:
-            raise GatewayError(f"the lakehouse gateway at {self.base_url} did not answer in time") from None
-        except httpx.HTTPError as exc:
-            raise GatewayError(
-                f"cannot reach the lakehouse gateway at {self.base_url} ({exc.__class__.__name__}); "
-                "start it with `lakehouse serve` or pass the right --gateway URL"
-            ) from None
-        if response.status_code == 204:
-            return None
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        if response.is_error:
-            err = body.get("error") if isinstance(body, dict) else None
-            code = str(err.get("code")) if isinstance(err, dict) else None
-            raise GatewayError(_error_message(response.status_code, body), code)
-        return body
-
-    async def aclose(self) -> None:
-        """Close the connection pool."""
-        await self._http.aclose()
+def compact(answer: BaseModel) -> CallToolResult:
+    """A tool result: the answer as structured content and as compact JSON text."""
+    data = answer.model_dump(mode="json", by_alias=True)
+    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=data)
 
 
-def _error_message(status: int, body: Any) -> str:
-    """`<code> (<status>): <message>` from the contract's error body."""
-    err = body.get("error") if isinstance(body, dict) else None
-    if isinstance(err, dict):
-        return f"{err.get('code', 'error')} ({status}): {err.get('message', '')}"
-    return f"the gateway answered with status {status}"
+def _tool_error(exc: LakehouseError) -> ToolError:
+    """`<code> (<status>): <message>`, or the message alone when the gateway was not reached."""
+    if exc.code == "unavailable" and "url" in exc.detail:
+        return ToolError(exc.message)
+    return ToolError(f"{exc.code} ({exc.status}): {exc.message}")
 
 
 class LakehouseMCP(MCPServer[Any]):
     """An MCP server whose resources are the gateway's datasets, listed live."""
 
-    def __init__(self, gateway: GatewayClient) -> None:
+    def __init__(self, client: Client) -> None:
         super().__init__(
-            name="lakehouse",
-            instructions=INSTRUCTIONS,
-            version=__version__,
-            lifespan=self._lifespan,
+            name="lakehouse", instructions=INSTRUCTIONS, version=__version__, lifespan=self._lifespan
         )
-        self.gateway = gateway
+        self.client = client
 
     @staticmethod
     @asynccontextmanager
@@ -119,70 +84,76 @@ class LakehouseMCP(MCPServer[Any]):
             yield None
         finally:
             assert isinstance(server, LakehouseMCP)
-            await server.gateway.aclose()
+            server.client.close()
+
+    async def call(self, fn: Callable[[], T]) -> T:
+        """Run one client call on a worker thread (the client is synchronous)."""
+        return await anyio.to_thread.run_sync(fn)
 
     async def list_resources(self) -> list[MCPResource]:
-        """One resource per dataset (its schema and a sample of rows), plus any static ones."""
+        """One resource per dataset (its schema and a sample of rows), plus any static ones.
+
+        With the gateway down or refusing, only the static ones, and a warning on stderr.
+        """
         try:
-            body = await self.gateway.call("GET", "/v1/catalog/datasets")
-        except GatewayError as exc:
-            raise MCPError(code=INTERNAL_ERROR, message=str(exc)) from None
-        datasets = [
+            datasets = await self.call(self.client.datasets)
+        except LakehouseError as exc:
+            log.warning("listing dataset resources failed: %s", exc.message)
+            datasets = []
+        listed = [
             MCPResource(
-                uri=f"{RESOURCE_PREFIX}{item['name']}",
-                name=str(item["name"]),
+                uri=f"{RESOURCE_PREFIX}{item.name}",
+                name=item.name,
                 description=(
-                    f"Dataset {item['name']}: version {item.get('version')}, "
-                    f"{item.get('row_count')} rows; its schema and a sample of rows."
+                    f"Dataset {item.name}: version {item.version}, {item.row_count} rows; "
+                    "its schema and a sample of rows."
                 ),
                 mime_type="application/json",
             )
-            for item in body.get("datasets", [])
+            for item in datasets
         ]
-        return datasets + await super().list_resources()
+        return listed + await super().list_resources()
 
 
-async def dataset_overview(gateway: GatewayClient, name: str) -> dict[str, Any]:
+async def dataset_overview(server: LakehouseMCP, name: str) -> dict[str, Any]:
     """A dataset's current manifest summary and its first rows."""
     if not DATASET_NAME.fullmatch(name):
         raise ResourceNotFoundError(f"{name!r} is not a dataset name")
+    client = server.client
     try:
-        manifest = await gateway.call("GET", f"/v1/catalog/datasets/{name}")
-        sample = await gateway.call(
-            "POST", "/v1/sql", json_body={"sql": f'SELECT * FROM "{name}" LIMIT {SAMPLE_ROWS}'}
-        )
-    except GatewayError as exc:
-        if exc.code == "not_found":
-            raise ResourceNotFoundError(str(exc)) from None
-        raise ResourceError(str(exc)) from None
+        manifest = await server.call(lambda: client.dataset(name))
+        sample = await server.call(lambda: client.sql_json(f'SELECT * FROM "{name}" LIMIT {SAMPLE_ROWS}'))
+    except NotFound as exc:
+        raise ResourceNotFoundError(str(_tool_error(exc))) from None
+    except LakehouseError as exc:
+        raise ResourceError(str(_tool_error(exc))) from None
     return {
-        "name": manifest.get("name"),
-        "version": manifest.get("version"),
-        "row_count": manifest.get("row_count"),
-        "schema": manifest.get("schema"),
-        "sample": {"columns": sample.get("columns"), "rows": sample.get("rows")},
+        "name": manifest.name,
+        "version": manifest.version,
+        "row_count": manifest.row_count,
+        "schema": [c.model_dump() for c in manifest.columns],
+        "sample": {"columns": [c.model_dump() for c in sample.columns], "rows": sample.rows},
     }
 
 
 def build_server(gateway_url: str, timeout: float = 120.0, token: str | None = None) -> LakehouseMCP:
-    """The MCP server with every lakehouse tool, proxying to the gateway at `gateway_url`.
+    """The MCP server with every lakehouse tool, calling the gateway at `gateway_url`.
 
     `token` (if any) is sent as `Authorization: Bearer <token>` on every call.
     """
-    gateway = GatewayClient(gateway_url, timeout=timeout, token=token)
-    server = LakehouseMCP(gateway)
+    client = Client(gateway_url, token=token or "", timeout=timeout)
+    server = LakehouseMCP(client)
 
-    async def call(method: str, path: str, **kwargs: Any) -> Any:
+    async def call(fn: Callable[[], BaseModel]) -> CallToolResult:
         try:
-            return await gateway.call(method, path, **kwargs)
-        except GatewayError as exc:
-            raise ToolError(str(exc)) from None
+            return compact(await server.call(fn))
+        except LakehouseError as exc:
+            raise _tool_error(exc) from None
 
     @server.tool(annotations=READS)
-    async def list_datasets() -> dict[str, Any]:
+    async def list_datasets() -> Annotated[CallToolResult, m.DatasetList]:
         """List every dataset in the lakehouse: name, current version, row count, last update."""
-        result: dict[str, Any] = await call("GET", "/v1/catalog/datasets")
-        return result
+        return await call(lambda: m.DatasetList(datasets=client.datasets()))
 
     @server.tool(annotations=READS)
     async def get_manifest(
@@ -190,12 +161,9 @@ def build_server(gateway_url: str, timeout: float = 120.0, token: str | None = N
         version: Annotated[
             int | None, Field(description="A past version number; the current version when omitted.", ge=1)
         ] = None,
-    ) -> dict[str, Any]:
+    ) -> Annotated[CallToolResult, m.Manifest]:
         """A dataset's manifest: columns and types, row count, Parquet objects, fingerprint, parent."""
-        params = {"version": version} if version is not None else None
-        path = f"/v1/catalog/datasets/{quote(name, safe='')}"
-        result: dict[str, Any] = await call("GET", path, params=params)
-        return result
+        return await call(lambda: client.dataset(name, version))
 
     @server.tool(annotations=READS)
     async def query_sql(
@@ -212,12 +180,19 @@ def build_server(gateway_url: str, timeout: float = 120.0, token: str | None = N
             int,
             Field(description=f"Most rows to return (at most {MAX_TOOL_ROWS}).", ge=1, le=MAX_TOOL_ROWS),
         ] = DEFAULT_TOOL_ROWS,
-    ) -> dict[str, Any]:
+    ) -> Annotated[CallToolResult, m.SqlResult]:
         """Run a read-only SQL query over the datasets; returns columns, rows and whether it was truncated."""
-        result: dict[str, Any] = await call(
-            "POST", "/v1/sql", json_body={"sql": sql, "max_rows": min(max_rows, MAX_TOOL_ROWS)}
-        )
-        return result
+        return await call(lambda: client.sql_json(sql, max_rows=min(max_rows, MAX_TOOL_ROWS)))
+
+    @server.tool(annotations=READS)
+    async def list_indexes() -> Annotated[CallToolResult, m.IndexList]:
+        """List the vector indexes search_vectors can search: name, dimension, metric, items, model."""
+        return await call(lambda: m.IndexList(indexes=client.indexes()))
+
+    @server.tool(annotations=READS)
+    async def list_models() -> Annotated[CallToolResult, m.ModelList]:
+        """List the model names chat accepts: the configured tiers, default models, providers' models."""
+        return await call(lambda: m.ModelList(data=client.models()))
 
     @server.tool(annotations=REACHES_OUT)
     async def embed_text(
@@ -226,19 +201,18 @@ def build_server(gateway_url: str, timeout: float = 120.0, token: str | None = N
             str | None,
             Field(description="Embedding model (e.g. nomic-embed-text); the server's default if omitted."),
         ] = None,
-    ) -> dict[str, Any]:
+    ) -> Annotated[CallToolResult, m.Embeddings]:
         """Turn texts into embedding vectors; returns the model, the dimension and one vector per text."""
-        body: dict[str, Any] = {"texts": texts}
-        if model:
-            body["model"] = model
-        result: dict[str, Any] = await call("POST", "/v1/embed", json_body=body)
-        return result
+        return await call(lambda: client.embed(texts, model or None))
 
-    @server.tool(annotations=READS)
+    @server.tool(annotations=REACHES_OUT)
     async def search_vectors(
-        index: Annotated[str, Field(description="Name of the vector index to search.")],
+        index: Annotated[str, Field(description="Name of the vector index to search, from list_indexes.")],
         text: Annotated[
-            str | None, Field(description="Query text, embedded with the index's model; or give vector.")
+            str | None,
+            Field(
+                description="Query text, embedded with the index's model (a provider call); or give vector."
+            ),
         ] = None,
         vector: Annotated[
             list[float] | None, Field(description="Query vector of the index's dimension; or give text.")
@@ -246,22 +220,15 @@ def build_server(gateway_url: str, timeout: float = 120.0, token: str | None = N
         k: Annotated[int, Field(description="How many hits to return.", ge=1, le=1000)] = 10,
         filter: Annotated[
             dict[str, Any] | None,
-            Field(description="Keep only items whose metadata equals every given field: {'city': 'Oslo'}"),
+            Field(description="Keep only items whose metadata matches: {'city': 'Oslo'}, {'n': {'$lt': 3}}"),
         ] = None,
-    ) -> dict[str, Any]:
+    ) -> Annotated[CallToolResult, m.SearchResult]:
         """Nearest neighbours in a vector index, best first: each hit's id, score and metadata."""
         if (text is None) == (vector is None):
             raise ToolError("give exactly one of text or vector")
-        body: dict[str, Any] = {"k": k}
-        if text is not None:
-            body["text"] = text
-        else:
-            body["vector"] = vector
-        if filter:
-            body["filter"] = filter
-        path = f"/v1/vectors/index/{quote(index, safe='')}/search"
-        result: dict[str, Any] = await call("POST", path, json_body=body)
-        return result
+        return await call(
+            lambda: m.SearchResult(hits=client.search(index, text=text, vector=vector, k=k, filter=filter))
+        )
 
     @server.tool(annotations=REACHES_OUT)
     async def chat(
@@ -269,23 +236,21 @@ def build_server(gateway_url: str, timeout: float = 120.0, token: str | None = N
             str,
             Field(
                 description=(
-                    "Model name: bare names go to local Ollama; prefixes ollama/, ollama_cloud/, "
-                    "openrouter/<vendor>/, opencode/, kimi/ or a :cloud suffix pick another provider."
+                    "Model name (see list_models): bare names go to local Ollama; prefixes ollama/, "
+                    "ollama_cloud/, openrouter/<vendor>/, opencode/, kimi/ or a :cloud suffix pick "
+                    "another provider."
                 )
             ),
         ],
         prompt: Annotated[str, Field(description="The user message.", min_length=1)],
         system: Annotated[str | None, Field(description="An optional system message.")] = None,
         max_tokens: Annotated[int | None, Field(description="Most tokens to generate.", ge=1)] = None,
-    ) -> dict[str, Any]:
+    ) -> Annotated[CallToolResult, m.ChatAnswer]:
         """Ask a language model through the lakehouse's router; returns its answer and token counts."""
         messages = [{"role": "system", "content": system}] if system else []
         messages.append({"role": "user", "content": prompt})
-        body: dict[str, Any] = {"model": model, "messages": messages}
-        if max_tokens is not None:
-            body["max_tokens"] = max_tokens
-        result: dict[str, Any] = await call("POST", "/v1/chat", json_body=body)
-        return result
+        opts: dict[str, Any] = {} if max_tokens is None else {"max_tokens": max_tokens}
+        return await call(lambda: client.chat(model, messages, **opts))
 
     @server.resource(
         RESOURCE_PREFIX + "{name}",
@@ -294,6 +259,34 @@ def build_server(gateway_url: str, timeout: float = 120.0, token: str | None = N
         mime_type="application/json",
     )
     async def dataset(name: str) -> str:
-        return json.dumps(await dataset_overview(gateway, name), default=str)
+        return json.dumps(await dataset_overview(server, name), default=str, separators=(",", ":"))
+
+    @server.prompt(title="Explore a dataset")
+    def explore_dataset(
+        name: Annotated[str, Field(description="The dataset to explore, as listed by list_datasets.")],
+    ) -> str:
+        """Get to know one dataset: its columns, size, history and what its values look like."""
+        return (
+            f"Explore the lakehouse dataset {name!r}. First call get_manifest with name={name!r} to "
+            "read its columns, types and row count. Then use query_sql (read-only DuckDB SQL; the "
+            f'dataset is the view "{name}") to look at a few rows, count distinct values and nulls '
+            "per column, and the range of numeric and date columns. Finish with a short summary: "
+            "what one row means, the columns worth knowing, data quality problems, and three "
+            "questions this dataset could answer, each with the SQL that answers it."
+        )
+
+    @server.prompt(title="Compare two versions of a dataset")
+    def compare_versions(
+        name: Annotated[str, Field(description="The dataset, as listed by list_datasets.")],
+        old: Annotated[str, Field(description="The older version number, e.g. 1.")],
+        new: Annotated[str, Field(description="The newer version number, e.g. 2.")],
+    ) -> str:
+        """What changed between two versions of a dataset: rows added, removed and changed."""
+        return (
+            f"Compare versions {old} and {new} of the lakehouse dataset {name!r}: they are the views "
+            f'"{name}@{old}" and "{name}@{new}" (quote the names in SQL). '
+            "Use get_manifest for both versions, then query_sql with EXCEPT to count and show "
+            "the rows added and removed. Summarise the change."
+        )
 
     return server

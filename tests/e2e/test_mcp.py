@@ -83,6 +83,8 @@ async def test_tools_have_described_schemas_and_an_unreachable_gateway_is_a_tool
         "list_datasets",
         "get_manifest",
         "query_sql",
+        "list_indexes",
+        "list_models",
         "embed_text",
         "search_vectors",
         "chat",
@@ -198,3 +200,65 @@ async def test_without_gateway_flag_the_config_names_the_gateway(
     async with mcp_session(config=config) as session:
         listed = payload(await session.call_tool("list_datasets", {}))
     assert "people" in [d["name"] for d in listed["datasets"]]
+
+
+async def test_every_tool_publishes_a_specific_output_schema_and_honest_hints() -> None:
+    async with mcp_session(closed_url()) as session:
+        tools = {tool.name: tool for tool in (await session.list_tools()).tools}
+    for tool in tools.values():
+        schema = tool.output_schema
+        assert schema is not None, f"{tool.name}: no outputSchema"
+        assert schema.get("properties"), f"{tool.name}: a generic object schema"
+        assert schema.get("required"), f"{tool.name}: no required fields"
+    sql_fields = set(tools["query_sql"].output_schema["properties"])
+    assert sql_fields >= {"columns", "rows", "row_count", "truncated"}
+    assert "indexes" in tools["list_indexes"].output_schema["properties"]
+    assert "data" in tools["list_models"].output_schema["properties"]
+    assert "hits" in tools["search_vectors"].output_schema["properties"]
+    assert "schema" in tools["get_manifest"].output_schema["properties"]
+    # A text query is embedded by a provider: the world outside the lakehouse.
+    assert tools["search_vectors"].annotations.open_world_hint is True
+    assert tools["list_indexes"].annotations.open_world_hint is False
+
+
+async def test_results_are_compact_json_matching_the_structured_content(lakehouse: LakehouseProcess) -> None:
+    async with mcp_session(lakehouse.url) as session:
+        result = await session.call_tool("query_sql", {"sql": "SELECT id, name FROM people ORDER BY id"})
+    text = text_of(result)
+    assert not result.is_error, text
+    assert json.loads(text) == result.structured_content
+    assert ": " not in text and ", " not in text and "\n" not in text
+
+
+async def test_list_indexes_and_models_through_mcp(lakehouse: LakehouseProcess) -> None:
+    with lakehouse.client() as client:
+        created = client.post("/v1/vectors/index", json={"name": "listed", "dim": 2})
+        assert created.status_code in (201, 409), created.text
+    async with mcp_session(lakehouse.url) as session:
+        indexes = payload(await session.call_tool("list_indexes", {}))
+        models = await session.call_tool("list_models", {})
+    listed = {i["name"]: i for i in indexes["indexes"]}
+    assert listed["listed"]["dim"] == 2 and listed["listed"]["metric"] == "cosine"
+    if models.is_error:
+        # A gateway without /v1/models yet says so, by its code.
+        assert "not_found" in text_of(models)
+    else:
+        assert isinstance(payload(models)["data"], list)
+
+
+async def test_resources_list_is_empty_not_an_error_when_the_gateway_is_down() -> None:
+    async with mcp_session(closed_url()) as session:
+        resources = (await session.list_resources()).resources
+        templates = (await session.list_resource_templates()).resource_templates
+    assert resources == []
+    assert [t.uri_template for t in templates] == ["lakehouse://datasets/{name}"]
+
+
+async def test_the_explore_dataset_prompt_names_the_dataset_and_the_tools() -> None:
+    async with mcp_session(closed_url()) as session:
+        prompts = {p.name: p for p in (await session.list_prompts()).prompts}
+        got = await session.get_prompt("explore_dataset", {"name": "people"})
+    assert {"explore_dataset", "compare_versions"} <= set(prompts)
+    assert [a.name for a in prompts["explore_dataset"].arguments or []] == ["name"]
+    text = "".join(getattr(msg.content, "text", "") for msg in got.messages)
+    assert "people" in text and "get_manifest" in text and "query_sql" in text

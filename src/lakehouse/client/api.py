@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any, Literal, TypeVar
@@ -188,13 +188,19 @@ class Client:
     def register(
         self,
         name: str,
-        schema: list[Mapping[str, str]],
-        objects: list[Mapping[str, Any]],
+        schema: Sequence[Mapping[str, str]],
+        objects: Sequence[Mapping[str, Any]],
         row_count: int,
         **extra: Any,
     ) -> m.Manifest:
         """Register stored Parquet objects as a new version (the same content again: the existing one)."""
-        body = {"name": name, "schema": schema, "objects": objects, "row_count": row_count, **extra}
+        body = {
+            "name": name,
+            "schema": list(schema),
+            "objects": list(objects),
+            "row_count": row_count,
+            **extra,
+        }
         return self._model(m.Manifest, "POST", "/v1/catalog/register", json=body)
 
     def delete_dataset(self, name: str) -> None:
@@ -284,7 +290,7 @@ class Client:
             body["model"] = model
         return self._model(m.IndexInfo, "POST", "/v1/vectors/index", json=body)
 
-    def add(self, index: str, items: list[Mapping[str, Any]]) -> m.AddResult:
+    def add(self, index: str, items: Sequence[Mapping[str, Any]]) -> m.AddResult:
         """Upsert items (`{"id", "vector"?, "text"?, "metadata"?}`), all or none."""
         path = f"/v1/vectors/index/{_segment(index)}/add"
         return self._model(m.AddResult, "POST", path, json={"items": list(items)})
@@ -319,20 +325,20 @@ class Client:
 
     # -- models ------------------------------------------------------------------------------
 
-    def embed(self, texts: list[str], model: str | None = None) -> m.Embeddings:
+    def embed(self, texts: Sequence[str], model: str | None = None) -> m.Embeddings:
         """One embedding vector per text."""
         body: dict[str, Any] = {"texts": list(texts)}
         if model is not None:
             body["model"] = model
         return self._model(m.Embeddings, "POST", "/v1/embed", json=body)
 
-    def chat(self, model: str, messages: list[Mapping[str, Any]], **opts: Any) -> m.ChatAnswer:
+    def chat(self, model: str, messages: Sequence[Mapping[str, Any]], **opts: Any) -> m.ChatAnswer:
         """One chat turn (`opts`: `format`, `max_tokens`, `temperature`, `think`, ...)."""
         body = {"model": model, "messages": list(messages), **opts, "stream": False}
         return self._model(m.ChatAnswer, "POST", "/v1/chat", json=body)
 
     def chat_stream(
-        self, model: str, messages: list[Mapping[str, Any]], **opts: Any
+        self, model: str, messages: Sequence[Mapping[str, Any]], **opts: Any
     ) -> Iterator[dict[str, Any]]:
         """The answer's pieces as they come (`{"content"}`), then the whole answer with `"done": true`.
 
