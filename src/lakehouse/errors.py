@@ -23,7 +23,9 @@
     │   ├── AlreadyExists              409 already_exists
     │   ├── SchemaDrift                409 schema_drift
     │   └── VersionConflict            409 version_conflict
+    ├── PreconditionFailed             412 precondition_failed
     ├── TooLarge                       413 too_large
+    ├── RangeNotSatisfiable            416 range_not_satisfiable
     ├── HeadersTooLarge                431 headers_too_large
     ├── RateLimited                    429 rate_limited
     ├── UpstreamError                  502 upstream_error
@@ -222,11 +224,25 @@ class VersionConflict(Conflict):
     code = "version_conflict"
 
 
+class PreconditionFailed(LakehouseError):
+    """A conditional write's `If-Match` / `If-None-Match` did not hold; nothing was written."""
+
+    status = 412
+    code = "precondition_failed"
+
+
 class TooLarge(LakehouseError):
     """A body exceeds its size cap."""
 
     status = 413
     code = "too_large"
+
+
+class RangeNotSatisfiable(LakehouseError):
+    """A `Range` starts at or past the object's end (answered with `Content-Range: bytes */size`)."""
+
+    status = 416
+    code = "range_not_satisfiable"
 
 
 class HeadersTooLarge(LakehouseError):

@@ -444,3 +444,127 @@ def test_client_dropping_mid_upload_leaves_nothing(server: LakehouseProcess) -> 
     with server.client() as client:
         assert client.get(f"{OBJECTS}/drop/doc").content == b"original"
         assert listed(client, "drop/") == ["drop/doc"]
+
+
+@pytest.fixture(params=["local", "s3"])
+def backend_server(request: pytest.FixtureRequest, start_lakehouse: StartLakehouse) -> LakehouseProcess:
+    """An all-in-one process over each backend: a local folder, or a fresh moto bucket."""
+    if request.param == "local":
+        return start_lakehouse()
+    s3_storage: dict[str, Any] = request.getfixturevalue("s3_storage")
+    return start_lakehouse(config={"storage": s3_storage}, env=request.getfixturevalue("s3_env"))
+
+
+def test_ranges_first_last_suffix_open_and_past_the_end(backend_server: LakehouseProcess) -> None:
+    data = bytes(range(256)) * 40  # 10240 bytes, every offset distinguishable
+    size = len(data)
+    with backend_server.client() as client:
+        assert client.put(f"{OBJECTS}/r/obj", content=data).status_code == 201
+        url = f"{OBJECTS}/r/obj"
+        for header, start, end in [
+            ("bytes=0-0", 0, 0),
+            (f"bytes={size - 1}-{size - 1}", size - 1, size - 1),
+            ("bytes=100-199", 100, 199),
+            ("bytes=10000-", 10000, size - 1),
+            ("bytes=-7", size - 7, size - 1),
+            ("bytes=-999999", 0, size - 1),
+            ("bytes=10200-999999", 10200, size - 1),
+        ]:
+            got = client.get(url, headers={"Range": header})
+            assert got.status_code == 206, (header, got.text)
+            assert got.content == data[start : end + 1], header
+            assert got.headers["content-range"] == f"bytes {start}-{end}/{size}"
+            assert got.headers["content-length"] == str(end - start + 1)
+            assert got.headers["accept-ranges"] == "bytes"
+        for header in (f"bytes={size}-", f"bytes={size + 5}-{size + 10}", "bytes=-0"):
+            past = client.get(url, headers={"Range": header})
+            assert_error(past, 416, "range_not_satisfiable")
+            assert past.headers["content-range"] == f"bytes */{size}"
+        # Malformed, reversed, another unit or several ranges: ignored, the whole object (RFC 9110).
+        for header in ("bytes=abc", "bytes=5-2", "items=0-1", "bytes=0-1,5-6", "bytes=-"):
+            whole = client.get(url, headers={"Range": header})
+            assert whole.status_code == 200, header
+            assert whole.content == data
+        assert client.head(url).headers["accept-ranges"] == "bytes"
+        assert client.get(url).headers["accept-ranges"] == "bytes"
+        # If-Range with the current etag honours the range; with another, the whole object.
+        etag = client.head(url).headers["etag"]
+        assert client.get(url, headers={"Range": "bytes=0-3", "If-Range": etag}).status_code == 206
+        stale = client.get(url, headers={"Range": "bytes=0-3", "If-Range": '"other"'})
+        assert stale.status_code == 200 and stale.content == data
+
+
+def test_if_none_match_gives_304_on_get_and_head(backend_server: LakehouseProcess) -> None:
+    with backend_server.client() as client:
+        client.put(f"{OBJECTS}/c/a", content=b"cached")
+        etag = client.head(f"{OBJECTS}/c/a").headers["etag"]
+        assert etag.startswith('"') and etag.endswith('"')
+        bare = etag.strip('"')
+        for value in (etag, bare, f"W/{etag}", f'"nope", {etag}', "*"):
+            for method in ("GET", "HEAD"):
+                got = client.request(method, f"{OBJECTS}/c/a", headers={"If-None-Match": value})
+                assert got.status_code == 304, (method, value)
+                assert got.headers["etag"] == etag
+                assert got.content == b""
+        fresh = client.get(f"{OBJECTS}/c/a", headers={"If-None-Match": '"stale"'})
+        assert fresh.status_code == 200 and fresh.content == b"cached"
+
+
+def test_conditional_puts_fail_with_412_and_write_nothing(backend_server: LakehouseProcess) -> None:
+    with backend_server.client() as client:
+        url = f"{OBJECTS}/p/obj"
+        created = client.put(url, content=b"v1", headers={"If-None-Match": "*"})
+        assert created.status_code == 201
+        etag = created.json()["etag"]
+        assert_error(
+            client.put(url, content=b"v2", headers={"If-None-Match": "*"}), 412, "precondition_failed"
+        )
+        assert client.get(url).content == b"v1"
+        assert_error(
+            client.put(url, content=b"v2", headers={"If-Match": '"wrong"'}), 412, "precondition_failed"
+        )
+        assert client.get(url).content == b"v1"
+        assert_error(
+            client.put(f"{OBJECTS}/p/absent", content=b"x", headers={"If-Match": f'"{etag}"'}),
+            412,
+            "precondition_failed",
+        )
+        assert_error(
+            client.put(f"{OBJECTS}/p/absent", content=b"x", headers={"If-Match": "*"}),
+            412,
+            "precondition_failed",
+        )
+        assert client.get(f"{OBJECTS}/p/absent").status_code == 404
+        # The right etag, quoted, bare or weak, replaces; the old etag then fails.
+        replaced = client.put(url, content=b"v2", headers={"If-Match": f'W/"{etag}"'})
+        assert replaced.status_code == 200, replaced.text
+        assert client.get(url).content == b"v2"
+        assert_error(client.put(url, content=b"v3", headers={"If-Match": etag}), 412, "precondition_failed")
+        newer = replaced.json()["etag"]
+        assert client.put(url, content=b"v3", headers={"If-Match": newer}).status_code == 200
+        assert client.put(url, content=b"v4", headers={"If-Match": "*"}).status_code == 200
+        assert client.get(url).content == b"v4"
+        assert listed(client, "p/") == ["p/obj"]
+
+
+def test_listing_pages_with_after_and_next_like_an_s3_client(backend_server: LakehouseProcess) -> None:
+    keys = [f"page/{i:03d}" for i in range(7)]
+    with backend_server.client() as client:
+        for key in keys:
+            client.put(f"{OBJECTS}/{key}", content=b"x")
+        seen: list[str] = []
+        after: str | None = None
+        pages = 0
+        while True:
+            params: dict[str, Any] = {"prefix": "page/", "limit": 3}
+            if after:
+                params["after"] = after
+            page = client.get(OBJECTS, params=params).json()
+            seen += [o["key"] for o in page["objects"]]
+            pages += 1
+            after = page["next"]
+            assert page["truncated"] == (after is not None)
+            if after is None:
+                break
+        assert seen == keys
+        assert pages == 3

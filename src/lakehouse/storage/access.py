@@ -12,8 +12,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from lakehouse.config import StorageConfig
-from lakehouse.errors import Busy, NotFound, ReservedKey, TooLarge
-from lakehouse.storage.base import PRIVATE_PREFIX, ObjectInfo, ObjectStore, PutResult
+from lakehouse.errors import AlreadyExists, Busy, NotFound, PreconditionFailed, ReservedKey, TooLarge
+from lakehouse.storage.base import PRIVATE_PREFIX, ByteRange, ObjectInfo, ObjectStore, PutResult
 from lakehouse.storage.keys import is_private, is_reserved, validate_key, validate_prefix
 
 RETRY_AFTER_SECS = 1
@@ -90,17 +90,32 @@ class StorageAccess:
                 limit=self.max_object_bytes,
             )
 
-    async def put(self, key: str, chunks: AsyncIterator[bytes], declared: int | None = None) -> PutResult:
-        """Store a client's streamed body under a client key.
+    async def put(
+        self,
+        key: str,
+        chunks: AsyncIterator[bytes],
+        declared: int | None = None,
+        *,
+        if_absent: bool = False,
+        if_match: str | None = None,
+    ) -> PutResult:
+        """Store a client's streamed body under a client key, optionally only if absent or unchanged.
 
         Raises:
             InvalidKey: the key breaks the key rules.
             ReservedKey: the key is under the lakehouse's own prefix.
             TooLarge: the body is (or declares itself) past the cap; nothing is stored.
+            PreconditionFailed: `if_absent` and the key exists, or `if_match` and its etag
+                differs or it is absent; nothing is stored.
         """
         self._writable(key)
         self.check_length(declared)
-        return await self.store.put(key, chunks, max_bytes=self.max_object_bytes)
+        try:
+            return await self.store.put(
+                key, chunks, max_bytes=self.max_object_bytes, if_absent=if_absent, if_match=if_match
+            )
+        except AlreadyExists:
+            raise PreconditionFailed(f"object {key!r} already exists (If-None-Match: *)", key=key) from None
 
     async def get(self, key: str) -> tuple[ObjectInfo, AsyncIterator[bytes]]:
         """The object's info and its bytes (reserved keys are readable, private ones are not).
@@ -109,6 +124,16 @@ class StorageAccess:
             InvalidKey, NotFound (also for keys under the private prefix).
         """
         return await self.store.get(self._readable(key))
+
+    async def get_range(
+        self, key: str, byte_range: ByteRange
+    ) -> tuple[ObjectInfo, tuple[int, int], AsyncIterator[bytes]]:
+        """One byte range of an object: its info, the inclusive span served, the bytes.
+
+        Raises:
+            InvalidKey, NotFound, RangeNotSatisfiable.
+        """
+        return await self.store.get_range(self._readable(key), byte_range)
 
     async def head(self, key: str) -> ObjectInfo:
         """The object's info.
@@ -153,7 +178,6 @@ class StorageAccess:
             if len(shown) >= limit:  # the page ended on a key it shows: the next page starts after it
                 return Listing(shown, True, last)
             cursor = max(last, PRIVATE_SKIP) if last.startswith(PRIVATE_PREFIX) else last
-
 
     def _readable(self, key: str) -> str:
         validate_key(key)

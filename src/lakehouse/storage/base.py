@@ -16,6 +16,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
+from lakehouse.errors import RangeNotSatisfiable
+
 # Keys under this prefix belong to the lakehouse itself (dataset files,
 # manifests, vector snapshots and logs): read-only through the storage API.
 RESERVED_PREFIX = "_lakehouse/"
@@ -44,6 +46,40 @@ class PutResult:
     replaced: bool
 
 
+@dataclass(frozen=True)
+class ByteRange:
+    """One HTTP byte range: `first-last`, `first-` (`last` None) or the suffix `-length` (`first` None)."""
+
+    first: int | None
+    last: int | None = None
+    suffix: int | None = None
+
+    def resolve(self, size: int) -> tuple[int, int]:
+        """The inclusive (start, end) offsets this range names in an object of `size` bytes.
+
+        Raises:
+            RangeNotSatisfiable: the range starts at or past the end (or is an empty suffix),
+                with `Content-Range: bytes */size`.
+        """
+        if self.suffix is not None:
+            if self.suffix == 0 or size == 0:
+                raise _unsatisfiable(size)
+            return max(0, size - self.suffix), size - 1
+        first = self.first or 0
+        if first >= size:
+            raise _unsatisfiable(size)
+        last = size - 1 if self.last is None else min(self.last, size - 1)
+        return first, last
+
+
+def _unsatisfiable(size: int) -> RangeNotSatisfiable:
+    return RangeNotSatisfiable(
+        f"the range lies past the object's end ({size} bytes)",
+        headers={"Content-Range": f"bytes */{size}"},
+        size=size,
+    )
+
+
 class ObjectStore(Protocol):
     """Object I/O over one bucket or folder."""
 
@@ -54,6 +90,7 @@ class ObjectStore(Protocol):
         *,
         max_bytes: int | None = None,
         if_absent: bool = False,
+        if_match: str | None = None,
     ) -> PutResult:
         """Store the streamed bytes atomically under `key`.
 
@@ -62,10 +99,12 @@ class ObjectStore(Protocol):
             chunks: the body, consumed once.
             max_bytes: cap enforced while streaming.
             if_absent: create only; never replace.
+            if_match: replace only the object whose etag (unquoted) is this one.
 
         Raises:
             TooLarge: the stream passed `max_bytes`; nothing is stored.
             AlreadyExists: `if_absent` and the key exists.
+            PreconditionFailed: `if_match` and the key is absent or has another etag.
         """
         ...
 
@@ -82,6 +121,17 @@ class ObjectStore(Protocol):
 
         Raises:
             NotFound: no such key.
+        """
+        ...
+
+    async def get_range(
+        self, key: str, byte_range: ByteRange
+    ) -> tuple[ObjectInfo, tuple[int, int], AsyncIterator[bytes]]:
+        """The object's info, the inclusive (start, end) served, and a stream of just those bytes.
+
+        Raises:
+            NotFound: no such key.
+            RangeNotSatisfiable: the range starts past the end.
         """
         ...
 

@@ -7,7 +7,11 @@ switches to path-style requests and allows plain http (MinIO, moto).
 
 Large bodies are streamed as multipart uploads that S3 only publishes on
 completion, so a reader never sees half an object; a body that fails or
-passes its cap aborts the upload and leaves nothing behind. The bucket is
+passes its cap aborts the upload and leaves nothing behind. Conditional
+writes (`if_absent`, `if_match`) are one conditional PUT that S3 itself
+decides atomically (`If-None-Match: *` / `If-Match: <etag>`); S3 does not
+take conditions on multipart uploads, so such a body is gathered in memory
+first (at most the object cap). The bucket is
 never created here: `lakehouse doctor` reports a missing one.
 """
 
@@ -28,11 +32,11 @@ from obstore.exceptions import AlreadyExistsError, BaseError, PreconditionError
 from obstore.store import S3Store as _ObS3Store
 
 from lakehouse.config import ConfigError, StorageConfig
-from lakehouse.errors import AlreadyExists, NotFound, TooLarge, Unavailable
-from lakehouse.storage.base import ObjectInfo, PutResult
+from lakehouse.errors import AlreadyExists, NotFound, PreconditionFailed, TooLarge, Unavailable
+from lakehouse.storage.base import ByteRange, ObjectInfo, PutResult
 
 if TYPE_CHECKING:
-    from obstore import ObjectMeta
+    from obstore import ObjectMeta, PutMode
     from obstore.store import ClientConfig, RetryConfig
 
 # Multipart part size and parts in flight: bounds the memory one upload holds
@@ -137,19 +141,26 @@ class S3Store:
         *,
         max_bytes: int | None = None,
         if_absent: bool = False,
+        if_match: str | None = None,
     ) -> PutResult:
         """Store the streamed bytes under `key` (see ObjectStore.put).
 
-        With `if_absent` the S3 client sends one conditional PUT, so the body
-        is gathered in memory first: meant for manifests and other small values.
+        With `if_absent` or `if_match` the S3 client sends one conditional
+        PUT, so the body is gathered in memory first.
         """
-        existed = False if if_absent else await self._exists(key)
-        with _s3_errors(key):
+        mode: PutMode = "overwrite"
+        if if_absent:
+            mode = "create"
+        elif if_match is not None:
+            mode = {"e_tag": f'"{if_match}"'}
+        existed = if_match is not None or (False if if_absent else await self._exists(key))
+        with _s3_errors(key, conditional=if_match is not None):
             await obstore.put_async(
                 self._store,
                 key,
                 _capped(chunks, max_bytes),
-                mode="create" if if_absent else "overwrite",
+                mode=mode,
+                use_multipart=False if mode != "overwrite" else None,
                 chunk_size=PART_SIZE,
                 max_concurrency=PARTS_IN_FLIGHT,
             )
@@ -176,6 +187,27 @@ class S3Store:
         with _s3_errors(key):
             result = await obstore.get_async(self._store, key)
         return _info(result.meta), _stream(result.stream(min_chunk_size=READ_CHUNK), key)
+
+    async def get_range(
+        self, key: str, byte_range: ByteRange
+    ) -> tuple[ObjectInfo, tuple[int, int], AsyncIterator[bytes]]:
+        """The object's info, the span served, and its bytes from one ranged GET.
+
+        The size comes from a HEAD; the GET is pinned to that version with
+        `If-Match`, so a replace landing in between is retried, never mixed.
+        """
+        for _ in range(3):
+            info = await self.head(key)
+            start, end = byte_range.resolve(info.size)
+            try:
+                with _s3_errors(key):
+                    result = await obstore.get_async(
+                        self._store, key, options={"range": (start, end + 1), "if_match": f'"{info.etag}"'}
+                    )
+            except AlreadyExists:  # the precondition failed: replaced since the HEAD
+                continue
+            return info, (start, end), _stream(result.stream(min_chunk_size=READ_CHUNK), key)
+        raise Unavailable(f"object {key!r} kept changing while being read; retry", key=key)
 
     async def get_bytes(self, key: str) -> bytes:
         """The whole object in memory."""
@@ -257,13 +289,22 @@ async def _stream(chunks: Any, key: str) -> AsyncIterator[bytes]:
 
 
 @contextmanager
-def _s3_errors(key: str) -> Iterator[None]:
-    """Turn the S3 client's errors into the lakehouse's typed ones."""
+def _s3_errors(key: str, *, conditional: bool = False) -> Iterator[None]:
+    """Turn the S3 client's errors into the lakehouse's typed ones.
+
+    `conditional`: an `If-Match` write, whose failed or absent target is PreconditionFailed.
+    """
     try:
         yield
-    except FileNotFoundError:
-        raise NotFound(f"no object {key!r}", key=key) from None
-    except (AlreadyExistsError, PreconditionError):
+    except (FileNotFoundError, PreconditionError) as exc:
+        if conditional:
+            raise PreconditionFailed(
+                f"object {key!r} is absent or has changed: its etag is not the one given in If-Match", key=key
+            ) from None
+        if isinstance(exc, FileNotFoundError):
+            raise NotFound(f"no object {key!r}", key=key) from None
+        raise AlreadyExists(f"object {key!r} already exists", key=key) from None
+    except AlreadyExistsError:
         raise AlreadyExists(f"object {key!r} already exists", key=key) from None
     except BaseError as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
