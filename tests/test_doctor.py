@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from tests.fakes.server import serve_in_thread
-from tests.support.procs import LAKEHOUSE, closed_url, write_config
+from tests.support.procs import LAKEHOUSE, LakehouseProcess, closed_url, write_config
 
 SERVICE_SECTIONS = ("gateway", "storaged", "catalogd", "ingestd", "queryd", "vectord", "embedd", "chatd")
 
@@ -136,6 +136,30 @@ def test_a_port_in_use_fails_with_the_command_to_find_its_owner(tmp_path: Path) 
     assert checks["port:gateway"]["status"] == "fail"
     assert f"sport = :{port}" in checks["port:gateway"]["fix"]
     assert checks["port:storaged"]["status"] == "ok"
+
+
+def test_its_own_running_lakehouse_on_the_port_is_ok_not_in_use(tmp_path: Path) -> None:
+    served = tmp_path / "served"
+    served.mkdir()
+    config = write_config(served / "lakehouse.toml", {"storage": {"root": str(tmp_path / "data")}})
+    proc = LakehouseProcess(config).start()
+    try:
+        sections = base_sections(tmp_path)
+        sections["gateway"]["bind"] = f"127.0.0.1:{proc.port}"
+        sections["queryd"]["bind"] = f"127.0.0.1:{proc.port}"  # the gateway is not queryd
+        code, checks, _ = doctor_json(tmp_path, sections)
+    finally:
+        proc.stop()
+    assert code == 0, checks
+    assert checks["port:gateway"]["status"] == "ok"
+    assert "the lakehouse is already serving here" in checks["port:gateway"]["detail"]
+    assert checks["port:queryd"]["status"] == "warn"
+    assert f"sport = :{proc.port}" in checks["port:queryd"]["fix"]
+
+
+def test_developer_extras_are_not_reported(tmp_path: Path) -> None:
+    _, checks, _ = doctor_json(tmp_path, base_sections(tmp_path))
+    assert "extra:dev" not in checks
 
 
 def test_an_unknown_config_key_fails_and_stops_the_other_checks(tmp_path: Path) -> None:

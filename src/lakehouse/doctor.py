@@ -33,6 +33,10 @@ MIN_PYTHON = (3, 11)
 PROBE_PREFIX = "_lakehouse/doctor/"
 STORAGE_TIMEOUT = 15.0
 HTTP_TIMEOUT = 3.0
+# How long a port's listener has to answer `GET /health` before it is taken for a stranger.
+HEALTH_TIMEOUT = 1.5
+# Extras for working on the lakehouse itself, not for running it: never reported.
+DEVELOPER_EXTRAS = frozenset({"dev", "test", "docs"})
 # chatd providers whose key comes from `<provider>_key_env` / `<provider>_key_file`.
 KEYED_PROVIDERS = ("ollama_cloud", "openrouter", "opencode", "kimi")
 
@@ -132,6 +136,8 @@ def check_packages(dist: str = "lakehouse") -> list[CheckResult]:
     else:
         results.append(ok("packages", f"{len(runtime)} runtime dependencies installed"))
     for extra, reqs in sorted(extras.items()):
+        if extra in DEVELOPER_EXTRAS:
+            continue
         absent = _missing(reqs)
         name = f"extra:{extra}"
         if absent:
@@ -328,6 +334,9 @@ def _port_result(service: str, bind: str, required: bool) -> CheckResult:
         try:
             sock.bind((host, port))
         except OSError as exc:
+            serving = _lakehouse_serving(host, port, service)
+            if serving is not None:
+                return ok(name, f"{bind}: {serving}", required=required)
             fix = (
                 f"ss -ltnp 'sport = :{port}'  # find and stop what listens there, "
                 f"or set [{service}] bind to a free port in lakehouse.toml"
@@ -335,6 +344,29 @@ def _port_result(service: str, bind: str, required: bool) -> CheckResult:
             return problem(name, f"{bind} is not free: {exc.strerror or exc}", fix, required=required)
     scope = "" if required else " (used when services run apart)"
     return ok(name, f"{bind} is free{scope}", required=required)
+
+
+def _lakehouse_serving(host: str, port: int, service: str) -> str | None:
+    """What a lakehouse listening on `host:port` says of itself, or None when it is not one.
+
+    `GET /health` through `lakehouse.Client`: this service answering with our version
+    means the lakehouse is already serving there, not that something else holds the port.
+    """
+    from lakehouse import __version__
+    from lakehouse.client import Client
+
+    shown = f"[{host}]" if ":" in host else host
+    shown = "127.0.0.1" if host in ("0.0.0.0", "", "::") else shown
+    try:
+        with Client(f"http://{shown}:{port}", token="", timeout=HEALTH_TIMEOUT) as client:
+            health = client.health()
+    except (LakehouseError, ValueError):
+        return None
+    if health.service != service:  # `lakehouse serve` (every service) answers as the gateway
+        return None
+    if health.version == __version__:
+        return f"the lakehouse is already serving here ({health.service} {health.version})"
+    return f"a lakehouse {health.version} is already serving here (this install is {__version__})"
 
 
 def run_checks(config: str | None = None, *, ports: bool = True) -> list[CheckResult]:
