@@ -8,6 +8,8 @@ them, then times, one request at a time after a warm-up:
     whole answer   POST /v1/chat/completions (fake)    vs  POST /v1/chat/completions (openrouter/...)
     first token    POST /api/chat streamed (NDJSON)    vs  POST /v1/chat with stream true
     first token    fake SSE /v1/chat/completions       vs  POST /v1/chat/completions with stream true
+    tool call      POST /api/chat with 5 tools         vs  POST /v1/chat/completions with them (translated)
+    tool call      fake /v1/chat/completions + tools   vs  POST /v1/chat/completions (openrouter/..., as is)
 
     .venv/bin/python bench/chat.py [--requests 400] [--warmup 50]
 
@@ -35,6 +37,21 @@ from tests.support.procs import LakehouseProcess, write_config  # noqa: E402
 
 KEY = "sk-bench"
 MESSAGES = [{"role": "user", "content": "say hello to the benchmark"}]
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": f"tool_{i}",
+            "description": f"Benchmark tool number {i}",
+            "parameters": {
+                "type": "object",
+                "properties": {"query": {"type": "string"}, "limit": {"type": "integer"}},
+                "required": ["query"],
+            },
+        },
+    }
+    for i in range(5)
+]
 
 
 def serve_fake(kind: str) -> None:
@@ -159,6 +176,24 @@ def main() -> None:
                     ),
                     lambda: first_token(
                         client, lakehouse.url + "/v1/chat/completions", {**routed, "stream": True}, {}
+                    ),
+                ),
+                (
+                    "ollama + tools, tool call",
+                    lambda: whole(
+                        client, ollama + "/api/chat", {**local, "tools": TOOLS, "stream": False}, {}
+                    ),
+                    lambda: whole(
+                        client, lakehouse.url + "/v1/chat/completions", {**local, "tools": TOOLS}, {}
+                    ),
+                ),
+                (
+                    "openrouter + tools, tool call",
+                    lambda: whole(
+                        client, openai + "/v1/chat/completions", {**upstream, "tools": TOOLS}, auth
+                    ),
+                    lambda: whole(
+                        client, lakehouse.url + "/v1/chat/completions", {**routed, "tools": TOOLS}, {}
                     ),
                 ),
             ]

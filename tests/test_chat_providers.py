@@ -13,13 +13,16 @@ import pytest
 from lakehouse.config import ChatdConfig, Settings
 from lakehouse.errors import (
     LakehouseError,
+    NotFound,
     ProviderUnavailable,
     RateLimited,
+    UnsupportedParameter,
     UpstreamError,
     UpstreamTimeout,
 )
 from lakehouse.providers.chat import ChatRouter
 from lakehouse.providers.keys import resolve_key
+from lakehouse.providers.models import find_model, list_models
 from lakehouse.providers.ollama_cloud import flatten_messages
 from lakehouse.providers.transport import Upstream
 from lakehouse.providers.types import ChatRequest, ChatResponse, Chunk, Message
@@ -349,3 +352,150 @@ def test_upstream_text_is_scrubbed_of_the_key() -> None:
     upstream = Upstream("kimi", "http://127.0.0.1:1", secret="sk-kimi-123")
     assert "sk-kimi-123" not in upstream.scrub("Incorrect API key provided: sk-kimi-123.")
     assert "sk-kimi-123" not in repr(upstream)
+
+
+# --- tools, schemas, images, model lists ---------------------------------------------------------
+
+WEATHER = {
+    "type": "function",
+    "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {}}},
+}
+
+
+async def test_ollama_tool_calls_come_back_in_openai_shape(ollama: FakeOllama) -> None:
+    answer = await ask(make_router(ollama), "qwen3:4b", tools=(WEATHER,))
+    assert ollama.requests[-1]["tools"] == [WEATHER]
+    assert answer.done_reason == "tool_calls"
+    (call,) = answer.tool_calls
+    assert call["id"].startswith("call_") and call["type"] == "function"
+    assert call["function"] == {"name": "get_weather", "arguments": '{"query": "say hello"}'}
+
+
+async def test_ollama_tool_turns_are_translated(ollama: FakeOllama) -> None:
+    call = {
+        "id": "call_1",
+        "type": "function",
+        "function": {"name": "get_weather", "arguments": '{"c": "Paris"}'},
+    }
+    turns = (
+        Message("user", "weather?"),
+        Message("assistant", "", tool_calls=(call,)),
+        Message("tool", "sunny", tool_call_id="call_1"),
+    )
+    router = make_router(ollama)
+    try:
+        answer = await router.chat(ChatRequest("qwen3:4b", turns, tools=(WEATHER,)))
+    finally:
+        await router.close()
+    sent = ollama.requests[-1]["messages"]
+    assert sent[1]["tool_calls"] == [{"function": {"name": "get_weather", "arguments": {"c": "Paris"}}}]
+    assert sent[2] == {"role": "tool", "content": "sunny", "tool_name": "get_weather"}
+    assert answer.content == "tool said: sunny" and answer.tool_calls == ()
+
+
+async def test_ollama_streamed_tool_calls_are_indexed_deltas(ollama: FakeOllama) -> None:
+    router = make_router(ollama)
+    try:
+        stream = router.stream(ChatRequest("qwen3:4b", HELLO, tools=(WEATHER,)))
+        chunks = [chunk async for chunk in stream]
+    finally:
+        await router.close()
+    deltas = [d for c in chunks for d in c.tool_calls]
+    assert [d["index"] for d in deltas] == [0] and deltas[0]["function"]["name"] == "get_weather"
+    assert chunks[-1].done_reason == "tool_calls"
+    assert [c["function"]["name"] for c in stream.response().tool_calls] == ["get_weather"]
+
+
+@pytest.mark.parametrize(
+    ("options", "param"),
+    [
+        ({"tool_choice": "required"}, "tool_choice"),
+        ({"tool_choice": {"type": "function", "function": {"name": "get_weather"}}}, "tool_choice"),
+        ({"parallel_tool_calls": False}, "parallel_tool_calls"),
+        ({"options": {"logit_bias": {}}}, "logit_bias"),
+    ],
+)
+async def test_what_ollama_cannot_honour_is_unsupported_parameter(
+    ollama: FakeOllama, options: dict[str, Any], param: str
+) -> None:
+    with pytest.raises(UnsupportedParameter) as caught:
+        await ask(make_router(ollama), "qwen3:4b", tools=(WEATHER,), **options)
+    assert caught.value.detail["param"] == param
+    assert ollama.requests == []
+
+
+async def test_ollama_gets_schema_format_sampling_options_and_images(ollama: FakeOllama) -> None:
+    schema = {"type": "object", "properties": {"echo": {"type": "string"}}}
+    turns = (Message("user", "look", images=("data:image/png;base64,AAAA",)),)
+    router = make_router(ollama)
+    try:
+        await router.chat(ChatRequest("qwen3:4b", turns, format=schema, options={"stop": "END", "seed": 3}))
+    finally:
+        await router.close()
+    sent = ollama.requests[-1]
+    assert sent["format"] == schema
+    assert sent["options"] == {"stop": ["END"], "seed": 3}
+    assert sent["messages"] == [{"role": "user", "content": "look", "images": ["AAAA"]}]
+
+
+async def test_ollama_cloud_takes_tools_through_api_chat(ollama: FakeOllama) -> None:
+    answer = await ask(make_router(ollama), "ollama_cloud/gpt-oss:120b", tools=(WEATHER,))
+    assert ollama.paths == ["/api/chat"] and ollama.auth == ["Bearer sk-cloud-123"]
+    assert answer.tool_calls[0]["function"]["name"] == "get_weather"
+
+
+async def test_openai_compatible_tools_from_the_native_route(openai: FakeOpenAI) -> None:
+    call = {"id": "call_9", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}
+    turns = (
+        *HELLO,
+        Message("assistant", "", tool_calls=(call,)),
+        Message("tool", "rain", tool_call_id="call_9"),
+    )
+    router = make_router(openai=openai)
+    try:
+        first = await router.chat(ChatRequest("openrouter/v/m", HELLO, tools=(WEATHER,), tool_choice="auto"))
+        second = await router.chat(ChatRequest("openrouter/v/m", turns, tools=(WEATHER,)))
+    finally:
+        await router.close()
+    assert first.done_reason == "tool_calls" and first.tool_calls[0]["id"] == "call_fake1"
+    assert openai.requests[0]["tools"] == [WEATHER] and openai.requests[0]["tool_choice"] == "auto"
+    assert openai.requests[1]["messages"][-2:] == [
+        {"role": "assistant", "content": "", "tool_calls": [call]},
+        {"role": "tool", "content": "rain", "tool_call_id": "call_9"},
+    ]
+    assert second.content == "tool said: rain"
+
+
+async def test_openai_compatible_streamed_tool_call_deltas_merge(openai: FakeOpenAI) -> None:
+    router = make_router(openai=openai)
+    try:
+        stream = router.stream(ChatRequest("openrouter/v/m", HELLO, tools=(WEATHER,)))
+        chunks = [chunk async for chunk in stream]
+    finally:
+        await router.close()
+    assert sum(1 for c in chunks if c.tool_calls) == 3
+    assert chunks[-1].done_reason == "tool_calls"
+    (call,) = stream.response().tool_calls
+    assert call["id"] == "call_fake1" and json.loads(call["function"]["arguments"]) == {"query": "say hello"}
+
+
+async def test_model_list_leaves_out_a_provider_that_is_down(ollama: FakeOllama, openai: FakeOpenAI) -> None:
+    router = make_router(ollama, openai)
+    settings = Settings(models={"fast": "qwen3:4b"})
+    try:
+        ids = [m["id"] for m in await list_models(router, settings)]
+        assert ids[:2] == ["fast", "nomic-embed-text"]
+        assert {
+            "qwen3:4b",
+            "ollama_cloud/qwen3:4b",
+            "openrouter/meta/llama-3.1-8b",
+            "kimi/moonshot/kimi-k2",
+        } <= set(ids)
+        openai.fail_status = 500
+        ids = [m["id"] for m in await list_models(router, settings)]
+        assert "qwen3:4b" in ids and not any(i.startswith(("openrouter/", "kimi/", "opencode/")) for i in ids)
+        assert (await find_model(router, settings, "qwen3:4b"))["owned_by"] == "ollama"
+        with pytest.raises(NotFound):
+            await find_model(router, settings, "openrouter/meta/llama-3.1-8b")
+    finally:
+        await router.close()

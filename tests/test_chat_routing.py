@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from lakehouse.config import ChatdConfig, Settings
-from lakehouse.errors import InvalidRequest, ProviderNotRegistered
+from lakehouse.errors import InvalidRequest, ProviderNotRegistered, UnsupportedParameter
 from lakehouse.providers.chat import CHAT_PROVIDERS, ChatRouter
+from lakehouse.providers.openai_shape import to_chat_request
 from lakehouse.providers.routing import PREFIXED, Route, resolve
 from lakehouse.providers.types import ChatRequest, Message
 
@@ -180,3 +182,104 @@ async def test_missing_model_or_messages_is_invalid(request_: ChatRequest) -> No
     with pytest.raises(InvalidRequest):
         router.stream(request_)
     await router.close()
+
+
+# --- the OpenAI Chat Completions body: what is honoured, what is refused -------------------------
+
+BASE: dict[str, Any] = {"model": "qwen3:4b", "messages": [{"role": "user", "content": "hi"}]}
+
+
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [
+        ({"n": 2}, "n"),
+        ({"logprobs": True}, "logprobs"),
+        ({"top_logprobs": 1}, "top_logprobs"),
+        ({"logit_bias": {"1": 2}}, "logit_bias"),
+        ({"audio": {"voice": "x"}}, "audio"),
+        ({"modalities": ["audio"]}, "modalities"),
+        ({"prediction": {"type": "content"}}, "prediction"),
+        ({"functions": [{"name": "f"}]}, "functions"),
+        ({"function_call": "auto"}, "function_call"),
+        ({"stream_options": {"include_obfuscation": True}}, "stream_options.include_obfuscation"),
+        ({"store": True}, "store"),
+        ({"response_format": {"type": "xml"}}, "response_format"),
+        ({"tools": [{"type": "code_interpreter"}]}, "tools.0"),
+        ({"messages": [{"role": "user", "content": [{"type": "input_audio"}]}]}, "messages.0.content"),
+        ({"messages": [{"role": "user", "content": "hi", "audio": {"id": "a"}}]}, "messages.0.audio"),
+    ],
+)
+def test_what_no_provider_can_honour_is_refused_by_name(extra: dict[str, Any], param: str) -> None:
+    with pytest.raises(UnsupportedParameter) as caught:
+        to_chat_request({**BASE, **extra})
+    assert caught.value.detail["param"] == param
+    assert param in caught.value.message
+
+
+def test_what_is_honoured_reaches_the_request() -> None:
+    schema = {"type": "object"}
+    tools = [{"type": "function", "function": {"name": "f"}}]
+    request = to_chat_request(
+        {
+            **BASE,
+            "messages": [
+                {"role": "developer", "content": "be brief"},
+                {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]},
+            ],
+            "n": 1,
+            "logprobs": False,
+            "logit_bias": None,
+            "modalities": ["text"],
+            "stream_options": {"include_usage": True},
+            "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}},
+            "tools": tools,
+            "tool_choice": "auto",
+            "top_p": 0.5,
+            "stop": ["x"],
+            "max_completion_tokens": 9,
+            "user": "u1",
+        }
+    )
+    assert request.messages == (Message("system", "be brief"), Message("user", "a\nb"))
+    assert request.format == schema and request.tools == tuple(tools) and request.tool_choice == "auto"
+    assert request.options == {"top_p": 0.5, "stop": ["x"]} and request.max_tokens == 9
+    assert request.openai is not None and "stream_options" not in request.openai
+    assert request.openai["user"] == "u1"
+    assert to_chat_request({**BASE, "response_format": {"type": "json_object"}}).format == "json"
+    assert to_chat_request({**BASE, "response_format": {"type": "text"}}).format is None
+
+
+def test_tool_turns_and_images_parse() -> None:
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
+    request = to_chat_request(
+        {
+            **BASE,
+            "messages": [
+                {"role": "user", "content": [{"type": "text", "text": "see"}, image]},
+                {"role": "assistant", "content": None, "tool_calls": [call], "refusal": None},
+                {"role": "tool", "tool_call_id": "c1", "content": "done"},
+            ],
+        }
+    )
+    assert request.messages[0].images == ("data:image/png;base64,AAAA",)
+    assert request.messages[1].tool_calls == (call,)
+    assert request.messages[2].tool_call_id == "c1"
+
+
+@pytest.mark.parametrize(
+    "messages",
+    [
+        [{"role": "tool", "content": "x"}],
+        [{"role": "user"}],
+        [{"role": "user", "content": 7}],
+        [{"role": "user", "content": [{"type": "text"}]}],
+        [{"role": "assistant", "content": None, "tool_calls": [{"function": {}}]}],
+        [{"role": "", "content": "x"}],
+        ["hi"],
+    ],
+)
+def test_malformed_messages_are_invalid_request(messages: list[Any]) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        to_chat_request({**BASE, "messages": messages})
+    assert caught.value.code == "invalid_request"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import importlib.util
 import os
 import shutil
@@ -306,6 +307,42 @@ def test_route_answers_the_contract_shape(client: TestClient) -> None:
         "dim": 384,
         "vectors": [fake_vector("a", 384), fake_vector("b", 384)],
     }
+
+
+def test_openai_embeddings_route_answers_floats_and_base64(client: TestClient) -> None:
+    floats = client.post("/v1/embeddings", json={"input": ["a b", "c"], "model": "all-minilm"})
+    assert floats.status_code == 200, floats.text
+    body = floats.json()
+    assert body["object"] == "list" and body["model"] == "all-minilm"
+    assert body["usage"] == {"prompt_tokens": 3, "total_tokens": 3}
+    assert [d["index"] for d in body["data"]] == [0, 1] and body["data"][0]["object"] == "embedding"
+    assert body["data"][1]["embedding"] == fake_vector("c", 384)
+    encoded = client.post(
+        "/v1/embeddings", json={"input": "c", "model": "all-minilm", "encoding_format": "base64"}
+    )
+    vector = np.frombuffer(base64.b64decode(encoded.json()["data"][0]["embedding"]), dtype="<f4")
+    assert np.array_equal(vector, np.array(fake_vector("c", 384), dtype=np.float32))
+
+
+@pytest.mark.parametrize(
+    ("payload", "code", "fragment"),
+    [
+        ({"input": ["a"] * 4}, "invalid_request", "'input' holds 4 texts, more than the limit of 3"),
+        ({"input": ["a", ""]}, "invalid_request", "input[1] is empty"),
+        ({"input": []}, "invalid_request", "at least one"),
+        ({"input": [[1, 2]]}, "unsupported_parameter", "token arrays"),
+        ({"input": "a", "dimensions": 12}, "unsupported_parameter", "dimensions"),
+        ({"input": "a", "unknown_field": 1}, "unsupported_parameter", "unknown_field"),
+        ({"input": "a", "encoding_format": "int8"}, "invalid_request", "encoding_format"),
+    ],
+)
+def test_openai_embeddings_route_refuses_bad_inputs(
+    client: TestClient, payload: dict[str, Any], code: str, fragment: str
+) -> None:
+    resp = client.post("/v1/embeddings", json=payload)
+    assert resp.status_code == 400, resp.text
+    assert resp.json()["error"]["code"] == code
+    assert fragment in resp.json()["error"]["message"]
 
 
 @pytest.mark.parametrize(
