@@ -161,6 +161,8 @@ class HttpConfig(Section):
     idle_timeout_secs: float = Field(default=30.0, gt=0)
     # Open client connections per process; beyond it new ones are closed at once.
     max_connections: int = Field(default=1000, gt=0)
+    # Browser origins allowed to call the API (CORS), e.g. "https://app.example.com"; none by default.
+    cors_origins: list[str] = []
 
 
 class LogConfig(Section):

@@ -9,13 +9,18 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from starlette.middleware.cors import CORSMiddleware
 
 from lakehouse import __version__
 from lakehouse.auth import with_auth
 from lakehouse.config import Settings
+from lakehouse.services.compression import GzipJson
+from lakehouse.services.cors import cors_options
 from lakehouse.services.deps import Deps
+from lakehouse.services.docs import add_docs_routes
 from lakehouse.services.http import RequestContext, health_body, install_error_handlers
 from lakehouse.services.limits import BodyLimits
+from lakehouse.services.metrics import Metrics, MetricsMiddleware, RouteNamer, add_metrics_route
 from lakehouse.services.table import SERVICES, ServiceSpec
 
 
@@ -49,10 +54,11 @@ def create_app(
         title=f"lakehouse {name}",
         version=__version__,
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,
         redoc_url=None,
     )
     app.state.deps = deps
+    app.state.metrics = metrics = Metrics()
     install_error_handlers(app)
 
     @app.get("/health", tags=["health"], summary="Liveness and version")
@@ -61,8 +67,16 @@ def create_app(
 
     for spec in specs:
         app.include_router(spec.router())
+    add_metrics_route(app)
+    add_docs_routes(app, f"lakehouse {name} - Swagger UI")
+    # Listed innermost first: the request id wraps everything, gzip sees the
+    # final JSON, the metrics see every status (401s, 413s and preflights too).
     app.add_middleware(with_auth, settings=settings, bind_host=bind_host)
+    if settings.http.cors_origins:
+        app.add_middleware(CORSMiddleware, **cors_options(settings.http))
     app.add_middleware(BodyLimits, http=settings.http)
+    app.add_middleware(MetricsMiddleware, metrics=metrics, namer=RouteNamer(lambda: app.routes))
+    app.add_middleware(GzipJson)
     app.add_middleware(RequestContext, service=name)
 
     def openapi() -> dict[str, Any]:
@@ -91,6 +105,7 @@ def full_openapi() -> dict[str, Any]:
 
     for spec in SERVICES.values():
         app.include_router(spec.router())
+    add_metrics_route(app)
     return contract_errors(get_openapi(title="lakehouse", version=__version__, routes=app.routes))
 
 

@@ -1,6 +1,6 @@
 """The split-mode gateway: a raw ASGI reverse proxy in front of the services.
 
-It answers `/health` and `/openapi.json` itself and streams every other request
+It answers `/health`, `/openapi.json`, `/metrics` and `/docs` itself and streams every other request
 to the service owning its path prefix (`[gateway] <service>_url`), bodies
 flowing chunk by chunk both ways so a 256 MiB upload never sits in memory.
 
@@ -18,14 +18,21 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from yarl import URL
 
 from lakehouse.auth import with_auth
 from lakehouse.config import Settings
+from lakehouse.errors import NotFound
+from lakehouse.services.compression import GzipJson
+from lakehouse.services.cors import with_cors
+from lakehouse.services.docs import asset_response, docs_page
 from lakehouse.services.http import RequestContext, health_body
 from lakehouse.services.limits import BodyLimits
-from lakehouse.services.table import ServiceSpec, service_for_path
+from lakehouse.services.metrics import Metrics, MetricsMiddleware, RouteNamer
+from lakehouse.services.table import SERVICES, ServiceSpec, service_for_path
 
 log = logging.getLogger("lakehouse.gateway")
 
@@ -49,14 +56,15 @@ _NOT_FORWARDED = HOP_BY_HOP | {b"host", b"expect"}
 # Our own server writes these; passing the upstream's too would duplicate them.
 _NOT_RETURNED = HOP_BY_HOP | {b"date", b"server"}
 _SKIP_AUTO_HEADERS = frozenset({"Accept", "Accept-Encoding", "User-Agent", "Content-Type"})
-_GATEWAY_PATHS = ("/health", "/openapi.json", "/docs")
+_GATEWAY_PATHS = ("/health", "/openapi.json", "/docs", "/metrics")
 
 
 class Gateway:
-    """ASGI app: own health and OpenAPI, everything else proxied by path prefix."""
+    """ASGI app: own health, OpenAPI, metrics and docs, everything else proxied by path prefix."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
         self.settings = settings
+        self.metrics = metrics if metrics is not None else Metrics()
         self.session: aiohttp.ClientSession | None = None
         self._openapi: bytes | None = None
 
@@ -67,7 +75,7 @@ class Gateway:
         if scope["type"] != "http":
             return
         path: str = scope["path"]
-        if path in _GATEWAY_PATHS:
+        if path in _GATEWAY_PATHS or path.startswith("/docs/"):
             await self._own_route(scope, send)
             return
         spec = service_for_path(path)
@@ -109,11 +117,30 @@ class Gateway:
 
                 self._openapi = _dumps(full_openapi())
             await _send_json(send, 200, self._openapi, head=method == "HEAD")
+        elif path == "/metrics":
+            body = self.metrics.render()
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [
+                        (b"content-type", CONTENT_TYPE_LATEST.encode()),
+                        (b"content-length", str(len(body)).encode()),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
         else:
-            # The same Swagger UI page the embedded app serves at /docs.
-            from fastapi.openapi.docs import get_swagger_ui_html
-
-            page = get_swagger_ui_html(openapi_url="/openapi.json", title="lakehouse gateway - Swagger UI")
+            # The same Swagger UI page and local assets the embedded app serves at /docs.
+            page: ASGIApp
+            if path == "/docs":
+                page = docs_page("lakehouse gateway - Swagger UI")
+            else:
+                try:
+                    page = asset_response(path.removeprefix("/docs/"))
+                except NotFound as exc:
+                    await _send_error(send, 404, exc.code, exc.message)
+                    return
             await page({"type": "http", "method": method, "headers": []}, _no_body, send)
 
     async def _proxy(self, spec: ServiceSpec, scope: Scope, receive: Receive, send: Send) -> None:
@@ -267,8 +294,21 @@ def create_gateway_app(settings: Settings, *, bind_host: str | None = None) -> A
     """The gateway for split mode, with request ids, request logs and the token check.
 
     It checks tokens itself and passes the `Authorization` header on, so each
-    service behind it can check again.
+    service behind it can check again. Its metrics label requests by the
+    services' route templates; gzip leaves answers an upstream already
+    compressed as they are.
     """
-    return RequestContext(
-        BodyLimits(with_auth(Gateway(settings), settings, bind_host), settings.http), service="gateway"
-    )
+    metrics = Metrics()
+    inner = with_cors(with_auth(Gateway(settings, metrics), settings, bind_host), settings.http)
+    counted = MetricsMiddleware(BodyLimits(inner, settings.http), metrics, RouteNamer(_routes))
+    return RequestContext(GzipJson(counted), service="gateway")
+
+
+def _routes() -> list[BaseRoute]:
+    """Every route the gateway answers or proxies, for the metrics' route templates."""
+    own: list[BaseRoute] = [Route(p, _no_endpoint) for p in (*_GATEWAY_PATHS, "/docs/{asset}")]
+    return own + [route for spec in SERVICES.values() for route in spec.router().routes]
+
+
+async def _no_endpoint() -> None:  # pragma: no cover - only its path is used
+    """A placeholder endpoint: these routes only name templates."""
