@@ -153,6 +153,13 @@ def test_streamed_tool_calls_accumulate_in_the_sdk(
     chunks = list(client.chat.completions.create(model=model, messages=ASK, tools=[WEATHER], stream=True))
     assert any(c.choices and c.choices[0].delta.tool_calls for c in chunks)
     assert chunks[-1].choices[0].finish_reason == "tool_calls"
+    with_usage = list(
+        client.chat.completions.create(
+            model=model, messages=ASK, tools=[WEATHER], stream=True, stream_options={"include_usage": True}
+        )
+    )
+    assert with_usage[-1].choices == [] and with_usage[-1].usage is not None
+    assert with_usage[-1].usage.prompt_tokens == 3
     with client.chat.completions.stream(model=model, messages=ASK, tools=[WEATHER]) as stream:
         for _ in stream:
             pass
