@@ -52,8 +52,11 @@ class GzipJson:
                 await send(message)
                 return
             if message["type"] == "http.response.start":
-                if not _compressible(message):
+                verdict = _verdict(message, self.minimum_size if wanted else None)
+                if verdict is not _HOLD:
                     passing = True
+                    if verdict is _VARY:
+                        message = {**message, "headers": [*message.get("headers", []), _VARY_HEADER]}
                     await send(message)
                     return
                 held = message
@@ -63,7 +66,7 @@ class GzipJson:
                 return
             start, held = held, None
             passing = True
-            headers = [*start.get("headers", []), (b"vary", b"Accept-Encoding")]
+            headers = [*start.get("headers", []), _VARY_HEADER]
             body: bytes = message.get("body", b"")
             if not wanted or message.get("more_body", False) or len(body) < self.minimum_size:
                 await send({**start, "headers": headers})
@@ -82,15 +85,30 @@ def _pack(body: bytes) -> bytes:
     return gzip.compress(body, compresslevel=LEVEL, mtime=0)
 
 
-def _compressible(start: Message) -> bool:
+_VARY_HEADER = (b"vary", b"Accept-Encoding")
+_PASS, _VARY, _HOLD = object(), object(), object()
+
+
+def _verdict(start: Message, minimum: int | None) -> object:
+    """What to do with an answer: pass it as it is, pass it with `Vary`, or hold it to maybe compress.
+
+    `minimum` is None when the client does not accept gzip.
+    """
     if start["status"] in (204, 206, 304) or start["status"] < 200:
-        return False
+        return _PASS
     json_type = False
+    length = -1
     for name, value in start.get("headers", []):
         lowered = name.lower()
         if lowered == b"content-encoding":
-            return False
+            return _PASS
         if lowered == b"content-type":
             media = value.partition(b";")[0].strip().lower()
             json_type = media == b"application/json" or media.endswith(b"+json")
-    return json_type
+        elif lowered == b"content-length" and value.isdigit():
+            length = int(value)
+    if not json_type:
+        return _PASS
+    if minimum is None or 0 <= length < minimum:
+        return _VARY
+    return _HOLD

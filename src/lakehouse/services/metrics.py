@@ -40,6 +40,7 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         r = self.registry
         self.requests = Counter(
             "lakehouse_http_requests",
@@ -92,8 +93,15 @@ class Metrics:
     def observe(self, method: str, route: str, status: int, seconds: float, code: str | None) -> None:
         """Count one answered request (and the domain counter its route belongs to)."""
         text = str(status)
-        self.requests.labels(method, route, text).inc()
-        self.latency.labels(method, route).observe(seconds)
+        key = (method, route, status)
+        children = self._children.get(key)
+        if children is None:  # labels() takes a lock and builds a tuple: done once per series
+            children = self._children[key] = (
+                self.requests.labels(method, route, text),
+                self.latency.labels(method, route),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
         if code is not None:
             self.errors.labels(code).inc()
             if code in ("unauthorized", "insufficient_scope"):
@@ -129,7 +137,7 @@ class RouteNamer:
         route = scope.get("route")
         path = getattr(route, "path", None)
         if isinstance(path, str):
-            return _CONVERTOR.sub(r"{\1}", path)
+            return _template(path)
         return self._match(scope["path"])
 
     def _match_path(self, path: str) -> str:
@@ -140,6 +148,12 @@ class RouteNamer:
             if regex.match(path):
                 return template
         return UNMATCHED
+
+
+@functools.lru_cache(maxsize=1024)
+def _template(path: str) -> str:
+    """A route path as a label: `{key:objectkey}` shown as `{key}`."""
+    return _CONVERTOR.sub(r"{\1}", path)
 
 
 def _flat(routes: Sequence[BaseRoute]) -> list[Route]:
