@@ -108,7 +108,7 @@ RULES: tuple[Rule, ...] = (
     _rule("POST", "/v1/chat", READ),
     _rule("POST", "/v1/chat/completions", READ),
     _rule("GET", "/v1/models", READ),
-    _rule("GET", "/v1/models/{id}", READ),
+    _rule("GET", "/v1/models/{id*}", READ),  # ids hold "/" (openrouter/<v>/<m>)
     # Iceberg REST catalog: reads, scan metrics reports, commits, drops.
     _rule("GET", "/iceberg/{rest*}", READ),
     _rule("POST", "/iceberg/v1/namespaces/{ns}/tables/{table}/metrics", READ),

@@ -10,7 +10,7 @@ from __future__ import annotations
 from importlib.resources import files
 
 from fastapi import FastAPI
-from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
 from fastapi.responses import HTMLResponse, Response
 
 from lakehouse.errors import NotFound
@@ -21,6 +21,8 @@ ASSETS = {
     "favicon.png": "image/png",
 }
 _cache: dict[str, bytes] = {}
+# Swagger UI's OAuth2 landing page (FastAPI's own), for "Authorize" flows from the page.
+OAUTH2_REDIRECT = "/docs/oauth2-redirect"
 
 
 def docs_page(title: str, openapi_url: str = "/openapi.json") -> HTMLResponse:
@@ -31,6 +33,7 @@ def docs_page(title: str, openapi_url: str = "/openapi.json") -> HTMLResponse:
         swagger_js_url="/docs/swagger-ui-bundle.js",
         swagger_css_url="/docs/swagger-ui.css",
         swagger_favicon_url="/docs/favicon.png",
+        oauth2_redirect_url=OAUTH2_REDIRECT,
     )
 
 
@@ -55,6 +58,10 @@ def add_docs_routes(app: FastAPI, title: str) -> None:
     @app.get("/docs", include_in_schema=False)
     async def docs() -> HTMLResponse:
         return docs_page(title)
+
+    @app.get(OAUTH2_REDIRECT, include_in_schema=False)
+    async def docs_oauth2_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
 
     @app.get("/docs/{asset}", include_in_schema=False)
     async def docs_asset(asset: str) -> Response:

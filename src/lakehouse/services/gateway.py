@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+from fastapi.openapi.docs import get_swagger_ui_oauth2_redirect_html
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -28,7 +29,7 @@ from lakehouse.config import Settings
 from lakehouse.errors import NotFound
 from lakehouse.services.compression import GzipJson
 from lakehouse.services.cors import with_cors
-from lakehouse.services.docs import asset_response, docs_page
+from lakehouse.services.docs import OAUTH2_REDIRECT, asset_response, docs_page
 from lakehouse.services.http import RequestContext, health_body
 from lakehouse.services.limits import BodyLimits
 from lakehouse.services.metrics import Metrics, MetricsMiddleware, RouteNamer
@@ -135,6 +136,8 @@ class Gateway:
             page: ASGIApp
             if path == "/docs":
                 page = docs_page("lakehouse gateway - Swagger UI")
+            elif path == OAUTH2_REDIRECT:
+                page = get_swagger_ui_oauth2_redirect_html()
             else:
                 try:
                     page = asset_response(path.removeprefix("/docs/"))
