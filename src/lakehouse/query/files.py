@@ -35,7 +35,20 @@ class DatasetFiles(AbstractFileSystem):  # type: ignore[misc]
     def __init__(self, store: Any) -> None:
         super().__init__()
         self._store = store
-        self.allowed: frozenset[str] = frozenset()
+        self._allowed: frozenset[str] = frozenset()
+        # Dataset files never change once written, so what a stat said stays true. DuckDB asks
+        # for a file's size and time dozens of times per query (once per row group and thread).
+        self._stats: dict[str, tuple[int, datetime]] = {}
+
+    @property
+    def allowed(self) -> frozenset[str]:
+        """The object keys that open: exactly those of the views registered now."""
+        return self._allowed
+
+    @allowed.setter
+    def allowed(self, keys: frozenset[str]) -> None:
+        self._allowed = keys
+        self._stats = {key: stat for key, stat in self._stats.items() if key in keys}
 
     def _key(self, path: str) -> str:
         key = str(self._strip_protocol(path)).lstrip("/")
@@ -48,15 +61,21 @@ class DatasetFiles(AbstractFileSystem):  # type: ignore[misc]
             raise PermissionError("the lakehouse's datasets are read-only")
         return self._store.open_input_file(self._key(path))
 
+    def _stat(self, path: str) -> tuple[int, datetime]:
+        key = self._key(path)
+        stat = self._stats.get(key)
+        if stat is None:
+            found = self._store.get_file_info(key)
+            stat = self._stats[key] = (int(found.size), found.mtime)
+        return stat
+
     def info(self, path: str, **kwargs: Any) -> dict[str, Any]:
         """Size and kind of one allowed object."""
-        found = self._store.get_file_info(self._key(path))
-        return {"name": path, "size": found.size, "type": "file"}
+        return {"name": path, "size": self._stat(path)[0], "type": "file"}
 
     def modified(self, path: str) -> datetime:
         """When the object was written (DuckDB keys its metadata cache on it)."""
-        mtime: datetime = self._store.get_file_info(self._key(path)).mtime
-        return mtime
+        return self._stat(path)[1]
 
     def ls(self, path: str, detail: bool = True, **kwargs: Any) -> list[Any]:
         """Nothing is listable: a query names its files, or reads its views."""
