@@ -8,6 +8,7 @@ segments, and no backslash or control characters. Keys under
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from lakehouse.errors import InvalidKey
 from lakehouse.storage.base import PRIVATE_PREFIX, RESERVED_PREFIX
@@ -28,19 +29,7 @@ def validate_key(key: str) -> str:
     """
     if not key:
         raise InvalidKey("the key is empty", key=key)
-    try:
-        size = len(key.encode("utf-8"))
-    except UnicodeEncodeError:
-        raise InvalidKey("the key is not valid UTF-8", key=key) from None
-    if size > MAX_KEY_BYTES:
-        raise InvalidKey(f"the key is {size} bytes long; the limit is {MAX_KEY_BYTES}", key=key[:64] + "...")
-    if key.startswith("/"):
-        raise InvalidKey("the key must not start with '/'", key=key)
-    if "\\" in key:
-        raise InvalidKey("the key must not contain a backslash", key=key)
-    if _CONTROL.search(key):
-        shown = key.encode("unicode_escape").decode()
-        raise InvalidKey("the key must not contain control characters", key=shown)
+    _check_text(key, "key")
     for segment in key.split("/"):
         if segment in ("", ".", ".."):
             raise InvalidKey(f"the key has an empty, '.' or '..' segment: {key!r}", key=key)
@@ -70,20 +59,35 @@ def validate_prefix(prefix: str) -> str:
     """
     if not prefix:
         return prefix
-    try:
-        size = len(prefix.encode("utf-8"))
-    except UnicodeEncodeError:
-        raise InvalidKey("the prefix is not valid UTF-8") from None
-    if size > MAX_KEY_BYTES:
-        raise InvalidKey(f"the prefix is {size} bytes long; the limit is {MAX_KEY_BYTES}")
-    if prefix.startswith("/"):
-        raise InvalidKey("the prefix must not start with '/'", prefix=prefix)
-    if "\\" in prefix:
-        raise InvalidKey("the prefix must not contain a backslash", prefix=prefix)
-    if _CONTROL.search(prefix):
-        shown = prefix.encode("unicode_escape").decode()
-        raise InvalidKey("the prefix must not contain control characters", prefix=shown)
+    _check_text(prefix, "prefix")
     for segment in prefix.split("/")[:-1]:
         if segment in ("", ".", ".."):
             raise InvalidKey(f"the prefix has an empty, '.' or '..' segment: {prefix!r}", prefix=prefix)
     return prefix
+
+
+def _check_text(text: str, what: str) -> None:
+    """The rules a key and a listing prefix share: UTF-8, the size cap, no leading `/`,
+    no backslash, no control character. `what` names it in the error ("key", "prefix").
+
+    Raises:
+        InvalidKey: one of those rules is broken.
+    """
+    shown = text
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        problem = "is not valid UTF-8"
+    else:
+        if size > MAX_KEY_BYTES:
+            problem, shown = f"is {size} bytes long; the limit is {MAX_KEY_BYTES}", text[:64] + "..."
+        elif text.startswith("/"):
+            problem = "must not start with '/'"
+        elif "\\" in text:
+            problem = "must not contain a backslash"
+        elif _CONTROL.search(text):
+            problem, shown = "must not contain control characters", text.encode("unicode_escape").decode()
+        else:
+            return
+    detail: dict[str, Any] = {what: shown}
+    raise InvalidKey(f"the {what} {problem}", **detail)
