@@ -6,25 +6,16 @@ import logging
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 from lakehouse.cli.app import app
-from lakehouse.cli.common import gateway_url
+from lakehouse.cli.common import GatewayOption, gateway_url
 from lakehouse.cli.serve import ConfigOption
 from lakehouse.cli.token import TokenOption
 
 
 @app.command("mcp")
 def mcp_command(
-    gateway: Annotated[
-        str | None,
-        typer.Option(
-            "--gateway",
-            envvar=["LAKEHOUSE_GATEWAY_URL", "LAKEHOUSE_URL"],
-            help=escape("Gateway base URL to proxy to (default: http://<[gateway] bind> from the config)."),
-            show_default=False,
-        ),
-    ] = None,
+    gateway: GatewayOption = None,
     config: ConfigOption = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the gateway on each call.")] = 120.0,
     token: TokenOption = None,

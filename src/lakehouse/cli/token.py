@@ -13,18 +13,15 @@ from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from lakehouse.auth.scopes import Scope
 from lakehouse.auth.tokens import TokenRecord, TokenStore
 from lakehouse.cli.app import app
+from lakehouse.cli.common import console, err_console
 from lakehouse.cli.serve import ConfigOption, settings_or_exit
 from lakehouse.errors import LakehouseError
-
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
 
 TokenOption = Annotated[
     str | None,
