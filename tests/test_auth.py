@@ -275,7 +275,15 @@ def test_only_the_documented_routes_are_open(tmp_path: Path) -> None:
         if required_scope(method, _sample(template)) is None
     }
     assert "/health" in open_routes
-    assert open_routes <= {"/health", "/", "/openapi.json", "/docs", "/docs/{asset}", "/docs/oauth2-redirect"}
+    assert open_routes <= {
+        "/health",
+        "/",
+        "/console/{asset:path}",
+        "/openapi.json",
+        "/docs",
+        "/docs/{asset}",
+        "/docs/oauth2-redirect",
+    }
 
 
 # --- when tokens are required ----------------------------------------------------------------

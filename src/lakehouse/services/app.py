@@ -14,6 +14,7 @@ from starlette.middleware.cors import CORSMiddleware
 from lakehouse import __version__
 from lakehouse.auth import with_auth
 from lakehouse.config import Settings
+from lakehouse.console import add_console_routes
 from lakehouse.services.compression import GzipJson
 from lakehouse.services.cors import cors_options
 from lakehouse.services.deps import Deps
@@ -69,6 +70,8 @@ def create_app(
         app.include_router(spec.router())
     add_metrics_route(app)
     add_docs_routes(app, f"lakehouse {name} - Swagger UI")
+    if name == "gateway":  # the embedded all-in-one process is the gateway too
+        add_console_routes(app)
     # Listed innermost first: the request id wraps everything, gzip sees the
     # final JSON, the metrics see every status (401s, 413s and preflights too).
     app.add_middleware(with_auth, settings=settings, bind_host=bind_host)

@@ -1,8 +1,9 @@
 """The split-mode gateway: a raw ASGI reverse proxy in front of the services.
 
-It answers `/health`, `/openapi.json`, `/metrics` and `/docs` itself and streams every other request
-to the service owning its path prefix (`[gateway] <service>_url`), bodies
-flowing chunk by chunk both ways so a 256 MiB upload never sits in memory.
+It answers `/health`, `/openapi.json`, `/metrics`, `/docs` and the console
+(`/`, `/console/...`) itself and streams every other request to the service
+owning its path prefix (`[gateway] <service>_url`), bodies flowing chunk by
+chunk both ways so a 256 MiB upload never sits in memory.
 
 Why raw ASGI and aiohttp: routing each request through FastAPI and proxying
 with httpx measured far slower than the service behind it; one pooled
@@ -26,6 +27,7 @@ from yarl import URL
 
 from lakehouse.auth import with_auth
 from lakehouse.config import Settings
+from lakehouse.console import console_response, is_console_path
 from lakehouse.errors import NotFound
 from lakehouse.services.compression import GzipJson
 from lakehouse.services.cors import with_cors
@@ -76,7 +78,7 @@ class Gateway:
         if scope["type"] != "http":
             return
         path: str = scope["path"]
-        if path in _GATEWAY_PATHS or path.startswith("/docs/"):
+        if path in _GATEWAY_PATHS or path.startswith("/docs/") or is_console_path(path):
             await self._own_route(scope, send)
             return
         spec = service_for_path(path)
@@ -132,9 +134,15 @@ class Gateway:
             )
             await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
         else:
-            # The same Swagger UI page and local assets the embedded app serves at /docs.
+            # The console, and the same Swagger UI page and local assets the embedded app serves.
             page: ASGIApp
-            if path == "/docs":
+            if is_console_path(path):
+                try:
+                    page = console_response(path, _if_none_match(scope))
+                except NotFound as exc:
+                    await _send_error(send, 404, exc.code, exc.message)
+                    return
+            elif path == "/docs":
                 page = docs_page("lakehouse gateway - Swagger UI")
             elif path == OAUTH2_REDIRECT:
                 page = get_swagger_ui_oauth2_redirect_html()
@@ -227,6 +235,13 @@ class Gateway:
             )
 
 
+def _if_none_match(scope: Scope) -> str | None:
+    for name, value in scope["headers"]:
+        if name == b"if-none-match":
+            return bytes(value).decode("latin-1")
+    return None
+
+
 async def _no_body() -> Message:
     return {"type": "http.request", "body": b"", "more_body": False}
 
@@ -309,7 +324,9 @@ def create_gateway_app(settings: Settings, *, bind_host: str | None = None) -> A
 
 def _routes() -> list[BaseRoute]:
     """Every route the gateway answers or proxies, for the metrics' route templates."""
-    own: list[BaseRoute] = [Route(p, _no_endpoint) for p in (*_GATEWAY_PATHS, "/docs/{asset}")]
+    own: list[BaseRoute] = [
+        Route(p, _no_endpoint) for p in (*_GATEWAY_PATHS, "/docs/{asset}", "/", "/console/{asset:path}")
+    ]
     return own + [route for spec in SERVICES.values() for route in spec.router().routes]
 
 
