@@ -71,9 +71,11 @@ def ingester(settings: Settings, store: ObjectStore) -> Ingester:
 
 
 async def dataset_files(store: ObjectStore) -> list[str]:
-    """Keys of every dataset file in the store."""
+    """Keys of every dataset data file in the store (not the Iceberg tables' metadata)."""
+    from lakehouse.catalog.iceberg import is_table_metadata
+
     listed, _ = await store.list(DATASETS_PREFIX)
-    return [info.key for info in listed]
+    return [info.key for info in listed if not is_table_metadata(info.key)]
 
 
 async def test_ingest_makes_a_version_with_sniffed_types(ingester: Ingester, store: ObjectStore) -> None:

@@ -30,10 +30,13 @@ from __future__ import annotations
 import asyncio
 import random
 import re
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
+from lakehouse.catalog import lifecycle
+from lakehouse.catalog.iceberg import IcebergTables, iceberg_schema
 from lakehouse.catalog.manifest import (
     Column,
     Manifest,
@@ -47,7 +50,17 @@ from lakehouse.catalog.manifest import (
 )
 from lakehouse.catalog.manifest import fingerprint as content_fingerprint
 from lakehouse.catalog.pinning import check_registrable, discard, needs_pin, pin_all
-from lakehouse.errors import AlreadyExists, Busy, InvalidRequest, MissingObject, NotFound, VersionConflict
+from lakehouse.catalog.warehouse import warehouse_for
+from lakehouse.errors import (
+    AlreadyExists,
+    Busy,
+    InvalidRequest,
+    MissingObject,
+    NotFound,
+    PreconditionFailed,
+    VersionConflict,
+)
+from lakehouse.runner import run_blocking
 from lakehouse.storage.base import CATALOG_PREFIX, DATASETS_PREFIX, ObjectInfo, ObjectStore
 
 _MANIFEST_FILE = re.compile(r"(\d{10})\.json\Z")
@@ -76,8 +89,9 @@ def manifest_key(name: str, version: int) -> str:
 class Catalog:
     """Register, read, list and delete dataset versions kept in an object store."""
 
-    def __init__(self, store: ObjectStore) -> None:
+    def __init__(self, store: ObjectStore, tables: IcebergTables | None = None) -> None:
         self.store = store
+        self.tables = tables or IcebergTables(warehouse_for(store))
         # key -> (etag it was read with, manifest); checked against listings and HEADs.
         self._cache: dict[str, tuple[str, Manifest]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -120,6 +134,7 @@ class Catalog:
                 expected=expected_parent,
             )
         columns = normalize_schema(schema)
+        iceberg_schema(columns)  # a type no Iceberg table can hold is refused before anything is copied
         specs = [ObjectRef(o.key, o.size if o.size is not None else 0, o.rows) for o in objects]
         validate_parts(columns, specs, row_count)
         for spec in specs:
@@ -153,12 +168,25 @@ class Catalog:
                         drift = schema_drift(name, current.schema, columns)
                         if drift is not None:
                             raise drift
+                    if current is not None and current.metadata_key is None:
+                        await self.upgrade(name)
+                        continue
                     if pinned is None:
                         pinned_list, copies = await pin_all(self.store, name, refs, infos)
                         pinned = tuple(pinned_list)
+                    version = current.version + 1 if current else 1
+                    staged = await run_blocking(
+                        self.tables.stage,
+                        name,
+                        version=version,
+                        columns=columns,
+                        parent=current.metadata_key if current else None,
+                        before=current.objects if current else (),
+                        after=pinned,
+                    )
                     manifest = Manifest(
                         name=name,
-                        version=current.version + 1 if current else 1,
+                        version=version,
                         schema=columns,
                         objects=pinned,
                         row_count=row_count,
@@ -166,6 +194,8 @@ class Catalog:
                         created_at=now_iso(),
                         parent_version=current.version if current else None,
                         extra=dict(extra or {}),
+                        snapshot_id=staged.snapshot_id,
+                        metadata_key=staged.metadata_key,
                     )
                     key = manifest_key(name, manifest.version)
                     try:
@@ -173,6 +203,7 @@ class Catalog:
                     except AlreadyExists:
                         # With expected_parent set, the next round reads the winner and
                         # raises VersionConflict (or returns it when it holds our content).
+                        await run_blocking(self.tables.discard, staged)
                         await asyncio.sleep(random.uniform(0, 0.005))
                         continue
                     written = True
@@ -182,6 +213,41 @@ class Catalog:
                 if not written and copies:
                     await discard(self.store, copies)
         raise Busy(f"dataset {name!r} is being registered too often to settle; retry", dataset=name)
+
+    async def upgrade(self, name: str) -> int:
+        """Give each version of `name` written by release 0.1 its Iceberg snapshot (see `lifecycle`)."""
+        return await lifecycle.upgrade(self, name)
+
+    async def upgrade_all(self) -> int:
+        """Upgrade every dataset; idempotent, and a crash midway is finished by the next call."""
+        return await lifecycle.upgrade_all(self)
+
+    async def expire(
+        self, name: str, *, keep_last: int | None = None, older_than: datetime | None = None
+    ) -> lifecycle.Expired:
+        """Remove old versions (never the current one) and the files only they used.
+
+        Raises:
+            InvalidName: the name breaks the naming rules.
+            InvalidRequest: not exactly one of `keep_last` (1 or more) and `older_than`.
+            NotFound: no such dataset.
+        """
+        validate_name(name)
+        async with self._locks.setdefault(name, asyncio.Lock()):
+            return await lifecycle.expire(self, name, keep_last=keep_last, older_than=older_than)
+
+    async def _rewrite(self, manifest: Manifest, etag: str) -> bool:
+        """Replace a stored manifest only if it still has `etag`; False when it changed meanwhile."""
+        key = manifest_key(manifest.name, manifest.version)
+        try:
+            stored = await self.store.put(key, _chunks(manifest.to_json()), if_match=etag)
+        except PreconditionFailed:
+            return False
+        self._cache[key] = (stored.info.etag, manifest)
+        return True
+
+    def _forget(self, name: str, version: int) -> None:
+        self._cache.pop(manifest_key(name, version), None)
 
     async def delete(self, name: str) -> int:
         """Remove every version and every file of `name`; returns how many versions were removed.
@@ -335,6 +401,10 @@ class Catalog:
                 )
             infos[obj.key] = info
         return infos
+
+
+async def _chunks(data: bytes) -> AsyncIterator[bytes]:
+    yield data
 
 
 def _parse_key(key: str) -> tuple[str, int] | None:

@@ -67,6 +67,10 @@ class Manifest:
     created_at: str
     parent_version: int | None
     extra: dict[str, Any] = field(default_factory=dict)
+    # The Apache Iceberg snapshot that is this version, and the table metadata
+    # file holding it (both None until a release-0.1 manifest is upgraded).
+    snapshot_id: int | None = None
+    metadata_key: str | None = None
     # Set when read back: why this stored version cannot be trusted (a column
     # type that no longer validates, now shown as INVALID). Never stored.
     problems: tuple[str, ...] = ()
@@ -83,6 +87,8 @@ class Manifest:
             "created_at": self.created_at,
             "parent_version": self.parent_version,
             "extra": self.extra,
+            "snapshot_id": self.snapshot_id,
+            "metadata_key": self.metadata_key,
         }
 
     def to_json(self) -> bytes:
@@ -104,8 +110,14 @@ class Manifest:
             created_at=raw["created_at"],
             parent_version=raw.get("parent_version"),
             extra=raw.get("extra") or {},
+            snapshot_id=_optional_int(raw.get("snapshot_id")),
+            metadata_key=raw.get("metadata_key") if isinstance(raw.get("metadata_key"), str) else None,
             problems=problems,
         )
+
+
+def _optional_int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _stored_schema(raw: list[dict[str, Any]]) -> tuple[tuple[Column, ...], tuple[str, ...]]:

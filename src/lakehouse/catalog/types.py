@@ -21,6 +21,7 @@ import threading
 from functools import lru_cache
 
 import duckdb
+from duckdb.sqltypes import DuckDBPyType
 
 from lakehouse.errors import InvalidRequest
 
@@ -105,6 +106,12 @@ def _canonical(text: str) -> str:
     if not same or _shape_problem(canonical) is not None:
         raise InvalidRequest(f"column type {shown!r} has no stable DuckDB spelling", type=shown)
     return canonical
+
+
+def parsed_type(canonical: str) -> DuckDBPyType:
+    """DuckDB's parsed form of a type already in canonical spelling (for mapping it elsewhere)."""
+    with _conn_lock:
+        return _connection().sqltype(canonical)
 
 
 def _connection() -> duckdb.DuckDBPyConnection:

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Literal
 
 from lakehouse.catalog import NO_VERSION, Catalog, Column, Manifest, ObjectRef, schema_drift, validate_name
+from lakehouse.catalog.iceberg import is_table_metadata
 from lakehouse.config import Settings
 from lakehouse.errors import Busy, LakehouseError, NotFound, VersionConflict
 from lakehouse.ingest.convert import csv_to_parquet
@@ -205,6 +206,8 @@ class Ingester:
         removed = 0
         for info in listed:
             if info.key in referenced or (now - info.last_modified).total_seconds() < grace:
+                continue
+            if is_table_metadata(info.key):  # Iceberg metadata: the catalog's, never an orphaned upload
                 continue
             with contextlib.suppress(NotFound):
                 await self._store.delete(info.key)
