@@ -1,4 +1,4 @@
-"""vectord routes: HNSW indexes, durable upserts and deletes, search by vector or text."""
+"""vectord routes: HNSW indexes, durable upserts and deletes, vector/keyword/hybrid search, dataset sync."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any, Literal, TypeVar
 from fastapi import APIRouter, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lakehouse.services.deps import Deps, DepsDep
 from lakehouse.vectors import Hit, NewItem
@@ -15,14 +15,26 @@ from lakehouse.vectors import Hit, NewItem
 router = APIRouter(prefix="/v1/vectors", tags=["vectors"])
 
 
+class SourceIn(BaseModel):
+    """The dataset an index follows: its id column, the columns embedded, the columns kept as metadata."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset: str
+    id_column: str
+    text_columns: list[str]
+    metadata_columns: list[str] | None = None
+
+
 class IndexCreate(BaseModel):
-    """A new index: its name, dimension, metric, embedding model and storage type."""
+    """A new index: its name, dimension, metric, embedding model, storage type and, optionally, dataset."""
 
     name: str
     dim: int
     metric: Literal["cosine", "l2", "ip"] = "cosine"
     model: str | None = None
     dtype: Literal["f32", "f16", "i8"] | None = None
+    source: SourceIn | None = None
 
 
 class IndexInfo(BaseModel):
@@ -35,6 +47,10 @@ class IndexInfo(BaseModel):
     model: str
     dtype: str
     created_at: str
+    source: dict[str, Any] | None = None
+    synced_version: int | None = None
+    pending: int = 0
+    sync_error: str | None = None
 
 
 class IndexList(BaseModel):
@@ -73,15 +89,22 @@ class SearchBody(BaseModel):
     text: str | None = None
     k: int = Field(default=10)
     filter: dict[str, Any] | None = None
+    mode: Literal["vector", "keyword", "hybrid"] = "vector"
 
 
 class HitOut(BaseModel):
-    """One result; score is the similarity for cosine and ip, the distance for l2."""
+    """One result; score: similarity (cosine, ip), distance (l2), BM25 (keyword) or RRF (hybrid).
+
+    `found_by` names the rankings that found it; `ranks` and `scores` give its place and score in each.
+    """
 
     id: str
     score: float
     metadata: dict[str, Any]
     text: str | None = None
+    found_by: list[Literal["vector", "keyword"]]
+    ranks: dict[str, int]
+    scores: dict[str, float]
 
 
 class SearchHits(BaseModel):
@@ -137,8 +160,9 @@ async def startup(deps: Deps) -> None:
 
 @router.post("/index", status_code=201, response_model=IndexInfo, summary="Create an index")
 async def create_index(body: IndexCreate, deps: DepsDep) -> dict[str, Any]:
-    """Create an empty index; 409 when the name is taken."""
-    return await deps.vectors.create(body.name, body.dim, body.metric, body.model, body.dtype)
+    """Create an index (one with a `source` fills itself from the dataset); 409 when the name is taken."""
+    source = body.source.model_dump(exclude_none=True) if body.source is not None else None
+    return await deps.vectors.create(body.name, body.dim, body.metric, body.model, body.dtype, source)
 
 
 @router.get("/index", response_model=IndexList, summary="List indexes")
@@ -178,10 +202,10 @@ async def add_items(name: str, request: Request, deps: DepsDep) -> dict[str, int
     openapi_extra=documented(SearchBody),
 )
 async def search(name: str, request: Request, deps: DepsDep) -> JSONResponse:
-    """The k nearest items, filtered by metadata equality inside the search."""
+    """The k best items by vector, keyword (BM25) or both (RRF), among those the filter keeps."""
     body = await parse(request, SearchBody)
     vectors = body.vectors if body.vectors is not None else [body.vector] if body.vector is not None else None
-    found = await deps.vectors.search(name, vectors, body.text, body.k, body.filter)
+    found = await deps.vectors.search(name, vectors, body.text, body.k, body.filter, body.mode)
     # Rendered directly: the hits are plain data, and skipping the response
     # model's re-validation keeps large batch answers fast.
     if body.vectors is not None:
@@ -195,8 +219,17 @@ def _hits(hits: list[Hit]) -> list[dict[str, Any]]:
         row: dict[str, Any] = {"id": hit.id, "score": hit.score, "metadata": hit.metadata}
         if hit.text is not None:
             row["text"] = hit.text
+        row["found_by"] = [by for by in ("vector", "keyword") if by in hit.ranks]
+        row["ranks"] = hit.ranks
+        row["scores"] = hit.scores
         out.append(row)
     return out
+
+
+@router.post("/index/{name}/sync", response_model=IndexInfo, summary="Catch up with the dataset")
+async def sync_index(name: str, deps: DepsDep) -> dict[str, Any]:
+    """Bring an index that follows a dataset up to its current version; answers when done."""
+    return await deps.vectors.sync(name)
 
 
 @router.delete("/index/{name}/items/{item_id:path}", status_code=204, summary="Delete an item")

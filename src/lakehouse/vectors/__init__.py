@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from lakehouse.vectors.index import Hit, IndexSpec, VectorIndex
-from lakehouse.vectors.service import NewItem, TextEmbedder, VectorService
+from lakehouse.vectors.items import NewItem
+from lakehouse.vectors.service import TextEmbedder, VectorService
 
 __all__ = ["Hit", "IndexSpec", "NewItem", "TextEmbedder", "VectorIndex", "VectorService"]

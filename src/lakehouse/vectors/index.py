@@ -1,4 +1,4 @@
-"""One HNSW index in memory: usearch graph, string ids, metadata and filter postings.
+"""One index in memory: usearch graph, string ids, columnar metadata and a BM25 keyword index.
 
 Everything here is synchronous and thread-safe (a readers-writer lock lets
 searches run together and gives a change the index to itself); the service
@@ -21,6 +21,9 @@ from usearch.compiled import MetricKind
 from usearch.index import BatchMatches, Index
 from usearch.index import search as exact_search
 
+from lakehouse.vectors.filters import MATCH_ALL, Node
+from lakehouse.vectors.keyword import KeywordIndex
+from lakehouse.vectors.metadata import Keys, MetadataColumns
 from lakehouse.vectors.records import Batch, Vectors
 
 Metric = Literal["cosine", "l2", "ip"]
@@ -31,6 +34,8 @@ METRICS: dict[str, MetricKind] = {"cosine": MetricKind.Cos, "l2": MetricKind.L2s
 # those items; broader filters walk the graph with a depth scaled to how
 # rare the matches are (see `_filtered`).
 EXACT_FILTER_MAX = 4096
+# Past this many keys ever assigned, membership tests sort instead of using a flag per key.
+FLAG_KEYS_MAX = 1 << 24
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,8 @@ class IndexSpec:
     expansion_search: int
     generation: str
     created_at: str
+    # A linked index's dataset: {"dataset", "id_column", "text_columns", "metadata_columns"}.
+    source: dict[str, Any] | None = None
 
     def to_json(self) -> bytes:
         """The definition as stored."""
@@ -65,17 +72,20 @@ class Item:
     id: str
     metadata: dict[str, Any]
     text: str | None = None
+    digest: str | None = None
 
 
 @dataclass(frozen=True)
 class Hit:
-    """One search result."""
+    """One search result; `ranks` and `scores` say which rankings found it, at what place."""
 
     id: str
     score: float
     distance: float
     metadata: dict[str, Any]
     text: str | None = None
+    ranks: dict[str, int] = field(default_factory=dict)
+    scores: dict[str, float] = field(default_factory=dict)
 
 
 class ReadWriteLock:
@@ -119,10 +129,6 @@ class ReadWriteLock:
                 self._cond.notify_all()
 
 
-def _value_key(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
-
-
 @dataclass
 class VectorIndex:
     """An index's live state; `apply` changes it, `search` reads it."""
@@ -132,7 +138,11 @@ class VectorIndex:
     items: dict[int, Item] = field(default_factory=dict)
     keys: dict[str, int] = field(default_factory=dict)
     next_key: int = 0
-    postings: dict[str, dict[str, set[int]]] = field(default_factory=dict)
+    columns: MetadataColumns = field(default_factory=MetadataColumns)
+    keyword: KeywordIndex = field(default_factory=KeywordIndex)
+    texts: int = 0
+    changes: int = 0
+    synced_version: int | None = None
     lock: ReadWriteLock = field(default_factory=ReadWriteLock)
 
     @classmethod
@@ -158,8 +168,12 @@ class VectorIndex:
         return item_id in self.keys
 
     def apply(self, batch: Batch) -> None:
-        """Make one logged change: upsert the batch's items or delete its ids."""
+        """Make one logged change: upsert the batch's items, delete its ids, or note a synced version."""
         with self.lock.write():
+            self.changes += 1
+            if batch.op == "synced":
+                self.synced_version = batch.version
+                return
             old = [self.keys[i] for i in batch.ids if i in self.keys]
             if old:
                 self.graph.remove(np.array(old, dtype=np.uint64))
@@ -168,38 +182,48 @@ class VectorIndex:
             if batch.op == "add":
                 keys = np.array(batch.keys, dtype=np.uint64)
                 self.graph.add(keys, batch.vectors)
-                for key, item_id, meta, text in zip(
-                    batch.keys, batch.ids, batch.metadata, batch.texts, strict=True
+                digests = batch.digests or [None] * len(batch.ids)
+                for key, item_id, meta, text, digest in zip(
+                    batch.keys, batch.ids, batch.metadata, batch.texts, digests, strict=True
                 ):
-                    self._remember(key, Item(item_id, meta, text))
+                    self._remember(key, Item(item_id, meta, text, digest))
             if batch.keys:
                 self.next_key = max(self.next_key, max(batch.keys) + 1)
 
     def _remember(self, key: int, item: Item) -> None:
         self.items[key] = item
         self.keys[item.id] = key
-        for name, value in item.metadata.items():
-            self.postings.setdefault(name, {}).setdefault(_value_key(value), set()).add(key)
+        self.columns.put(key, item.metadata)
+        if item.text is not None:
+            self.texts += 1
 
     def _forget(self, key: int) -> None:
         item = self.items.pop(key)
         del self.keys[item.id]
-        for name, value in item.metadata.items():
-            values = self.postings[name]
-            members = values[_value_key(value)]
-            members.discard(key)
-            if not members:
-                del values[_value_key(value)]
-                if not values:
-                    del self.postings[name]
+        self.columns.remove(key)
+        if item.text is not None:
+            self.texts -= 1
 
-    def search(self, queries: Vectors, k: int, where: dict[str, Any] | None = None) -> list[list[Hit]]:
+    def item(self, item_id: str) -> Item | None:
+        """The item with this id, if any."""
+        with self.lock.read():
+            key = self.keys.get(item_id)
+            return None if key is None else self.items[key]
+
+    def vectors_of(self, item_ids: list[str]) -> Vectors:
+        """The stored vectors of existing items, in order (as f32)."""
+        with self.lock.read():
+            keys = np.array([self.keys[i] for i in item_ids], dtype=np.uint64)
+            rows: Any = self.graph.get(keys, dtype="f32")
+            return np.vstack(rows).astype(np.float32).reshape(len(item_ids), self.spec.dim)
+
+    def search(self, queries: Vectors, k: int, where: Node = MATCH_ALL) -> list[list[Hit]]:
         """The k best items for each query, best first, among those matching `where`."""
         with self.lock.read():
             if not self.keys:
                 return [[] for _ in range(len(queries))]
-            if where:
-                candidates = self._matching(where)
+            if where != MATCH_ALL:
+                candidates = self.columns.select(where)
                 return [self._filtered(q, k, candidates) for q in queries]
             found = self.graph.search(queries, k, threads=1 if len(queries) == 1 else 0)
             if not isinstance(found, BatchMatches):
@@ -209,36 +233,64 @@ class VectorIndex:
                 for row in range(len(queries))
             ]
 
-    def _matching(self, where: dict[str, Any]) -> set[int]:
-        sets = []
-        for name, value in where.items():
-            members = self.postings.get(name, {}).get(_value_key(value))
-            if not members:
-                return set()
-            sets.append(members)
-        sets.sort(key=len)
-        return set(sets[0]).intersection(*sets[1:])
+    def keyword_search(self, query: str, k: int, where: Node = MATCH_ALL) -> list[Hit]:
+        """The k items whose texts best match `query` by BM25, among those matching `where`."""
+        self.refresh_keywords()
+        with self.lock.read():
+            allowed = None if where == MATCH_ALL else self.columns.select(where)
+            found = self.keyword.search(query, k, allowed, self.next_key)
+            hits = []
+            for key, score in found:
+                item = self.items.get(key)
+                if item is not None:
+                    hits.append(Hit(item.id, score, 0.0, item.metadata, item.text))
+            return hits
 
-    def _filtered(self, query: Vectors, k: int, candidates: set[int]) -> list[Hit]:
+    def refresh_keywords(self) -> None:
+        """Bring the keyword index up to the items' current version (blocking)."""
+        if self.keyword.version < self.changes:
+            self.keyword.refresh(self.changes, self._texts)
+
+    @property
+    def keywords_stale(self) -> bool:
+        """Whether texts changed since the keyword index was built."""
+        return self.keyword.version < self.changes
+
+    def _texts(self) -> tuple[int, list[int], list[str]]:
+        with self.lock.read():
+            pairs = [(key, item.text) for key, item in self.items.items() if item.text is not None]
+            return self.changes, [key for key, _ in pairs], [text for _, text in pairs if text is not None]
+
+    def _filtered(self, query: Vectors, k: int, candidates: Keys) -> list[Hit]:
         """Search only among `candidates`; k hits whenever k candidates exist."""
-        if not candidates:
+        if not len(candidates):
             return []
         if len(candidates) <= EXACT_FILTER_MAX:
             return self._exact(query, k, candidates)
         # Broad filter: walk the graph deep enough that about twice k matches
         # are expected among what it visits; go deeper while short of k.
         total = self.count
+        member = self._membership(candidates)
         want = max(4 * k, math.ceil(2 * k * total / len(candidates)))
         while want < total:
             found = self.graph.search(query, want, threads=1)
-            mask = np.fromiter((int(key) in candidates for key in found.keys), dtype=bool, count=len(found))
+            mask = member(found.keys)
             if int(mask.sum()) >= k:
                 return self._hits(found.keys[mask][:k], found.distances[mask][:k])
             want *= 4
         return self._exact(query, k, candidates)
 
-    def _exact(self, query: Vectors, k: int, candidates: set[int]) -> list[Hit]:
-        keys = np.fromiter(candidates, dtype=np.uint64, count=len(candidates))
+    def _membership(self, candidates: Keys) -> Any:
+        """A vectorised test: which of some keys are candidates."""
+        if self.next_key <= FLAG_KEYS_MAX:
+            flags = np.zeros(self.next_key + 1, dtype=bool)
+            flags[candidates] = True
+            return lambda keys: flags[np.minimum(keys, self.next_key).astype(np.int64)]
+        ordered = np.sort(candidates)
+        return lambda keys: np.isin(keys, ordered, assume_unique=False)
+
+    def _exact(self, query: Vectors, k: int, candidates: Keys) -> list[Hit]:
+        keys = candidates
         rows: Any = self.graph.get(keys, dtype="f32")
         vectors = np.vstack(rows)
         found = exact_search(
@@ -273,6 +325,8 @@ class VectorIndex:
                 "ids": [item.id for item in items],
                 "metadata": [item.metadata for item in items],
                 "texts": [item.text for item in items],
+                "digests": [item.digest for item in items],
+                "synced_version": self.synced_version,
             }
         return json.dumps(state, separators=(",", ":"), ensure_ascii=False).encode()
 
@@ -283,8 +337,10 @@ class VectorIndex:
         index.graph.load(str(path))
         data = json.loads(state)
         index.next_key = int(data["next_key"])
-        for key, item_id, meta, text in zip(
-            data["keys"], data["ids"], data["metadata"], data["texts"], strict=True
+        index.synced_version = data.get("synced_version")
+        digests = data.get("digests") or [None] * len(data["keys"])
+        for key, item_id, meta, text, digest in zip(
+            data["keys"], data["ids"], data["metadata"], data["texts"], digests, strict=True
         ):
-            index._remember(int(key), Item(item_id, meta, text))
+            index._remember(int(key), Item(item_id, meta, text, digest))
         return index

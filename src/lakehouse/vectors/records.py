@@ -29,14 +29,18 @@ class CorruptRecord(ValueError):
 
 @dataclass
 class Batch:
-    """One acknowledged change to an index: upserted items or deleted ids."""
+    """One acknowledged change to an index: upserted items, deleted ids, or a synced version."""
 
-    op: Literal["add", "delete"]
+    op: Literal["add", "delete", "synced"]
     ids: list[str]
     keys: list[int]
     vectors: Vectors = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))
     metadata: list[dict[str, Any]] = field(default_factory=list)
     texts: list[str | None] = field(default_factory=list)
+    # Per item, the content hash of what its vector was embedded from (linked indexes).
+    digests: list[str | None] = field(default_factory=list)
+    # op "synced": the dataset version the index now reflects.
+    version: int | None = None
 
 
 def encode(batch: Batch) -> bytes:
@@ -49,6 +53,8 @@ def encode(batch: Batch) -> bytes:
             "metadata": batch.metadata,
             "texts": batch.texts,
             "shape": list(batch.vectors.shape),
+            "digests": batch.digests,
+            "version": batch.version,
         },
         separators=(",", ":"),
         ensure_ascii=False,
@@ -87,6 +93,8 @@ def decode(data: bytes) -> Batch:
             vectors=array,
             metadata=list(head["metadata"]),
             texts=list(head["texts"]),
+            digests=list(head.get("digests") or []),
+            version=None if head.get("version") is None else int(head["version"]),
         )
     except (ValueError, KeyError, TypeError) as exc:
         raise CorruptRecord(f"unreadable header: {exc}") from None

@@ -2,7 +2,9 @@
 
 A change is appended to the index's log before it is applied in memory, and
 acknowledged only after both; a background snapshot every
-`[vectord] snapshot_every` changed items keeps the log short.
+`[vectord] snapshot_every` changed items keeps the log short. Searches rank
+by vector, by keyword (BM25) or both fused; an index linked to a dataset is
+kept in step with it by `linked.py`, every `[vectord] sync_interval_secs`.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import re
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,19 +25,29 @@ from typing import Any, Protocol
 import numpy as np
 
 from lakehouse.config import Settings
-from lakehouse.errors import AlreadyExists, DimMismatch, InvalidName, InvalidRequest, NotFound
+from lakehouse.errors import (
+    AlreadyExists,
+    Conflict,
+    DimMismatch,
+    InvalidName,
+    InvalidRequest,
+    LakehouseError,
+    NotFound,
+)
 from lakehouse.runner import run_blocking
 from lakehouse.storage.base import ObjectStore
+from lakehouse.vectors import linked
 from lakehouse.vectors.durability import IndexFiles, read_specs, remove_index, write_spec
 from lakehouse.vectors.index import METRICS, Hit, IndexSpec, VectorIndex
+from lakehouse.vectors.items import NewItem, check_finite, checked_items
 from lakehouse.vectors.records import Batch, Vectors
+from lakehouse.vectors.search import search as run_search
+from lakehouse.vectors.source import DatasetCatalog, Source
 
 log = logging.getLogger("lakehouse.vectors")
 
 NAME = re.compile(r"[a-z_][a-z0-9_-]{0,62}")
 MAX_DIM = 65536
-MAX_ID_CHARS = 512
-MAX_K = 1000
 DTYPES = ("f32", "f16", "i8")
 
 
@@ -55,16 +68,6 @@ class TextEmbedder(Protocol):
 
 
 @dataclass
-class NewItem:
-    """One item to upsert: a vector, or a text to embed, and its metadata."""
-
-    id: str
-    vector: list[float] | None = None
-    text: str | None = None
-    metadata: dict[str, Any] | None = None
-
-
-@dataclass
 class _Live:
     index: VectorIndex
     files: IndexFiles
@@ -72,17 +75,40 @@ class _Live:
     pending: int = 0
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     snapshotting: asyncio.Task[None] | None = None
+    refreshing: asyncio.Task[None] | None = None
+    sync: linked.SyncState = field(default_factory=linked.SyncState)
 
 
 class VectorService:
     """Every index of the deployment, loaded from and recorded in the object store."""
 
-    def __init__(self, settings: Settings, store: ObjectStore, embedder: TextEmbedder) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: ObjectStore,
+        embedder: TextEmbedder,
+        catalog: Callable[[], DatasetCatalog] | None = None,
+    ) -> None:
         self.config = settings.vectord
         self.default_model = settings.embedd.default_model
         self.store = store
         self.embedder = embedder
+        self._catalog = catalog
         self._live: dict[str, _Live] = {}
+        self._following: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def catalog(self) -> DatasetCatalog:
+        """The dataset catalog linked indexes read (built on first use)."""
+        if self._catalog is None:
+            from lakehouse.catalog import Catalog
+
+            store = self.store
+            self._catalog = lambda: Catalog(store)
+            built = self._catalog()
+            self._catalog = lambda: built
+        return self._catalog()
 
     async def load(self) -> None:
         """Load every index: newest snapshot, then the log after it."""
@@ -98,6 +124,13 @@ class VectorService:
                 found.replayed,
                 (time.perf_counter() - started) * 1000,
             )
+            self._refresh_keywords(self._live[spec.name])
+        self._following = asyncio.create_task(
+            linked.follow(self.config.sync_interval_secs, self._linked, self._sync_quietly)
+        )
+
+    def _linked(self) -> list[str]:
+        return [name for name, live in self._live.items() if live.index.spec.source is not None]
 
     def _get(self, name: str) -> _Live:
         live = self._live.get(name)
@@ -108,7 +141,7 @@ class VectorService:
     @staticmethod
     def _info(live: _Live) -> dict[str, Any]:
         spec = live.index.spec
-        return {
+        info = {
             "name": spec.name,
             "dim": spec.dim,
             "metric": spec.metric,
@@ -116,7 +149,13 @@ class VectorService:
             "model": spec.model,
             "dtype": spec.dtype,
             "created_at": spec.created_at,
+            "source": spec.source,
+            "synced_version": live.index.synced_version,
+            "pending": live.sync.pending,
         }
+        if live.sync.error is not None:
+            info["sync_error"] = live.sync.error
+        return info
 
     async def create(
         self,
@@ -125,12 +164,14 @@ class VectorService:
         metric: str = "cosine",
         model: str | None = None,
         dtype: str | None = None,
+        source: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Define a new, empty index and return its info.
+        """Define a new, empty index and return its info; a `source` one starts filling itself.
 
         Raises:
             InvalidName: the name breaks the naming rule.
-            InvalidRequest: dim, metric or dtype out of range.
+            InvalidRequest: dim, metric, dtype or source out of range (a column the dataset lacks).
+            NotFound: the source's dataset does not exist.
             AlreadyExists: an index of that name exists.
         """
         if not NAME.fullmatch(name):
@@ -149,6 +190,11 @@ class VectorService:
             raise InvalidRequest(f"dtype i8 works with the cosine metric only, not {metric!r}")
         if name in self._live:
             raise AlreadyExists(f"vector index {name!r} already exists", index=name)
+        linked_to = None
+        if source is not None:
+            wanted = Source.parse(source)
+            manifest = await self.catalog.get(wanted.dataset)
+            linked_to = wanted.resolved(manifest, "metadata_columns" in source).to_dict()
         spec = IndexSpec(
             name=name,
             dim=dim,
@@ -160,6 +206,7 @@ class VectorService:
             expansion_search=self.config.expansion_search,
             generation=uuid.uuid4().hex,
             created_at=datetime.now(UTC).isoformat(),
+            source=linked_to,
         )
         try:
             await write_spec(self.store, spec)
@@ -167,6 +214,48 @@ class VectorService:
             raise AlreadyExists(f"vector index {name!r} already exists", index=name) from None
         live = _Live(VectorIndex.empty(spec), IndexFiles(self.store, spec), seq=0)
         self._live[name] = live
+        if linked_to is not None:
+            live.sync.pending = int(getattr(manifest, "row_count", 0) or 0)
+            task = asyncio.create_task(self._sync_quietly(name))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return self._info(live)
+
+    async def _sync_quietly(self, name: str) -> None:
+        """One sync pass whose failure is logged and shown in the index's info, not raised."""
+        try:
+            await self.sync(name)
+        except NotFound:
+            return  # deleted meanwhile
+        except LakehouseError as exc:
+            log.warning("index %s: sync failed: %s", name, exc)
+
+    async def sync(self, name: str) -> dict[str, Any]:
+        """Bring a linked index up to its dataset's current version now; return its info.
+
+        Raises:
+            NotFound: no such index, or it was deleted meanwhile.
+            InvalidRequest: the index follows no dataset, or the dataset's rows are unusable.
+        """
+        live = self._get(name)
+        if live.index.spec.source is None:
+            raise InvalidRequest(f"index {name!r} follows no dataset; create it with a source", index=name)
+        async with live.sync.guard():
+            try:
+                work = await linked.plan(self.store, self.catalog, live.index)
+                await linked.run_pass(
+                    live.index,
+                    work,
+                    live.sync,
+                    lambda batch: asyncio.shield(self._commit(name, live, batch)),
+                    self._embed,
+                )
+            except LakehouseError as exc:
+                live.sync.error = exc.message
+                raise
+            finally:
+                live.sync.pending = 0
+            live.sync.error = None
         return self._info(live)
 
     def indexes(self) -> list[dict[str, Any]]:
@@ -191,9 +280,10 @@ class VectorService:
         async with live.lock:
             if self._live.get(name) is not live:
                 raise NotFound(f"no vector index named {name!r}", index=name)
-            if live.snapshotting is not None:
-                with contextlib.suppress(Exception):
-                    await live.snapshotting
+            for task in (live.snapshotting, live.refreshing):
+                if task is not None:
+                    with contextlib.suppress(Exception):
+                        await task
             await remove_index(self.store, live.index.spec)
             del self._live[name]
 
@@ -209,38 +299,13 @@ class VectorService:
         """
         live = self._get(name)
         spec = live.index.spec
-        if not items:
-            raise InvalidRequest("items must not be empty")
-        if len(items) > self.config.max_batch:
-            raise InvalidRequest(
-                f"{len(items)} items is more than the {self.config.max_batch}-item batch limit",
-                limit=self.config.max_batch,
-            )
-        unique: dict[str, NewItem] = {}
-        for item in items:
-            _check_id(item.id)
-            if item.vector is None and item.text is None:
-                raise InvalidRequest(f"item {item.id!r} needs a vector or a text", id=item.id)
-            if item.vector is not None and len(item.vector) != spec.dim:
-                raise DimMismatch(
-                    f"item {item.id!r} has {len(item.vector)} dimensions; index {name!r} has {spec.dim}",
-                    id=item.id,
-                    expected=spec.dim,
-                    got=len(item.vector),
-                )
-            unique.pop(item.id, None)
-            unique[item.id] = item  # the last of repeated ids wins, in its position
-        batch_items = list(unique.values())
-        vectors = np.zeros((len(batch_items), spec.dim), dtype=np.float32)
+        _check_unlinked(spec)
+        batch_items, vectors = checked_items(items, spec, self.config.max_batch)
         to_embed = [row for row, item in enumerate(batch_items) if item.vector is None]
-        with np.errstate(over="ignore"):  # values past float32 become inf, refused below
-            for row, item in enumerate(batch_items):
-                if item.vector is not None:
-                    vectors[row] = item.vector
         if to_embed:
             texts = [batch_items[row].text or "" for row in to_embed]
             vectors[to_embed] = await self._embed(spec, texts)
-        _check_finite(vectors, [item.id for item in batch_items])
+        check_finite(vectors, [item.id for item in batch_items])
         batch = Batch(
             op="add",
             ids=[item.id for item in batch_items],
@@ -259,6 +324,7 @@ class VectorService:
             NotFound: no such index or item.
         """
         live = self._get(name)
+        _check_unlinked(live.index.spec)
         if not live.index.has(item_id):
             raise NotFound(f"index {name!r} has no item {item_id!r}", index=name, id=item_id)
         await asyncio.shield(self._commit(name, live, Batch(op="delete", ids=[item_id], keys=[])))
@@ -277,11 +343,31 @@ class VectorService:
             await live.files.append(live.seq + 1, batch)
             live.seq += 1
             await run_blocking(live.index.apply, batch)
-            live.pending += len(batch.ids)
+            live.pending += max(len(batch.ids), 1)
+        self._refresh_keywords(live)
         if live.pending >= self.config.snapshot_every and (
             live.snapshotting is None or live.snapshotting.done()
         ):
             live.snapshotting = asyncio.create_task(self._snapshot(live))
+
+    def _refresh_keywords(self, live: _Live) -> None:
+        """Rebuild the keyword index in the background once changes settle (one task per index)."""
+        if not live.index.texts and not live.index.keywords_stale:
+            return
+        if live.refreshing is None or live.refreshing.done():
+            live.refreshing = asyncio.create_task(self._keywords(live))
+
+    async def _keywords(self, live: _Live) -> None:
+        # A pause lets a burst of changes land first; each rebuild costs a full pass over the texts.
+        pause = 0.2
+        try:
+            while live.index.keywords_stale:
+                await asyncio.sleep(pause)
+                started = time.perf_counter()
+                await run_blocking(live.index.refresh_keywords)
+                pause = max(0.2, 2 * (time.perf_counter() - started))
+        except Exception:
+            log.exception("index %s: keyword index rebuild failed; searches rebuild it", live.index.spec.name)
 
     async def _snapshot(self, live: _Live) -> None:
         """Save the graph under the index's lock, upload it after; log and carry on on failure."""
@@ -305,36 +391,23 @@ class VectorService:
         text: str | None = None,
         k: int = 10,
         where: dict[str, Any] | None = None,
+        mode: str = "vector",
     ) -> list[list[Hit]]:
-        """The k best items for each query vector (or for the embedded text), best first.
+        """The k best items for each query, best first, by vector, keyword (BM25) or both fused.
 
         Raises:
             NotFound: no such index.
             DimMismatch: a query has the wrong length.
-            InvalidRequest: no query, k out of range, NaN or infinite values.
+            InvalidRequest: no query, bad mode or filter, k out of range, NaN or infinite values.
         """
         live = self._get(name)
-        spec = live.index.spec
-        if not 1 <= k <= MAX_K:
-            raise InvalidRequest(f"k must be between 1 and {MAX_K}, got {k}")
-        if vectors is None:
-            if text is None or not text.strip():
-                raise InvalidRequest("give a vector, vectors or a non-empty text to search with")
-            queries = await self._embed(spec, [text])
-        else:
-            if not vectors:
-                raise InvalidRequest("vectors must not be empty")
-            for vector in vectors:
-                if len(vector) != spec.dim:
-                    raise DimMismatch(
-                        f"query has {len(vector)} dimensions; index {name!r} has {spec.dim}",
-                        expected=spec.dim,
-                        got=len(vector),
-                    )
-            with np.errstate(over="ignore"):
-                queries = np.asarray(vectors, dtype=np.float32)
-            _check_finite(queries, None)
-        return await run_blocking(live.index.search, queries, k, where)
+
+        async def embed_text(text: str) -> Vectors:
+            return await self._embed(live.index.spec, [text])
+
+        return await run_search(
+            live.index, embed_text, vectors=vectors, text=text, k=k, where=where, mode=mode
+        )
 
     async def _embed(self, spec: IndexSpec, texts: list[str]) -> Vectors:
         result = await self.embedder.embed(texts, model=spec.model)
@@ -348,8 +421,15 @@ class VectorService:
         return np.asarray(result.vectors, dtype=np.float32).reshape(len(texts), spec.dim)
 
     async def close(self) -> None:
-        """Finish running snapshots and snapshot what the log holds beyond them."""
+        """Stop following datasets, finish running snapshots and snapshot what the log holds beyond them."""
+        for task in [self._following, *self._tasks]:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
         for live in list(self._live.values()):
+            if live.refreshing is not None:
+                live.refreshing.cancel()
             if live.snapshotting is not None:
                 with contextlib.suppress(Exception):
                     await live.snapshotting
@@ -358,14 +438,9 @@ class VectorService:
         self._live.clear()
 
 
-def _check_id(item_id: str) -> None:
-    if not item_id or len(item_id) > MAX_ID_CHARS:
-        raise InvalidRequest(f"item ids must be 1 to {MAX_ID_CHARS} characters", id=item_id)
-
-
-def _check_finite(vectors: Vectors, ids: list[str] | None) -> None:
-    bad = ~np.isfinite(vectors).all(axis=1)
-    if bad.any():
-        row = int(np.argmax(bad))
-        which = f"item {ids[row]!r}" if ids is not None else "the query"
-        raise InvalidRequest(f"{which} has a NaN or infinite value (or one beyond float32's range)")
+def _check_unlinked(spec: IndexSpec) -> None:
+    if spec.source is not None:
+        raise Conflict(
+            f"index {spec.name!r} follows dataset {spec.source['dataset']!r}; change the dataset instead",
+            index=spec.name,
+        )

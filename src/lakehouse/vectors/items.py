@@ -1,0 +1,99 @@
+"""Validating what a request brings to an index: items to upsert and query vectors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from lakehouse.errors import DimMismatch, InvalidRequest
+from lakehouse.vectors.index import IndexSpec
+from lakehouse.vectors.records import Vectors
+
+MAX_ID_CHARS = 512
+
+
+@dataclass
+class NewItem:
+    """One item to upsert: a vector, a text to embed (or both), and its metadata."""
+
+    id: str
+    vector: list[float] | None = None
+    text: str | None = None
+    metadata: dict[str, Any] | None = None
+
+
+def checked_items(items: list[NewItem], spec: IndexSpec, max_batch: int) -> tuple[list[NewItem], Vectors]:
+    """The batch's distinct items (the last of repeated ids wins) and their given vectors.
+
+    Rows of items without a vector are zeros, to be embedded from their texts.
+
+    Raises:
+        InvalidRequest: empty or oversized batch, bad id, an item with neither vector nor text.
+        DimMismatch: a vector has the wrong length.
+    """
+    if not items:
+        raise InvalidRequest("items must not be empty")
+    if len(items) > max_batch:
+        raise InvalidRequest(
+            f"{len(items)} items is more than the {max_batch}-item batch limit", limit=max_batch
+        )
+    unique: dict[str, NewItem] = {}
+    for item in items:
+        check_id(item.id)
+        if item.vector is None and item.text is None:
+            raise InvalidRequest(f"item {item.id!r} needs a vector or a text", id=item.id)
+        if item.vector is not None and len(item.vector) != spec.dim:
+            raise DimMismatch(
+                f"item {item.id!r} has {len(item.vector)} dimensions; index {spec.name!r} has {spec.dim}",
+                id=item.id,
+                expected=spec.dim,
+                got=len(item.vector),
+            )
+        unique.pop(item.id, None)
+        unique[item.id] = item  # the last of repeated ids wins, in its position
+    batch_items = list(unique.values())
+    vectors = np.zeros((len(batch_items), spec.dim), dtype=np.float32)
+    with np.errstate(over="ignore"):  # values past float32 become inf, refused by check_finite
+        for row, item in enumerate(batch_items):
+            if item.vector is not None:
+                vectors[row] = item.vector
+    return batch_items, vectors
+
+
+def query_vectors(vectors: list[list[float]], spec: IndexSpec) -> Vectors:
+    """Query vectors as one float32 array.
+
+    Raises:
+        InvalidRequest: no vectors, NaN or infinite values.
+        DimMismatch: a query has the wrong length.
+    """
+    if not vectors:
+        raise InvalidRequest("vectors must not be empty")
+    for vector in vectors:
+        if len(vector) != spec.dim:
+            raise DimMismatch(
+                f"query has {len(vector)} dimensions; index {spec.name!r} has {spec.dim}",
+                expected=spec.dim,
+                got=len(vector),
+            )
+    with np.errstate(over="ignore"):
+        queries = np.asarray(vectors, dtype=np.float32)
+    check_finite(queries, None)
+    return queries
+
+
+def check_id(item_id: str) -> None:
+    """Refuse an empty or overlong item id."""
+    if not item_id or len(item_id) > MAX_ID_CHARS:
+        raise InvalidRequest(f"item ids must be 1 to {MAX_ID_CHARS} characters", id=item_id)
+
+
+def check_finite(vectors: Vectors, ids: list[str] | None) -> None:
+    """Refuse NaN and infinite values, naming the item (or the query) holding one."""
+    bad = ~np.isfinite(vectors).all(axis=1)
+    if bad.any():
+        row = int(np.argmax(bad))
+        which = f"item {ids[row]!r}" if ids is not None else "the query"
+        raise InvalidRequest(f"{which} has a NaN or infinite value (or one beyond float32's range)")

@@ -1,0 +1,67 @@
+"""Searching one index by vector, by keyword (BM25), or both fused by reciprocal rank."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from lakehouse.errors import InvalidRequest
+from lakehouse.runner import run_blocking
+from lakehouse.vectors.filters import parse_filter
+from lakehouse.vectors.fusion import fuse, ranked
+from lakehouse.vectors.index import Hit, VectorIndex
+from lakehouse.vectors.items import query_vectors
+from lakehouse.vectors.records import Vectors
+
+MAX_K = 1000
+MODES = ("vector", "keyword", "hybrid")
+# Hybrid search fuses this many of each ranking's best (at least 2k).
+HYBRID_DEPTH = 50
+
+
+async def search(
+    index: VectorIndex,
+    embed_text: Callable[[str], Awaitable[Vectors]],
+    *,
+    vectors: list[list[float]] | None,
+    text: str | None,
+    k: int,
+    where: dict[str, Any] | None,
+    mode: str,
+) -> list[list[Hit]]:
+    """The k best items for each query, best first; each hit's `ranks` names the rankings that found it.
+
+    Raises:
+        DimMismatch: a query vector has the wrong length.
+        InvalidRequest: no query, bad mode or filter, k out of range, NaN or infinite values.
+    """
+    if not 1 <= k <= MAX_K:
+        raise InvalidRequest(f"k must be between 1 and {MAX_K}, got {k}")
+    if mode not in MODES:
+        raise InvalidRequest(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    node = parse_filter(where)
+    has_text = text is not None and bool(text.strip())
+    if mode != "vector" and not has_text:
+        raise InvalidRequest(f"{mode} search needs a non-empty text")
+    if mode == "keyword" and vectors is not None:
+        raise InvalidRequest("keyword search takes a text, not vectors")
+    if mode == "hybrid" and vectors is not None and len(vectors) != 1:
+        raise InvalidRequest("hybrid search takes a text and at most one vector")
+    if mode == "keyword":
+        assert text is not None
+        return [ranked(await run_blocking(index.keyword_search, text, k, node), "keyword")]
+    if vectors is not None:
+        queries = query_vectors(vectors, index.spec)
+    elif has_text:
+        assert text is not None
+        queries = await embed_text(text)
+    else:
+        raise InvalidRequest("give a vector, vectors or a non-empty text to search with")
+    if mode == "vector":
+        found = await run_blocking(index.search, queries, k, node)
+        return [ranked(hits, "vector") for hits in found]
+    assert text is not None
+    depth = min(max(2 * k, HYBRID_DEPTH), MAX_K)
+    by_vector = (await run_blocking(index.search, queries, depth, node))[0]
+    by_keyword = await run_blocking(index.keyword_search, text, depth, node)
+    return [fuse({"vector": by_vector, "keyword": by_keyword}, k)]
