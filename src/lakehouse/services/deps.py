@@ -94,7 +94,9 @@ class Deps:
         if "vectors" not in self._built:
             from lakehouse.vectors import VectorService
 
-            self._built["vectors"] = VectorService(self.settings, self.store, self.embedder)
+            self._built["vectors"] = VectorService(
+                self.settings, self.store, self.embedder, catalog=lambda: self.catalog
+            )
         return self._built["vectors"]  # type: ignore[no-any-return]
 
     @property
