@@ -28,9 +28,12 @@ from lakehouse.providers.chat import ChatResponse, ChatStream
 from lakehouse.providers.models import find_model, list_models
 from lakehouse.providers.openai_shape import parse_message, parse_tools, to_chat_request
 from lakehouse.providers.types import ChatRequest, Chunk, Message
+from lakehouse.services.askd import router as ask_router
 from lakehouse.services.deps import DepsDep
 
 router = APIRouter(tags=["chat"])
+# `/v1/ask` is chatd's too: its every round is a chat call (see askd.py).
+router.include_router(ask_router)
 
 
 class ChatMessage(BaseModel):

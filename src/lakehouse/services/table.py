@@ -43,7 +43,7 @@ SERVICES: dict[str, ServiceSpec] = {
         ServiceSpec("queryd", ("/v1/sql",), "lakehouse.services.queryd"),
         ServiceSpec("vectord", ("/v1/vectors",), "lakehouse.services.vectord"),
         ServiceSpec("embedd", ("/v1/embed", "/v1/embeddings"), "lakehouse.services.embedd"),
-        ServiceSpec("chatd", ("/v1/chat", "/v1/models"), "lakehouse.services.chatd"),
+        ServiceSpec("chatd", ("/v1/chat", "/v1/models", "/v1/ask"), "lakehouse.services.chatd"),
     )
 }
 
