@@ -19,9 +19,17 @@ export function render(main, rest) {
   const listBody = h("div", { class: "loading" }, "Loading…");
   const listError = h("p", { class: "error", role: "alert", hidden: true });
   list.append(listError, listBody);
-  main.append(h("div", { class: "columns" }, list, uploader(name, () => loadList(listBody, listError))));
+  const detailBox = h("div", {});
+  // After an upload the list and the dataset refresh in place, so the upload's outcome stays in view.
+  const uploaded = (dataset) => {
+    loadList(listBody, listError);
+    const hash = `#datasets/${encodeURIComponent(dataset)}`;
+    if (location.hash !== hash) history.pushState(null, "", hash);
+    detailBox.replaceChildren(detail(dataset));
+  };
+  main.append(h("div", { class: "columns" }, list, uploader(name, uploaded)), detailBox);
   loadList(listBody, listError);
-  if (name) main.append(detail(name));
+  if (name) detailBox.append(detail(name));
 }
 
 async function loadList(body, errorEl) {
@@ -60,7 +68,7 @@ async function loadList(body, errorEl) {
   }
 }
 
-function uploader(current, refresh) {
+function uploader(current, done) {
   const nameBox = h("input", { type: "text", value: current, pattern: NAME.source, autocomplete: "off", spellcheck: "false" });
   const mode = h("select", {}, h("option", { value: "append" }, "append"), h("option", { value: "replace" }, "replace"));
   const file = h("input", { type: "file", accept: ".csv,.tsv,.txt,.parquet,.json,.ndjson,.jsonl,.xlsx" });
@@ -91,12 +99,14 @@ function uploader(current, refresh) {
     bar.hidden = false;
     bar.value = 0;
     bar.max = 100;
+    bar.dataset.events = "0";
     file.disabled = true;
     state.textContent = `Uploading ${chosen.name}…`;
     try {
       const answer = await upload(`/v1/ingest/${seg(name)}?mode=${seg(mode.value)}`, chosen, {
         onProgress: (loaded, total) => {
           bar.value = total ? Math.round((loaded / total) * 100) : 100;
+          bar.dataset.events = String(Number(bar.dataset.events || 0) + 1);
         },
         onSent: () => {
           state.textContent = `Uploaded ${chosen.name}; converting…`;
@@ -107,9 +117,7 @@ function uploader(current, refresh) {
       state.textContent = answer.created
         ? `Version ${answer.version} of ${answer.dataset} created: ${answer.rows} rows.`
         : `Already there: these bytes are version ${answer.version} of ${answer.dataset}; no new version.`;
-      refresh();
-      if (location.hash === `#datasets/${encodeURIComponent(name)}`) window.dispatchEvent(new HashChangeEvent("hashchange"));
-      else location.hash = `#datasets/${encodeURIComponent(name)}`;
+      done(name);
     } catch (error) {
       bar.hidden = true;
       state.textContent = "";

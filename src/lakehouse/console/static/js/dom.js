@@ -106,11 +106,18 @@ export function errorText(error) {
   for (const key of ["added", "removed", "changed"]) {
     const value = detail[key];
     if (Array.isArray(value) && value.length) {
-      parts.push(`${key}: ${value.map((v) => (typeof v === "object" ? cellText(v) : v)).join(", ")}`);
+      parts.push(`${key}: ${value.map(columnText).join(", ")}`);
     }
   }
   if (detail.line !== undefined) parts.push(`line ${detail.line}`);
   return parts.join(" — ");
+}
+
+function columnText(col) {
+  if (!col || typeof col !== "object") return String(col);
+  if ("from" in col && "to" in col) return `${col.name} (${col.from} → ${col.to})`;
+  if ("type" in col) return `${col.name} (${col.type})`;
+  return cellText(col);
 }
 
 /** Show `error` in `el` (a role=alert element); clears it when `error` is empty. */
