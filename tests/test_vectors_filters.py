@@ -32,7 +32,8 @@ def index_of(vectors: np.ndarray, metadata: list[dict[str, Any]]) -> VectorIndex
 def unit(n: int, dim: int, seed: int = 0) -> np.ndarray:
     """`n` random unit vectors."""
     data = np.random.default_rng(seed).normal(size=(n, dim)).astype(np.float32)
-    return data / np.linalg.norm(data, axis=1, keepdims=True)
+    out: np.ndarray = data / np.linalg.norm(data, axis=1, keepdims=True)
+    return out
 
 
 # The reference semantics, written independently of the implementation.
@@ -55,7 +56,7 @@ def _eq(have: Any, want: Any) -> bool:
 def _cmp(have: Any, op: str, bound: Any) -> bool:
     if _kind(have) != _kind(bound) or _kind(bound) not in ("number", "string"):
         return False
-    return {"$lt": have < bound, "$lte": have <= bound, "$gt": have > bound, "$gte": have >= bound}[op]
+    return bool({"$lt": have < bound, "$lte": have <= bound, "$gt": have > bound, "$gte": have >= bound}[op])
 
 
 def matches(flt: dict[str, Any], meta: dict[str, Any]) -> bool:

@@ -76,7 +76,7 @@ async def opened(tmp_path: Path, ollama: FakeOllama) -> AsyncIterator[Opened]:
 def unit(seed: int, dim: int = 16) -> list[float]:
     """A random unit vector."""
     v = np.random.default_rng(seed).normal(size=dim)
-    return (v / np.linalg.norm(v)).tolist()
+    return [float(x) for x in v / np.linalg.norm(v)]
 
 
 def planted(n: int = 400) -> tuple[list[NewItem], set[str], set[str]]:

@@ -108,10 +108,11 @@ def _diff(index: VectorIndex, version: int, rows: list[Row]) -> Plan:
 
 
 async def run_pass(
-    index: VectorIndex, work: Plan, state: SyncState, commit: Commit, embed: Embed, batch: int = SYNC_BATCH
+    index: VectorIndex, work: Plan, state: SyncState, commit: Commit, embed: Embed, batch: int | None = None
 ) -> None:
-    """Carry out a plan batch by batch, then log the version it reflects."""
+    """Carry out a plan in batches of `batch` rows (`SYNC_BATCH`), then log the version it reflects."""
     spec = index.spec
+    batch = batch or SYNC_BATCH
     state.pending = work.size
     for start in range(0, len(work.embed), batch):
         rows = work.embed[start : start + batch]

@@ -229,6 +229,11 @@ class VectorService:
             return  # deleted meanwhile
         except LakehouseError as exc:
             log.warning("index %s: sync failed: %s", name, exc)
+        except Exception as exc:  # a background pass must report, not vanish with its task
+            log.exception("index %s: sync failed", name)
+            live = self._live.get(name)
+            if live is not None:
+                live.sync.error = f"sync failed: {exc}"
 
     async def sync(self, name: str) -> dict[str, Any]:
         """Bring a linked index up to its dataset's current version now; return its info.
