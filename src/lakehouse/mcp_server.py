@@ -252,6 +252,31 @@ def build_server(gateway_url: str, timeout: float = 120.0, token: str | None = N
         opts: dict[str, Any] = {} if max_tokens is None else {"max_tokens": max_tokens}
         return await call(lambda: client.chat(model, messages, **opts))
 
+    @server.tool(annotations=REACHES_OUT)
+    async def ask(
+        question: Annotated[str, Field(description="The question about the data.", min_length=1)],
+        model: Annotated[
+            str,
+            Field(description="A model that can call tools (see list_models), e.g. qwen3:4b or kimi/<m>."),
+        ],
+        datasets: Annotated[
+            list[str] | None,
+            Field(
+                description="Only these datasets may be read (from list_datasets); every one when omitted."
+            ),
+        ] = None,
+        indexes: Annotated[
+            list[str] | None, Field(description="Indexes it may search (from list_indexes).")
+        ] = None,
+        max_steps: Annotated[
+            int | None, Field(description="Tool rounds at most (default 6).", ge=1, le=20)
+        ] = None,
+    ) -> Annotated[CallToolResult, m.AskAnswer]:
+        """Answer a question from the lakehouse: a model runs read-only SQL, reads schemas and searches
+        indexes on the server, then answers with its steps and citations (dataset, version, row and item ids).
+        """
+        return await call(lambda: client.ask(question, model, datasets, indexes, max_steps))
+
     @server.resource(
         RESOURCE_PREFIX + "{name}",
         name="dataset",

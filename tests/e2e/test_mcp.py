@@ -88,6 +88,7 @@ async def test_tools_have_described_schemas_and_an_unreachable_gateway_is_a_tool
         "embed_text",
         "search_vectors",
         "chat",
+        "ask",
     }
     for tool in tools.values():
         assert tool.description
@@ -97,6 +98,8 @@ async def test_tools_have_described_schemas_and_an_unreachable_gateway_is_a_tool
     assert tools["get_manifest"].input_schema["required"] == ["name"]
     assert tools["search_vectors"].input_schema["required"] == ["index"]
     assert set(tools["chat"].input_schema["required"]) == {"model", "prompt"}
+    assert set(tools["ask"].input_schema["required"]) == {"question", "model"}
+    assert {"answer", "steps", "citations"} <= set((tools["ask"].output_schema or {})["properties"])
     assert tools["query_sql"].annotations is not None and tools["query_sql"].annotations.read_only_hint
     # The server survives a dead gateway: both calls come back as tool errors naming it.
     for result in (first, second):

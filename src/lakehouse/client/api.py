@@ -357,6 +357,46 @@ class Client:
         finally:
             response.close()
 
+    def ask(
+        self,
+        question: str,
+        model: str,
+        datasets: Sequence[str] | None = None,
+        indexes: Sequence[str] | None = None,
+        max_steps: int | None = None,
+    ) -> m.AskAnswer:
+        """`POST /v1/ask`: the model answers from the data (only `datasets` and `indexes` when named)."""
+        body = _ask_body(question, model, datasets, indexes, max_steps, stream=False)
+        return self._model(m.AskAnswer, "POST", "/v1/ask", json=body)
+
+    def ask_stream(
+        self,
+        question: str,
+        model: str,
+        datasets: Sequence[str] | None = None,
+        indexes: Sequence[str] | None = None,
+        max_steps: int | None = None,
+    ) -> Iterator[m.AskStep | m.AskAnswer]:
+        """`POST /v1/ask` streamed: each step as the server runs it, then the whole answer.
+
+        An `error` event (the provider failing after the first step) is raised as its typed error.
+        """
+        body = _ask_body(question, model, datasets, indexes, max_steps, stream=True)
+        request = self._http.build_request(
+            "POST", "/v1/ask", json=body, headers={"Accept": "text/event-stream"}
+        )
+        response = self._send(request, stream=True)
+        try:
+            for kind, data in _sse_events(response.iter_lines()):
+                if kind == "error":
+                    raise LakehouseError.from_body(response.status_code, data)
+                if kind == "step":
+                    yield m.AskStep.model_validate(data)
+                elif kind == "answer":
+                    yield m.AskAnswer.model_validate(data)
+        finally:
+            response.close()
+
     def providers(self) -> m.Providers:
         """The registered chat providers (never a key)."""
         return self._model(m.Providers, "GET", "/v1/chat/providers")
@@ -364,6 +404,42 @@ class Client:
     def models(self) -> list[m.ModelInfo]:
         """`GET /v1/models`: the tiers, default models and each provider's models."""
         return self._model(m.ModelList, "GET", "/v1/models").data
+
+
+def _ask_body(
+    question: str,
+    model: str,
+    datasets: Sequence[str] | None,
+    indexes: Sequence[str] | None,
+    max_steps: int | None,
+    *,
+    stream: bool,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {"question": question, "model": model, "stream": stream}
+    if datasets is not None:
+        body["datasets"] = list(datasets)
+    if indexes:
+        body["indexes"] = list(indexes)
+    if max_steps is not None:
+        body["max_steps"] = max_steps
+    return body
+
+
+def _sse_events(lines: Iterator[str]) -> Iterator[tuple[str, Any]]:
+    """(event, parsed data) for each server-sent event in `lines`."""
+    kind = "message"
+    data: list[str] = []
+    for line in lines:
+        if not line:
+            if data:
+                yield kind, json.loads("\n".join(data))
+            kind, data = "message", []
+        elif line.startswith("event:"):
+            kind = line[6:].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:].removeprefix(" "))
+    if data:
+        yield kind, json.loads("\n".join(data))
 
 
 def _error_of(response: httpx.Response) -> LakehouseError:

@@ -213,3 +213,30 @@ class ModelList(Answer):
 
     data: list[ModelInfo]
     object: str = "list"
+
+
+class AskStep(Answer):
+    """One tool call of an ask: the tool, the model's arguments, and the result the model read."""
+
+    tool: str
+    input: Any = None
+    output: dict[str, Any] = Field(default_factory=dict)
+
+
+class AskAnswer(Answer):
+    """`POST /v1/ask`: the answer, the steps that led to it and what it cites.
+
+    A citation is `{"type": "sql", "sql", "datasets": [{"dataset", "version"}], "row_ids"?}`
+    or `{"type": "search", "index", "ids", "dataset"?, "version"?}`.
+    """
+
+    answer: str
+    model: str
+    steps: list[AskStep] = Field(default_factory=list)
+    citations: list[dict[str, Any]] = Field(default_factory=list)
+    provider: str | None = None
+    finish: str | None = Field(default=None, description='"answer", or "max_steps" when the rounds ran out')
+    rounds: int | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    elapsed_ms: float | None = None
