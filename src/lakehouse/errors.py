@@ -22,7 +22,8 @@
     ├── Conflict                       409 conflict
     │   ├── AlreadyExists              409 already_exists
     │   ├── SchemaDrift                409 schema_drift
-    │   └── VersionConflict            409 version_conflict
+    │   ├── VersionConflict            409 version_conflict
+    │   └── CommitFailed               409 commit_failed
     ├── PreconditionFailed             412 precondition_failed
     ├── TooLarge                       413 too_large
     ├── RangeNotSatisfiable            416 range_not_satisfiable
@@ -222,6 +223,12 @@ class VersionConflict(Conflict):
     """A dataset's current version is not the one a conditional register expected."""
 
     code = "version_conflict"
+
+
+class CommitFailed(Conflict):
+    """An Iceberg commit whose requirements no longer hold, or that changes what a commit may not."""
+
+    code = "commit_failed"
 
 
 class PreconditionFailed(LakehouseError):

@@ -214,6 +214,49 @@ class Catalog:
                     await discard(self.store, copies)
         raise Busy(f"dataset {name!r} is being registered too often to settle; retry", dataset=name)
 
+    async def commit_snapshot(
+        self,
+        name: str,
+        *,
+        parent: Manifest,
+        objects: Sequence[ObjectRef],
+        snapshot_id: int,
+        metadata_key: str,
+        extra: dict[str, Any],
+    ) -> Manifest:
+        """Make an already written Iceberg snapshot (an Iceberg REST commit) version `parent + 1`.
+
+        Raises:
+            VersionConflict: `parent` is no longer the current version; nothing was written.
+        """
+        refs = tuple(objects)
+        validate_parts(parent.schema, refs, sum(o.rows for o in refs))
+        manifest = Manifest(
+            name=name,
+            version=parent.version + 1,
+            schema=parent.schema,
+            objects=refs,
+            row_count=sum(o.rows for o in refs),
+            fingerprint=content_fingerprint(parent.schema, refs),
+            created_at=now_iso(),
+            parent_version=parent.version,
+            extra=extra,
+            snapshot_id=snapshot_id,
+            metadata_key=metadata_key,
+        )
+        key = manifest_key(name, manifest.version)
+        async with self._locks.setdefault(name, asyncio.Lock()):
+            try:
+                stored = await self.store.put_bytes(key, manifest.to_json(), if_absent=True)
+            except AlreadyExists:
+                raise VersionConflict(
+                    f"dataset {name!r} moved past version {parent.version}",
+                    dataset=name,
+                    expected=parent.version,
+                ) from None
+        self._cache[key] = (stored.info.etag, manifest)
+        return manifest
+
     async def upgrade(self, name: str) -> int:
         """Give each version of `name` written by release 0.1 its Iceberg snapshot (see `lifecycle`)."""
         return await lifecycle.upgrade(self, name)

@@ -89,8 +89,10 @@ async def upgrade(catalog: Catalog, name: str) -> int:
 async def upgrade_all(catalog: Catalog) -> int:
     """Upgrade every dataset; returns how many versions were upgraded."""
     total = 0
-    for name in sorted(await catalog.current_all()):
-        total += await upgrade(catalog, name)
+    for name, history in sorted((await catalog.current_all()).items()):
+        # Versions are upgraded oldest first, so a current version with a snapshot means all have one.
+        if history.current.metadata_key is None:
+            total += await upgrade(catalog, name)
     if total:
         log.info("gave %d dataset version(s) written by an earlier release their Iceberg snapshots", total)
     return total

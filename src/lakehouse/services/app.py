@@ -20,6 +20,7 @@ from lakehouse.services.cors import cors_options
 from lakehouse.services.deps import Deps
 from lakehouse.services.docs import add_docs_routes
 from lakehouse.services.http import RequestContext, health_body, install_error_handlers
+from lakehouse.services.iceberg import IcebergErrors
 from lakehouse.services.limits import BodyLimits
 from lakehouse.services.metrics import Metrics, MetricsMiddleware, RouteNamer, add_metrics_route
 from lakehouse.services.table import SERVICES, ServiceSpec
@@ -79,6 +80,7 @@ def create_app(
         app.add_middleware(CORSMiddleware, **cors_options(settings.http))
     app.add_middleware(BodyLimits, http=settings.http)
     app.add_middleware(MetricsMiddleware, metrics=metrics, namer=RouteNamer(lambda: app.routes))
+    app.add_middleware(IcebergErrors)
     app.add_middleware(GzipJson)
     app.add_middleware(RequestContext, service=name)
 

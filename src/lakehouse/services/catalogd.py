@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
@@ -9,9 +10,12 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from lakehouse.catalog import Column, Manifest, ObjectSpec
 from lakehouse.catalog.manifest import MAX_COLUMNS, MAX_OBJECTS
-from lakehouse.services.deps import DepsDep
+from lakehouse.services import iceberg
+from lakehouse.services.deps import Deps, DepsDep
 
 router = APIRouter(prefix="/v1/catalog", tags=["catalog"])
+# The largest page of a listing.
+MAX_PAGE = 1000
 
 
 class ColumnBody(BaseModel):
@@ -77,11 +81,23 @@ class ManifestOut(BaseModel):
         default_factory=list,
         description="Why this stored version is not trusted (e.g. a column type that does not validate).",
     )
+    snapshot_id: int | None = Field(
+        default=None, description="The Apache Iceberg snapshot that is this version."
+    )
+    metadata_location: str | None = Field(
+        default=None,
+        description="The Iceberg table metadata file holding this version (for iceberg_scan and the like).",
+    )
 
     @classmethod
-    def of(cls, manifest: Manifest) -> ManifestOut:
+    def of(cls, manifest: Manifest, deps: Deps) -> ManifestOut:
         """The public form of a stored manifest."""
-        return cls.model_validate({**manifest.to_dict(), "problems": list(manifest.problems)})
+        fields = manifest.to_dict()
+        key = fields.pop("metadata_key", None)
+        location = deps.catalog.tables.warehouse.uri(key) if key else None
+        return cls.model_validate(
+            {**fields, "problems": list(manifest.problems), "metadata_location": location}
+        )
 
 
 class DatasetSummary(BaseModel):
@@ -97,6 +113,7 @@ class DatasetList(BaseModel):
     """Every dataset's current version."""
 
     datasets: list[DatasetSummary]
+    next: str | None = Field(default=None, description="The `after` of the next page; null on the last.")
 
 
 class VersionSummary(BaseModel):
@@ -107,12 +124,30 @@ class VersionSummary(BaseModel):
     fingerprint: str
     created_at: str
     parent_version: int | None
+    snapshot_id: int | None = None
 
 
 class VersionList(BaseModel):
     """A dataset's history, oldest first."""
 
     versions: list[VersionSummary]
+    next: int | None = Field(default=None, description="The `after` of the next page; null on the last.")
+
+
+class ExpireRequest(BaseModel):
+    """Which versions to expire: all but the last `keep_last`, or those created before `older_than`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    keep_last: StrictInt | None = Field(default=None, ge=1)
+    older_than: datetime | None = Field(default=None, description="ISO 8601; a time without a zone is UTC.")
+
+
+class ExpireResult(BaseModel):
+    """The versions removed and the bytes their files held."""
+
+    expired: list[int]
+    bytes_freed: int
 
 
 @router.post(
@@ -138,18 +173,24 @@ async def register(body: RegisterRequest, response: Response, deps: DepsDep) -> 
         expected_parent=body.parent_version,
     )
     response.status_code = 201 if created else 200
-    return ManifestOut.of(manifest)
+    return ManifestOut.of(manifest, deps)
 
 
-@router.get("/datasets", response_model=DatasetList, summary="Every dataset's current version")
-async def list_datasets(deps: DepsDep) -> DatasetList:
-    """Every dataset with its current version."""
-    current = await deps.catalog.datasets()
+@router.get("/datasets", response_model=DatasetList, summary="Every dataset's current version, paged by name")
+async def list_datasets(
+    deps: DepsDep,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = MAX_PAGE,
+    after: Annotated[str | None, Query(max_length=64)] = None,
+) -> DatasetList:
+    """Datasets with their current version, by name, after `after`."""
+    current = [m for m in await deps.catalog.datasets() if after is None or m.name > after]
+    page = current[:limit]
     return DatasetList(
         datasets=[
             DatasetSummary(name=m.name, version=m.version, row_count=m.row_count, updated_at=m.created_at)
-            for m in current
-        ]
+            for m in page
+        ],
+        next=page[-1].name if len(current) > limit else None,
     )
 
 
@@ -163,13 +204,19 @@ async def get_manifest(
     name: str, deps: DepsDep, version: Annotated[int | None, Query(ge=1)] = None
 ) -> ManifestOut:
     """The current manifest, or `?version=N`."""
-    return ManifestOut.of(await deps.catalog.get(name, version))
+    return ManifestOut.of(await deps.catalog.get(name, version), deps)
 
 
 @router.get("/datasets/{name}/versions", response_model=VersionList, summary="A dataset's version history")
-async def list_versions(name: str, deps: DepsDep) -> VersionList:
-    """Every version of a dataset, oldest first."""
-    history = await deps.catalog.versions(name)
+async def list_versions(
+    name: str,
+    deps: DepsDep,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = MAX_PAGE,
+    after: Annotated[int | None, Query(ge=0)] = None,
+) -> VersionList:
+    """Versions of a dataset, oldest first, after version `after`."""
+    history = [m for m in await deps.catalog.versions(name) if after is None or m.version > after]
+    page = history[:limit]
     return VersionList(
         versions=[
             VersionSummary(
@@ -178,10 +225,26 @@ async def list_versions(name: str, deps: DepsDep) -> VersionList:
                 fingerprint=m.fingerprint,
                 created_at=m.created_at,
                 parent_version=m.parent_version,
+                snapshot_id=m.snapshot_id,
             )
-            for m in history
-        ]
+            for m in page
+        ],
+        next=page[-1].version if len(history) > limit else None,
     )
+
+
+@router.post(
+    "/datasets/{name}/expire",
+    response_model=ExpireResult,
+    summary="Expire old versions (never the current one) and free the files only they used",
+)
+async def expire(name: str, body: ExpireRequest, deps: DepsDep) -> ExpireResult:
+    """`keep_last` or `older_than`; an expired `"name@N"` is then an unknown view."""
+    older = body.older_than
+    if older is not None and older.tzinfo is None:
+        older = older.replace(tzinfo=UTC)
+    result = await deps.catalog.expire(name, keep_last=body.keep_last, older_than=older)
+    return ExpireResult(expired=list(result.versions), bytes_freed=result.bytes_freed)
 
 
 @router.delete(
@@ -194,3 +257,15 @@ async def delete_dataset(name: str, deps: DepsDep) -> Response:
     """Remove the dataset; deleting again after an interrupted delete finishes it."""
     await deps.catalog.delete(name)
     return Response(status_code=204)
+
+
+async def startup(deps: Deps) -> None:
+    """Give data written by an earlier release its Iceberg tables before serving (idempotent)."""
+    await deps.catalog.upgrade_all()
+
+
+# catalogd also serves the Iceberg REST catalog (`/iceberg/v1/...`) over the same catalog.
+_catalog_routes = router
+router = APIRouter()
+router.include_router(_catalog_routes)
+router.include_router(iceberg.router)

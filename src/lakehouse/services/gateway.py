@@ -33,6 +33,7 @@ from lakehouse.services.compression import GzipJson
 from lakehouse.services.cors import with_cors
 from lakehouse.services.docs import OAUTH2_REDIRECT, asset_response, docs_page
 from lakehouse.services.http import RequestContext, health_body
+from lakehouse.services.iceberg import IcebergErrors
 from lakehouse.services.limits import BodyLimits
 from lakehouse.services.metrics import Metrics, MetricsMiddleware, RouteNamer
 from lakehouse.services.table import SERVICES, ServiceSpec, service_for_path
@@ -319,7 +320,7 @@ def create_gateway_app(settings: Settings, *, bind_host: str | None = None) -> A
     metrics = Metrics()
     inner = with_cors(with_auth(Gateway(settings, metrics), settings, bind_host), settings.http)
     counted = MetricsMiddleware(BodyLimits(inner, settings.http), metrics, RouteNamer(_routes))
-    return RequestContext(GzipJson(counted), service="gateway")
+    return RequestContext(GzipJson(IcebergErrors(counted)), service="gateway")
 
 
 def _routes() -> list[BaseRoute]:

@@ -38,7 +38,7 @@ SERVICES: dict[str, ServiceSpec] = {
     spec.name: spec
     for spec in (
         ServiceSpec("storaged", ("/v1/storage",), "lakehouse.services.storaged"),
-        ServiceSpec("catalogd", ("/v1/catalog",), "lakehouse.services.catalogd"),
+        ServiceSpec("catalogd", ("/v1/catalog", "/iceberg"), "lakehouse.services.catalogd"),
         ServiceSpec("ingestd", ("/v1/ingest",), "lakehouse.services.ingestd"),
         ServiceSpec("queryd", ("/v1/sql",), "lakehouse.services.queryd"),
         ServiceSpec("vectord", ("/v1/vectors",), "lakehouse.services.vectord"),

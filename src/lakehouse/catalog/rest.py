@@ -1,0 +1,277 @@
+"""The Iceberg REST catalog over the dataset catalog: one namespace, `default`, holding every dataset.
+
+Loading a table answers the metadata file the current version names. A
+commit from a client (pyiceberg's `append` or `overwrite`, say) is checked,
+applied with pyiceberg to the current metadata, and becomes the next dataset
+version through the same compare-and-set as every other write:
+
+- its requirements must hold against the current metadata, and the version
+  it was built on must still be current when its version is written, else
+  409 `CommitFailedException` (the client refreshes and retries);
+- only data may change: a new snapshot on `main`, table properties. A schema
+  change is refused with 409 (the schema-drift rule); a new location,
+  partition spec, sort order, format version or snapshot removal with 400;
+- every file the new snapshot lists must be a Parquet data file inside the
+  dataset's own area (delete files are refused); its manifests are read only
+  from there too, so a commit cannot make the server open another path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+from pyiceberg.exceptions import CommitFailedException
+from pyiceberg.manifest import DataFileContent, FileFormat
+from pyiceberg.table import CommitTableRequest
+from pyiceberg.table.metadata import TableMetadata
+from pyiceberg.table.refs import MAIN_BRANCH
+from pyiceberg.table.snapshots import Operation, Summary
+from pyiceberg.table.update import (
+    AddSnapshotUpdate,
+    AssignUUIDUpdate,
+    RemovePropertiesUpdate,
+    SetPropertiesUpdate,
+    SetSnapshotRefUpdate,
+    TableUpdate,
+    update_table_metadata,
+)
+
+from lakehouse.catalog.iceberg import NAMESPACE, VERSION_PROPERTY
+from lakehouse.catalog.manifest import Manifest, ObjectRef, validate_name
+from lakehouse.errors import CommitFailed, Forbidden, InvalidName, InvalidRequest, NotFound, VersionConflict
+from lakehouse.runner import run_blocking
+from lakehouse.storage.base import DATASETS_PREFIX
+
+# Properties the lakehouse itself keeps: a commit may not change them.
+_OWN_PROPERTIES = frozenset({"schema.name-mapping.default"})
+_ALLOWED_UPDATES = (AddSnapshotUpdate, SetSnapshotRefUpdate, SetPropertiesUpdate, RemovePropertiesUpdate)
+# Paging of table listings.
+MAX_PAGE = 1000
+
+
+@dataclass(frozen=True)
+class LoadedTable:
+    """A table as the REST protocol serves it."""
+
+    metadata_location: str
+    metadata: dict[str, Any]
+
+
+class IcebergRest:
+    """The REST catalog's operations over a `Catalog`."""
+
+    def __init__(self, catalog: Any) -> None:
+        from lakehouse.catalog.catalog import Catalog
+
+        assert isinstance(catalog, Catalog)
+        self.catalog = catalog
+
+    def config(self) -> dict[str, Any]:
+        """`GET /v1/config`: no prefix, and what this server implements."""
+        return {"defaults": {}, "overrides": {}, "endpoints": list(ENDPOINTS)}
+
+    @staticmethod
+    def check_namespace(namespace: str) -> None:
+        """Raises NotFound (NoSuchNamespaceException) for any namespace but `default`."""
+        if namespace != NAMESPACE:
+            raise NotFound(
+                f"namespace {namespace!r} does not exist; every dataset is in {NAMESPACE!r}",
+                iceberg_type="NoSuchNamespaceException",
+            )
+
+    async def tables(self, namespace: str, page_size: int | None, page_token: str | None) -> dict[str, Any]:
+        """`GET /v1/namespaces/default/tables`, paged by name."""
+        self.check_namespace(namespace)
+        size = min(max(page_size or MAX_PAGE, 1), MAX_PAGE)
+        names = sorted(await self.catalog.current_all())
+        if page_token:
+            names = [n for n in names if n > page_token]
+        page = names[:size]
+        more = len(names) > size
+        return {
+            "identifiers": [{"namespace": [NAMESPACE], "name": n} for n in page],
+            "next-page-token": page[-1] if more else None,
+        }
+
+    async def load(self, namespace: str, name: str) -> LoadedTable:
+        """`GET .../tables/{name}`: the current version's metadata.
+
+        Raises:
+            NotFound: no such namespace or table (NoSuchTableException).
+        """
+        current = await self._current(namespace, name)
+        assert current.metadata_key is not None
+        raw = await self.catalog.store.get_bytes(current.metadata_key)
+        return LoadedTable(self.catalog.tables.warehouse.uri(current.metadata_key), json.loads(raw))
+
+    async def commit(self, namespace: str, name: str, body: dict[str, Any]) -> LoadedTable:
+        """`POST .../tables/{name}`: apply a client's commit as the next dataset version.
+
+        Raises:
+            NotFound: no such table.
+            CommitFailed: a requirement fails, the schema would change, or another
+                version landed first.
+            InvalidRequest: a malformed commit, or an update a dataset cannot take.
+            Forbidden: a file outside the dataset's area.
+        """
+        try:
+            request = CommitTableRequest.model_validate(
+                {"identifier": {"namespace": [namespace], "name": name}, **body}
+            )
+        except ValidationError as exc:
+            raise InvalidRequest(f"the commit is not an Iceberg table update: {_first(exc)}") from None
+        current = await self._current(namespace, name)
+        assert current.metadata_key is not None
+        base = await run_blocking(self.catalog.tables.metadata, current.metadata_key)
+        for requirement in request.requirements:
+            try:
+                requirement.validate(base)
+            except CommitFailedException as exc:
+                raise CommitFailed(str(exc), iceberg_type="CommitFailedException") from None
+        _check_updates(base, request.updates)
+        try:
+            updated = update_table_metadata(base, request.updates)
+        except ValueError as exc:
+            raise InvalidRequest(f"the commit cannot be applied: {exc}") from None
+        snapshot = updated.current_snapshot()
+        if snapshot is None or snapshot.snapshot_id == base.current_snapshot_id:
+            return await self._commit_properties(name, current, updated)
+        return await self._commit_version(name, current, updated)
+
+    async def _commit_properties(self, name: str, current: Manifest, updated: TableMetadata) -> LoadedTable:
+        tables = self.catalog.tables
+        key = await run_blocking(tables.write, name, current.version, updated)
+        etag = (await self.catalog.store.head(_pointer(name, current.version))).etag
+        if not await self.catalog._rewrite(dataclasses.replace(current, metadata_key=key), etag):
+            raise _lost(name)
+        return LoadedTable(tables.warehouse.uri(key), json.loads(updated.model_dump_json()))
+
+    async def _commit_version(self, name: str, current: Manifest, updated: TableMetadata) -> LoadedTable:
+        tables = self.catalog.tables
+        snapshot = updated.current_snapshot()
+        assert snapshot is not None
+        area = f"{DATASETS_PREFIX}{name}/"
+        for path in [snapshot.manifest_list]:
+            _inside(tables.warehouse.key(path), area, "manifest list")
+        manifests = await run_blocking(snapshot.manifests, tables._io)
+        for manifest in manifests:
+            _inside(tables.warehouse.key(manifest.manifest_path), area, "manifest")
+        files = await run_blocking(tables.snapshot_files, updated, snapshot.snapshot_id)
+        known = {o.key for o in current.objects}
+        objects: list[ObjectRef] = []
+        for data_file in files:
+            if data_file.content != DataFileContent.DATA:
+                raise InvalidRequest("a commit may add data files only: delete files are not supported")
+            if data_file.file_format != FileFormat.PARQUET:
+                raise InvalidRequest(f"data files must be Parquet, not {data_file.file_format}")
+            key = tables.warehouse.key(data_file.file_path)
+            if key not in known:
+                _inside(key, area, "data file")
+            assert key is not None
+            objects.append(ObjectRef(key, data_file.file_size_in_bytes, data_file.record_count))
+        version = current.version + 1
+        given = snapshot.summary or Summary(Operation.APPEND)
+        summary = Summary(
+            Operation(given.operation), **{**given.additional_properties, VERSION_PROPERTY: str(version)}
+        )
+        stamped = snapshot.model_copy(update={"summary": summary})
+        snapshots = [stamped if s.snapshot_id == stamped.snapshot_id else s for s in updated.snapshots]
+        updated = updated.model_copy(update={"snapshots": snapshots})
+        key = await run_blocking(tables.write, name, version, updated)
+        try:
+            await self.catalog.commit_snapshot(
+                name,
+                parent=current,
+                objects=objects,
+                snapshot_id=stamped.snapshot_id,
+                metadata_key=key,
+                extra={"source": "iceberg", "operation": str(summary.operation.value)},
+            )
+        except VersionConflict:
+            await self.catalog.store.delete(key)
+            raise _lost(name) from None
+        return LoadedTable(tables.warehouse.uri(key), json.loads(updated.model_dump_json()))
+
+    async def _current(self, namespace: str, name: str) -> Manifest:
+        self.check_namespace(namespace)
+        try:
+            validate_name(name)
+            current = await self.catalog.get(name)
+        except (InvalidName, NotFound):
+            raise NotFound(
+                f"table {namespace}.{name} does not exist", iceberg_type="NoSuchTableException"
+            ) from None
+        if current.metadata_key is None:
+            await self.catalog.upgrade(name)
+            current = await self.catalog.get(name)
+        if current.metadata_key is None:
+            raise NotFound(
+                f"dataset {name!r} has column types an Iceberg table cannot hold",
+                iceberg_type="NoSuchTableException",
+            )
+        return current
+
+
+ENDPOINTS = (
+    "GET /v1/{prefix}/namespaces",
+    "GET /v1/{prefix}/namespaces/{namespace}",
+    "HEAD /v1/{prefix}/namespaces/{namespace}",
+    "GET /v1/{prefix}/namespaces/{namespace}/tables",
+    "GET /v1/{prefix}/namespaces/{namespace}/tables/{table}",
+    "HEAD /v1/{prefix}/namespaces/{namespace}/tables/{table}",
+    "POST /v1/{prefix}/namespaces/{namespace}/tables/{table}",
+    "POST /v1/{prefix}/namespaces/{namespace}/tables/{table}/metrics",
+)
+
+
+def _check_updates(base: TableMetadata, updates: tuple[TableUpdate, ...]) -> None:
+    for update in updates:
+        if isinstance(update, AssignUUIDUpdate) and update.uuid == base.table_uuid:
+            continue
+        if update.action in ("add-schema", "set-current-schema"):
+            raise CommitFailed(
+                "a commit may not change a dataset's schema (the schema-drift rule): "
+                "ingest into a new dataset instead",
+                iceberg_type="CommitFailedException",
+            )
+        if not isinstance(update, _ALLOWED_UPDATES):
+            raise InvalidRequest(f"a dataset's table does not take the update {update.action!r}")
+        if isinstance(update, SetSnapshotRefUpdate) and update.ref_name != MAIN_BRANCH:
+            raise InvalidRequest("a dataset's table has one branch, main: no other refs")
+        if isinstance(update, SetPropertiesUpdate) and _OWN_PROPERTIES & set(update.updates):
+            raise InvalidRequest("the name mapping is the lakehouse's own property")
+        if isinstance(update, RemovePropertiesUpdate) and _OWN_PROPERTIES & set(update.removals):
+            raise InvalidRequest("the name mapping is the lakehouse's own property")
+
+
+def _inside(key: str | None, area: str, what: str) -> None:
+    if key is None or not key.startswith(area):
+        raise Forbidden(
+            f"every {what} of a commit must lie inside the table's location",
+            iceberg_type="ForbiddenException",
+        )
+
+
+def _lost(name: str) -> CommitFailed:
+    return CommitFailed(
+        f"another version of {name!r} was committed first; refresh the table and retry",
+        iceberg_type="CommitFailedException",
+    )
+
+
+def _pointer(name: str, version: int) -> str:
+    from lakehouse.catalog.catalog import manifest_key
+
+    return manifest_key(name, version)
+
+
+def _first(exc: ValidationError) -> str:
+    errors = exc.errors()
+    if not errors:
+        return "invalid"
+    where = ".".join(str(p) for p in errors[0].get("loc", ()))
+    return f"{where}: {errors[0].get('msg', 'invalid')}"
