@@ -108,6 +108,9 @@ export function draw(columns, rows, plan) {
     svg.append(s("text", { x: sx(t), y: PAD.top + plotH + 16, class: "tick", "text-anchor": "middle" }, label));
   }
   const placed = points.map((p, i) => ({ ...p, px: sx(xs[i]), py: sy(p.y) }));
+  if (!numericX && placed.length <= 24) {
+    for (const p of placed) svg.append(s("text", { x: p.px, y: PAD.top + plotH + 16, class: "tick", "text-anchor": "middle" }, short(p.xr)));
+  }
   if (kind === "line") {
     placed.sort((a, b) => a.px - b.px);
     const d = placed.map((p, i) => `${i ? "L" : "M"}${p.px.toFixed(1)},${p.py.toFixed(1)}`).join(" ");

@@ -64,7 +64,7 @@ export function render(main) {
   const output = h("div", { class: "result" });
 
   function fillRecent() {
-    recent.replaceChildren(h("option", { value: "" }, "(recent queries)"), history().map((q) => h("option", { value: q }, q.length > 80 ? `${q.slice(0, 79)}…` : q)));
+    recent.replaceChildren(h("option", { value: "" }, "(recent queries)"), ...history().map((q) => h("option", { value: q }, q.length > 80 ? `${q.slice(0, 79)}…` : q)));
   }
   fillRecent();
   recent.addEventListener("change", () => {
@@ -129,7 +129,7 @@ export function render(main) {
       current = { sql, page };
       const first = page * PAGE + 1;
       state.textContent = rows.length
-        ? `Rows ${first}–${first + rows.length - 1}${more ? " (more follow)" : ""} · ${Math.round(result.elapsed_ms)} ms`
+        ? `Rows ${first} to ${first + rows.length - 1}${more ? " (more follow)" : ""} · ${Math.round(result.elapsed_ms)} ms`
         : `No rows · ${Math.round(result.elapsed_ms)} ms`;
       showResult(output, sql, page, result.columns, rows, more && PAGEABLE.test(sql), (p) => execute(sql, p));
     } catch (error) {
