@@ -15,7 +15,7 @@ import logging
 import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import anyio.to_thread
 from mcp.server.mcpserver import MCPServer
@@ -220,14 +220,28 @@ def build_server(gateway_url: str, timeout: float = 120.0, token: str | None = N
         k: Annotated[int, Field(description="How many hits to return.", ge=1, le=1000)] = 10,
         filter: Annotated[
             dict[str, Any] | None,
-            Field(description="Keep only items whose metadata matches: {'city': 'Oslo'}, {'n': {'$lt': 3}}"),
+            Field(
+                description="Keep only items whose metadata matches: {'city': 'Oslo'}, "
+                "{'rate': {'$lt': 25}}, {'skill': {'$in': ['CDL-A']}}, {'$or': [...]}"
+            ),
         ] = None,
+        mode: Annotated[
+            Literal["vector", "keyword", "hybrid"],
+            Field(
+                description="vector: by meaning; keyword: BM25 over the items' texts (exact terms such as "
+                "CDL-A); hybrid: both, fused by rank (needs text)."
+            ),
+        ] = "vector",
     ) -> Annotated[CallToolResult, m.SearchResult]:
-        """Nearest neighbours in a vector index, best first: each hit's id, score and metadata."""
-        if (text is None) == (vector is None):
+        """Search an index, best first: each hit's id, score, metadata and the rankings that found it."""
+        if mode == "vector" and (text is None) == (vector is None):
             raise ToolError("give exactly one of text or vector")
+        if mode != "vector" and not text:
+            raise ToolError(f"{mode} search needs a text")
         return await call(
-            lambda: m.SearchResult(hits=client.search(index, text=text, vector=vector, k=k, filter=filter))
+            lambda: m.SearchResult(
+                hits=client.search(index, text=text, vector=vector, k=k, filter=filter, mode=mode)
+            )
         )
 
     @server.tool(annotations=REACHES_OUT)

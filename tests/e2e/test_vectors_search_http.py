@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -10,9 +12,10 @@ import httpx
 import numpy as np
 import pytest
 
+from lakehouse.client import Client
 from tests.conftest import StartLakehouse
 from tests.fakes.ollama import FakeOllama, run_fake_ollama
-from tests.support.procs import LakehouseProcess
+from tests.support.procs import LAKEHOUSE, LakehouseProcess
 
 pytestmark = pytest.mark.e2e
 
@@ -166,6 +169,30 @@ def test_keyword_and_hybrid_search(lakehouse: LakehouseProcess) -> None:
         assert hits[3]["found_by"] == ["vector"]
         body["filter"] = {"$or": [{"missing": 1}]}
         assert c.post("/v1/vectors/index/m/search", json=body).json()["hits"] == []
+    # The Python client and the CLI take the mode too.
+    with Client(lakehouse.url) as client:
+        hits = client.search("m", text="OSHA-30", mode="keyword", k=1)
+        assert [(h.id, h.found_by, h.ranks) for h in hits] == [("e", ["keyword"], {"keyword": 1})]
+    done = subprocess.run(
+        [
+            LAKEHOUSE,
+            "search",
+            "m",
+            "CDL-A",
+            "--mode",
+            "keyword",
+            "-k",
+            "1",
+            "--json",
+            "--gateway",
+            lakehouse.url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert [h["id"] for h in json.loads(done.stdout)["hits"]] == ["e"]
 
 
 def test_linked_index_follows_its_dataset(lakehouse: LakehouseProcess, ollama: FakeOllama) -> None:

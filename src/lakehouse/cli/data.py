@@ -1,8 +1,9 @@
-"""`lakehouse ingest`, `sql`, `datasets`, `versions`, `indexes` and `models`, through the gateway."""
+"""`lakehouse ingest`, `sql`, `datasets`, `versions`, `indexes`, `search`, `models`, through the gateway."""
 
 from __future__ import annotations
 
 import csv
+import json
 import sys
 from pathlib import Path
 from typing import Annotated, Literal
@@ -189,6 +190,48 @@ def indexes_command(
     table = Table("name", "dim", "metric", "count", "model")
     for i in indexes:
         table.add_row(escape(i.name), str(i.dim), escape(i.metric), str(i.count), escape(i.model or ""))
+    console.print(table)
+
+
+@app.command("search")
+def search_command(
+    index: Annotated[str, typer.Argument(help="The index to search.")],
+    text: Annotated[str, typer.Argument(help="What to look for, e.g. 'forklift operator CDL-A'.")],
+    k: Annotated[int, typer.Option("--k", "-k", help="How many hits.")] = 10,
+    mode: Annotated[
+        str, typer.Option(help="vector (by meaning), keyword (BM25: exact terms) or hybrid (both, fused).")
+    ] = "vector",
+    filter_json: Annotated[
+        str | None,
+        typer.Option("--filter", help='Metadata filter as JSON, e.g. \'{"hourly_rate": {"$lt": 25}}\'.'),
+    ] = None,
+    as_json: JsonOption = False,
+    gateway: GatewayOption = None,
+    config: ConfigOption = None,
+    token: TokenOption = None,
+) -> None:
+    """Search a vector index by meaning, keyword or both; each hit says which ranking found it."""
+    if mode not in ("vector", "keyword", "hybrid"):
+        usage_error(f"--mode must be vector, keyword or hybrid, not {mode!r}")
+    where = None
+    if filter_json is not None:
+        try:
+            where = json.loads(filter_json)
+        except ValueError as exc:
+            usage_error(f"--filter is not JSON: {exc}")
+    with gateway_client(gateway, config, token) as client:
+        hits = client.search(index, text=text, k=k, filter=where, mode=mode)
+    if as_json:
+        print_json({"hits": hits})
+        return
+    if not hits:
+        err_console.print("no hits")
+        return
+    table = Table("id", "score", "found by", "metadata")
+    for hit in hits:
+        found = ", ".join(f"{by} #{hit.ranks[by]}" for by in hit.found_by if by in hit.ranks)
+        meta = json.dumps(hit.metadata, ensure_ascii=False)
+        table.add_row(escape(hit.id), f"{hit.score:.4f}", escape(found), escape(meta))
     console.print(table)
 
 

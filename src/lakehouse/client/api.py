@@ -302,10 +302,16 @@ class Client:
         vector: list[float] | None = None,
         k: int = 10,
         filter: Mapping[str, Any] | None = None,
+        mode: str | None = None,
         **extra: Any,
     ) -> list[m.Hit]:
-        """The `k` nearest items to `text` or `vector`, best first (`extra`: `mode`, ...)."""
+        """The `k` best items for `text` or `vector`, best first.
+
+        `mode`: "vector" (the default), "keyword" (BM25 over the items' texts) or "hybrid" (both, fused).
+        """
         body: dict[str, Any] = {"k": k, **extra}
+        if mode is not None:
+            body["mode"] = mode
         if text is not None:
             body["text"] = text
         if vector is not None:
@@ -314,6 +320,10 @@ class Client:
             body["filter"] = dict(filter)
         path = f"/v1/vectors/index/{_segment(index)}/search"
         return self._model(m.SearchResult, "POST", path, json=body).hits
+
+    def sync_index(self, name: str) -> m.IndexInfo:
+        """Bring an index that follows a dataset up to the dataset's current version (write)."""
+        return self._model(m.IndexInfo, "POST", f"/v1/vectors/index/{_segment(name)}/sync")
 
     def delete_index(self, name: str) -> None:
         """Delete a vector index (admin)."""

@@ -137,6 +137,9 @@ class IndexInfo(Answer):
     metric: str
     count: int
     model: str | None = None
+    source: dict[str, Any] | None = None
+    synced_version: int | None = None
+    pending: int = 0
 
 
 class IndexList(Answer):
@@ -153,11 +156,14 @@ class AddResult(Answer):
 
 
 class Hit(Answer):
-    """One search result; score is the similarity for cosine and ip, the distance for l2."""
+    """One search result; score: similarity (cosine, ip), distance (l2), BM25 (keyword) or RRF (hybrid)."""
 
     id: str
     score: float
     metadata: dict[str, Any] = Field(default_factory=dict)
+    text: str | None = None
+    found_by: list[str] = Field(default_factory=list)
+    ranks: dict[str, int] = Field(default_factory=dict)
 
 
 class SearchResult(Answer):
