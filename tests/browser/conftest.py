@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -120,6 +121,7 @@ def new_tab(browser: Any, base: str, viewport: dict[str, int] = DESKTOP) -> Tab:
 
     expect.set_options(timeout=10_000)
     context = browser.new_context(viewport=viewport, accept_downloads=True)
+    context.set_default_timeout(10_000)
     watch = Watch()
     context.route("**/*", watch.route)
     page = context.new_page()
@@ -166,7 +168,9 @@ class Lakehouse:
             finally:
                 await store.close()
 
-        return asyncio.run(run())
+        # Playwright's sync API keeps an event loop running on this thread: mint on another one.
+        with ThreadPoolExecutor(1) as pool:
+            return pool.submit(asyncio.run, run()).result()
 
 
 @pytest.fixture(scope="session")

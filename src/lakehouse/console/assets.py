@@ -96,12 +96,12 @@ def console_response(path: str, if_none_match: str | None = None) -> Response:
 
 
 def add_console_routes(app: FastAPI) -> None:
-    """`GET /` and `GET /console/{asset}` on `app`, left out of the OpenAPI document."""
+    """`GET`/`HEAD` of `/` and `/console/{asset}` on `app`, left out of the OpenAPI document."""
 
-    @app.get("/", include_in_schema=False)
+    @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     async def console_page(request: Request) -> Response:
         return console_response("/", request.headers.get("if-none-match"))
 
-    @app.get("/console/{asset:path}", include_in_schema=False)
+    @app.api_route("/console/{asset:path}", methods=["GET", "HEAD"], include_in_schema=False)
     async def console_asset(asset: str, request: Request) -> Response:
         return console_response(PREFIX + asset, request.headers.get("if-none-match"))
