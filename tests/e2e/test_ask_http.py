@@ -23,7 +23,7 @@ from lakehouse.config import Settings, StorageConfig
 from lakehouse.storage import open_store
 from tests.fakes.ollama import FakeOllama, run_fake_ollama
 from tests.fakes.scripted import Results, ScriptedModel, Turn, run_scripted_model
-from tests.support.procs import LakehouseProcess, write_config
+from tests.support.procs import LakehouseProcess, closed_url, write_config
 from tests.support.staffing import csv_bytes, rows
 
 pytestmark = pytest.mark.e2e
@@ -94,13 +94,18 @@ def lake(fakes: tuple[ScriptedModel, FakeOllama], tmp_path_factory: pytest.TempP
         {
             "storage": {"root": str(root)},
             "auth": {"required": True},
-            "chatd": {**NO_KEY_FILES, "ollama_url": model.url, "openrouter_url": model.url + "/v1"},
+            "chatd": {
+                **NO_KEY_FILES,
+                "ollama_url": model.url,
+                "openrouter_url": model.url + "/v1",
+                "kimi_url": closed_url(),
+            },
             "embedd": {"ollama_url": ollama.url},
             "ingestd": {"tmp_dir": str(workdir / "spool")},
         },
     )
     read, write = mint(root, "reader", Scope.READ), mint(root, "writer", Scope.WRITE)
-    proc = LakehouseProcess(config, env={"OPENROUTER_API_KEY": OR_KEY}).start()
+    proc = LakehouseProcess(config, env={"OPENROUTER_API_KEY": OR_KEY, "KIMI_API_KEY": "sk-kimi"}).start()
     try:
         lake = Lake(proc, model, read, write, workdir)
         with lake.client("write") as client:
@@ -387,6 +392,22 @@ def test_a_model_that_cannot_call_tools_is_a_clear_error(lake: Lake) -> None:
     answer = lake.ask(question="Anything?", model="gemma3:1b")
     assert answer.status_code == 502
     assert "cannot call tools" in answer.json()["error"]["message"]
+
+
+def test_provider_errors_keep_chats_statuses(lake: Lake) -> None:
+    lake.model.play()
+    lake.model.fail_status = 429
+    limited = lake.ask(question="Anything?")
+    assert (limited.status_code, limited.json()["error"]["code"]) == (429, "rate_limited")
+    assert limited.headers["retry-after"] == "7"
+    unreachable = lake.ask(question="Anything?", model="kimi/k2")
+    assert (unreachable.status_code, unreachable.json()["error"]["code"]) == (503, "provider_unavailable")
+    unregistered = lake.ask(question="Anything?", model="opencode/x")
+    assert (unregistered.status_code, unregistered.json()["error"]["code"]) == (
+        404,
+        "provider_not_registered",
+    )
+    lake.model.play()
 
 
 def test_an_openai_compatible_provider_runs_the_same_loop(lake: Lake, scripted: ScriptedModel) -> None:

@@ -14,7 +14,8 @@ repeats when `repeat_last` is set, else the answer is a 500 and a failure.
     GET  /api/tags, /v1/models the models
 
 `no_tools` names models that refuse tools as Ollama does (400 "... does not
-support tools"). Each request body is recorded in `requests`.
+support tools"); `fail_status` answers every chat with that status (429 with
+`Retry-After: 7`). Each request body is recorded in `requests`.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ class ScriptedModel:
         self.script: list[Turn] = []
         self.repeat_last = False
         self.no_tools: set[str] = {"gemma3:1b"}
+        self.fail_status: int | None = None
         self.requests: list[dict[str, Any]] = []
         self.failures: list[str] = []
         self.server: RunningServer | None = None
@@ -62,6 +64,7 @@ class ScriptedModel:
         self.repeat_last = repeat_last
         self.requests = []
         self.failures = []
+        self.fail_status = None
         self._next = 0
         return self
 
@@ -127,6 +130,9 @@ class ScriptedModel:
         """Ollama's `/api/chat`: the turn's calls (arguments as objects) or its text."""
         body = await request.json()
         model = str(body.get("model", ""))
+        if self.fail_status is not None:
+            headers = {"Retry-After": "7"} if self.fail_status == 429 else None
+            return JSONResponse({"error": "busy"}, self.fail_status, headers)
         if body.get("tools") and model in self.no_tools:
             return JSONResponse({"error": f"registry.ollama.ai/library/{model} does not support tools"}, 400)
         turn, results = self._turn(body)
