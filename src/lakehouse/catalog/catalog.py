@@ -168,6 +168,8 @@ class Catalog:
                         drift = schema_drift(name, current.schema, columns)
                         if drift is not None:
                             raise drift
+                        # The same columns in the dataset's own order: its table's field ids follow it.
+                        columns = current.schema
                     if current is not None and current.metadata_key is None:
                         await self.upgrade(name)
                         continue

@@ -324,3 +324,38 @@ def is_table_metadata(key: str) -> bool:
     rest = key[len(DATASETS_PREFIX) :] if key.startswith(DATASETS_PREFIX) else ""
     parts = rest.split("/")
     return len(parts) >= 3 and parts[1] == "metadata"
+
+
+def field_ids_sql(columns: Sequence[Column]) -> str:
+    """DuckDB's `FIELD_IDS` copy option giving each column (nested ones too) its Iceberg field id.
+
+    Parquet files written with it carry the ids of `iceberg_schema(columns)`,
+    which is the schema of the dataset's table, so engines that match columns
+    by id only (Daft) read them. Names are written as quoted string literals.
+
+    Raises:
+        InvalidRequest: a column type has no Iceberg equivalent.
+    """
+    schema = iceberg_schema(columns)
+    return (
+        "FIELD_IDS {"
+        + ", ".join(_field_id_entry(f.name, f.field_id, f.field_type) for f in schema.fields)
+        + "}"
+    )
+
+
+def _field_id_entry(name: str, field_id: int, kind: IcebergType) -> str:
+    key = "'" + name.replace("'", "''") + "'"
+    children: list[str] = []
+    if isinstance(kind, StructType):
+        children = [_field_id_entry(f.name, f.field_id, f.field_type) for f in kind.fields]
+    elif isinstance(kind, ListType):
+        children = [_field_id_entry("element", kind.element_id, kind.element_type)]
+    elif isinstance(kind, MapType):
+        children = [
+            _field_id_entry("key", kind.key_id, kind.key_type),
+            _field_id_entry("value", kind.value_id, kind.value_type),
+        ]
+    if not children:
+        return f"{key}: {field_id}"
+    return f"{key}: {{__duckdb_field_id: {field_id}, {', '.join(children)}}}"

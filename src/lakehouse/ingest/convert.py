@@ -16,6 +16,7 @@ from pathlib import Path
 import duckdb
 
 from lakehouse.catalog import Column, schema_drift
+from lakehouse.catalog.iceberg import field_ids_sql
 from lakehouse.errors import InvalidCsv
 
 _LINE = re.compile(r"CSV Error on Line: (\d+)")
@@ -110,7 +111,9 @@ def _convert(
         names = ", ".join('"' + c.name.replace('"', '""') + '"' for c in schema)
         relation = f"SELECT {names} FROM {reader_sql(source, sample_size=sample_size)}"
     copied = conn.execute(
-        f"COPY ({relation}) TO {_literal(str(target))} (FORMAT parquet, COMPRESSION zstd)"
+        f"COPY ({relation}) TO {_literal(str(target))} (FORMAT parquet, COMPRESSION zstd, "
+        # The Iceberg field ids of the dataset's table, so id-matching engines read the file.
+        f"{field_ids_sql(schema)})"
     ).fetchone()
     rows = int(copied[0]) if copied else 0
     if rows == 0:
