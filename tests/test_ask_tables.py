@@ -8,6 +8,8 @@ from typing import Any
 
 import duckdb
 import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 from lakehouse.ask.tables import TableRef, read_tables, serialize_sql
 from lakehouse.errors import Forbidden, ForbiddenStatement, SqlError
@@ -127,3 +129,20 @@ def test_text_that_does_not_parse_is_a_sql_error(conn: duckdb.DuckDBPyConnection
 def test_without_a_limit_every_table_is_only_listed(conn: duckdb.DuckDBPyConnection) -> None:
     sql = "SELECT * FROM jobs JOIN read_csv('x') USING (id) JOIN main.other USING (id)"
     assert read_tables(tree(conn, sql)) == [TableRef("jobs")]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@example(text="SELECT 1') UNION SELECT json_serialize_sql('SELECT 2")
+@example(text="\\'; SELECT 1 --")
+@example(text="it''s E'\\x27' $$ $tag$")
+@given(text=st.text(alphabet=st.characters(blacklist_categories=["Cs"], blacklist_characters="\x00")))
+def test_the_statement_reaches_the_parser_exactly_as_written(
+    conn: duckdb.DuckDBPyConnection, text: str
+) -> None:
+    # The quoted literal must hand DuckDB the very text a bound parameter would: no quote
+    # or backslash in it can end the literal early or change what is parsed.
+    wrapper = serialize_sql(text)
+    check_statement(conn, wrapper)
+    quoted = conn.execute(wrapper).fetchone()
+    bound = conn.execute("SELECT json_serialize_sql(?)", [text]).fetchone()
+    assert quoted == bound

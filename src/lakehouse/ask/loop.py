@@ -163,9 +163,10 @@ class AskLoop:
             answer.provider = reply.provider
             answer.input_tokens += reply.input_tokens
             answer.output_tokens += reply.output_tokens
-            calls = [] if last else _calls(reply.tool_calls)
+            # Calls past the round's cap are dropped before they enter the conversation.
+            calls = [] if last else _calls(reply.tool_calls)[:MAX_CALLS_PER_ROUND]
             if not calls:
-                answer.answer = reply.content.strip()
+                answer.answer = _clean(reply.content).strip()
                 answer.finish = "max_steps" if last else "answer"
                 if last and not answer.answer:
                     answer.answer = f"No answer within {request.max_steps} tool rounds."
@@ -173,21 +174,16 @@ class AskLoop:
                 yield answer
                 return
             answer.rounds += 1
-            messages.append(Message("assistant", reply.content, tool_calls=tuple(calls)))
-            for i, call in enumerate(calls):
+            messages.append(Message("assistant", _clean(reply.content), tool_calls=tuple(calls)))
+            for call in calls:
                 name, arguments = call["function"]["name"], _arguments(call["function"]["arguments"])
-                if i >= MAX_CALLS_PER_ROUND:
-                    result = ToolResult(
-                        _error("too_many_calls", f"at most {MAX_CALLS_PER_ROUND} calls a round")
-                    )
-                elif isinstance(arguments, _BadArguments):
+                if isinstance(arguments, _BadArguments):
                     result = ToolResult(_error("invalid_request", arguments.why))
                 else:
                     result = await self._within(deadline, self.toolbox.run(name, arguments))
                 output = fit(result.output, MAX_RESULT_CHARS)
-                step = Step(
-                    name, arguments.text if isinstance(arguments, _BadArguments) else arguments, output
-                )
+                shown = arguments.text if isinstance(arguments, _BadArguments) else arguments
+                step = Step(name, _bounded(shown), output)
                 answer.steps.append(step)
                 _cite(answer.citations, result.citations)
                 messages.append(Message("tool", _dumps(output), tool_call_id=call["id"], name=name))
@@ -223,15 +219,15 @@ class _BadArguments:
 
 def _arguments(raw: Any) -> Any:
     """The model's arguments as JSON (providers send a JSON string, some an object)."""
-    if isinstance(raw, dict):
-        return raw
     text = raw if isinstance(raw, str) else ""
     if not text.strip():
         return {}
     try:
-        return json.loads(text)
-    except ValueError:
-        return _BadArguments(text[:MAX_RESULT_CHARS], "the arguments are not valid JSON")
+        parsed = json.loads(text)
+        _dumps(parsed).encode("utf-8")  # lone surrogates ("\ud800") could not reach a service
+    except ValueError:  # UnicodeEncodeError included
+        return _BadArguments(text[:MAX_RESULT_CHARS], "the arguments are not valid JSON text")
+    return parsed
 
 
 def _calls(calls: Sequence[ToolCall]) -> list[ToolCall]:
@@ -245,10 +241,33 @@ def _calls(calls: Sequence[ToolCall]) -> list[ToolCall]:
             {
                 "id": str(call.get("id") or f"call_{uuid.uuid4().hex[:24]}"),
                 "type": "function",
-                "function": {"name": str(function["name"]), "arguments": function.get("arguments") or "{}"},
+                "function": {
+                    "name": _clean(str(function["name"])),
+                    "arguments": _text_of(function.get("arguments")),
+                },
             }
         )
     return out
+
+
+def _bounded(value: Any) -> Any:
+    """A step's input as echoed in the answer: the model's arguments, or their start when too long."""
+    text = _dumps(value)
+    return (
+        value if len(text) <= MAX_RESULT_CHARS else {"cut": len(text), "start": text[: MAX_RESULT_CHARS // 2]}
+    )
+
+
+def _clean(text: str) -> str:
+    """`text` with any lone surrogate (JSON can carry `"\\ud800"`) replaced, so it encodes as UTF-8."""
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
+def _text_of(arguments: Any) -> str:
+    """A call's arguments as the JSON text providers take back in the conversation."""
+    if isinstance(arguments, str):
+        return _clean(arguments) or "{}"
+    return _clean(_dumps(arguments if arguments is not None else {}))
 
 
 def _error(code: str, message: str) -> dict[str, Any]:
