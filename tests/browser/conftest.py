@@ -26,8 +26,6 @@ from lakehouse.storage import open_store
 from tests.fakes.ollama import FakeOllama, run_fake_ollama
 from tests.support.procs import LakehouseProcess, write_config
 
-pytestmark = pytest.mark.e2e
-
 CHROMIUM = Path("/usr/bin/chromium")
 # Headless, and quiet: the machine has no network, and Chromium's background services would try it.
 CHROMIUM_ARGS = [

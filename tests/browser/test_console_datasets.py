@@ -5,9 +5,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
 from playwright.sync_api import expect
 
 from tests.browser.conftest import Lakehouse, Tab
+
+pytestmark = pytest.mark.e2e
 
 
 def test_the_list_shows_rows_and_versions_and_an_old_version_previews(tab: Tab, lakehouse: Lakehouse) -> None:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from playwright.sync_api import expect
 
 from tests.browser.conftest import PHONE, Lakehouse, Tab, new_tab
 
 HOSTILE = '<img src=x onerror="window.__pwned=1">'
 PAGES = {"datasets": "Datasets", "sql": "SQL", "search": "Search", "chat": "Chat", "status": "Status"}
+
+pytestmark = pytest.mark.e2e
 
 
 def test_every_page_renders_without_errors_or_outside_requests(tab: Tab, lakehouse: Lakehouse) -> None:

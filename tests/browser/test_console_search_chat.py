@@ -17,6 +17,8 @@ PEOPLE = [
     {"id": "cy", "text": "Cy builds bridges in Oslo", "metadata": {"city": "Oslo", "rate": 40}},
 ]
 
+pytestmark = pytest.mark.e2e
+
 
 @pytest.fixture(scope="module", autouse=True)
 def people_index(lakehouse: Lakehouse) -> None:

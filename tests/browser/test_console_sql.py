@@ -11,6 +11,8 @@ from tests.browser.conftest import Lakehouse, Tab
 
 CITIES = b"city,people\nOslo,3\nLima,5\nQuito,2\nOslo,4\n"
 
+pytestmark = pytest.mark.e2e
+
 
 @pytest.fixture(scope="module", autouse=True)
 def cities(lakehouse: Lakehouse) -> None:
