@@ -127,6 +127,8 @@ class ChatdConfig(Section):
     bind: str = "127.0.0.1:3220"
     ollama_url: str = "http://127.0.0.1:11434"
     timeout_secs: float = Field(default=180.0, gt=0)
+    # The whole of one `/v1/ask` question: every round and every tool call.
+    ask_timeout_secs: float = Field(default=600.0, gt=0)
     ollama_cloud_url: str = "https://ollama.com"
     ollama_cloud_key_env: str = "OLLAMA_API_KEY"
     ollama_cloud_key_file: str = "/etc/lakehouse/ollama_cloud.env"

@@ -21,6 +21,7 @@ import pytest
 from lakehouse.auth import Scope, TokenStore
 from lakehouse.config import Settings, StorageConfig
 from lakehouse.storage import open_store
+from tests.conftest import StartLakehouse
 from tests.fakes.ollama import FakeOllama, run_fake_ollama
 from tests.fakes.scripted import Results, ScriptedModel, Turn, run_scripted_model
 from tests.support.procs import LakehouseProcess, closed_url, write_config
@@ -408,6 +409,20 @@ def test_provider_errors_keep_chats_statuses(lake: Lake) -> None:
         "provider_not_registered",
     )
     lake.model.play()
+
+
+def test_a_question_past_its_time_is_504(lake: Lake, start_lakehouse: StartLakehouse) -> None:
+    proc = start_lakehouse(config={"chatd": {"ollama_url": lake.model.url, "ask_timeout_secs": 0.5}})
+    lake.model.play(Turn(answer="too late"))
+    lake.model.delay = 5.0
+    try:
+        with proc.client(timeout=30.0) as client:
+            answer = client.post("/v1/ask", json={"model": MODEL, "question": "Quick?"})
+    finally:
+        lake.model.play()
+    assert answer.status_code == 504
+    assert answer.json()["error"]["code"] == "upstream_timeout"
+    assert "0.5 s" in answer.json()["error"]["message"]
 
 
 def test_an_openai_compatible_provider_runs_the_same_loop(lake: Lake, scripted: ScriptedModel) -> None:

@@ -15,11 +15,13 @@ repeats when `repeat_last` is set, else the answer is a 500 and a failure.
 
 `no_tools` names models that refuse tools as Ollama does (400 "... does not
 support tools"); `fail_status` answers every chat with that status (429 with
-`Retry-After: 7`). Each request body is recorded in `requests`.
+`Retry-After: 7`); `delay` holds every chat answer back that many seconds.
+Each request body is recorded in `requests`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -53,6 +55,7 @@ class ScriptedModel:
         self.repeat_last = False
         self.no_tools: set[str] = {"gemma3:1b"}
         self.fail_status: int | None = None
+        self.delay = 0.0
         self.requests: list[dict[str, Any]] = []
         self.failures: list[str] = []
         self.server: RunningServer | None = None
@@ -65,6 +68,7 @@ class ScriptedModel:
         self.requests = []
         self.failures = []
         self.fail_status = None
+        self.delay = 0.0
         self._next = 0
         return self
 
@@ -130,6 +134,8 @@ class ScriptedModel:
         """Ollama's `/api/chat`: the turn's calls (arguments as objects) or its text."""
         body = await request.json()
         model = str(body.get("model", ""))
+        if self.delay:
+            await asyncio.sleep(self.delay)
         if self.fail_status is not None:
             headers = {"Retry-After": "7"} if self.fail_status == 429 else None
             return JSONResponse({"error": "busy"}, self.fail_status, headers)

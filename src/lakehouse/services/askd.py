@@ -38,8 +38,6 @@ PROBES = {
     "queryd": ("POST", "/v1/sql"),
     "vectord": ("GET", "/v1/vectors/index"),
 }
-# The whole question, every round and tool included; the gateway's own wait is 600 s by default.
-TIMEOUT_SECS = 600.0
 
 
 class AskBody(BaseModel):
@@ -106,11 +104,12 @@ async def ask(body: AskBody, request: Request, deps: DepsDep) -> Any:
     question.check()
     served = _served(request.app)
     upstreams = {s: getattr(deps.settings.gateway, f"{s}_url") for s in SERVICES}
-    lakehouse = connect(request.app, served, upstreams, request.headers, TIMEOUT_SECS)
+    timeout = deps.settings.chatd.ask_timeout_secs
+    lakehouse = connect(request.app, served, upstreams, request.headers, timeout)
     streaming = False
     try:
         toolbox, context = await open_toolbox(lakehouse, question.datasets, question.indexes)
-        loop = AskLoop(deps.chat, toolbox, timeout_secs=TIMEOUT_SECS, context=context)
+        loop = AskLoop(deps.chat, toolbox, timeout_secs=timeout, context=context)
         if not body.stream:
             return JSONResponse((await loop.answer(question)).to_dict())
         events = loop.events(question)
