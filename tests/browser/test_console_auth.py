@@ -49,7 +49,7 @@ def sign_in(tab: Tab, token: str) -> None:
     """Open the console, meet the sign-in form, and sign in with `token`."""
     page = tab.open("datasets")
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
-    page.get_by_label("Token").fill(token)
+    page.get_by_role("textbox", name="Token", exact=True).fill(token)
     page.get_by_role("button", name="Sign in").click()
     expect(page.get_by_role("link", name="staff", exact=True)).to_be_visible()
 
@@ -59,13 +59,13 @@ def test_sign_in_sends_the_token_and_sign_out_clears_it(signed_out: Tab, tokens:
     expect(page.get_by_label("Token")).to_be_visible()
     expect(page.get_by_role("main")).to_be_hidden()
     # A wrong token is refused, and nothing is kept.
-    page.get_by_label("Token").fill("lh_" + "x" * 43)
+    page.get_by_role("textbox", name="Token", exact=True).fill("lh_" + "x" * 43)
     page.get_by_role("button", name="Sign in").click()
     expect(page.get_by_role("alert").filter(has_text="not valid")).to_be_visible()
     assert page.evaluate("sessionStorage.getItem('lakehouse.token')") is None
     sent: list[str | None] = []
     page.on("request", lambda request: sent.append(request.headers.get("authorization")))
-    page.get_by_label("Token").fill(tokens["read"])
+    page.get_by_role("textbox", name="Token", exact=True).fill(tokens["read"])
     page.get_by_role("button", name="Sign in").click()
     expect(page.get_by_role("link", name="staff", exact=True)).to_be_visible()
     assert f"Bearer {tokens['read']}" in sent
@@ -100,7 +100,7 @@ def test_deleting_needs_an_admin_token(signed_out: Tab, tokens: dict[str, str], 
     page.get_by_role("button", name="Delete scratch for good").click()
     expect(page.get_by_role("alert").filter(has_text="admin")).to_contain_text("needs the 'admin' scope")
     page.get_by_role("button", name="Sign out").click()
-    page.get_by_label("Token").fill(tokens["admin"])
+    page.get_by_role("textbox", name="Token", exact=True).fill(tokens["admin"])
     page.get_by_role("button", name="Sign in").click()
     page.goto(f"{secured.url}/#datasets/scratch")
     page.get_by_role("button", name="Delete dataset").click()

@@ -89,3 +89,23 @@ def test_an_admin_deletes_a_dataset(tab: Tab, lakehouse: Lakehouse) -> None:
     expect(page.get_by_role("link", name="doomed", exact=True)).to_have_count(0)
     with lakehouse.api() as client:
         assert client.get("/v1/catalog/datasets/doomed").status_code == 404
+
+
+def test_a_file_dropped_on_the_upload_panel_is_ingested(tab: Tab, lakehouse: Lakehouse) -> None:
+    page = tab.open("datasets")
+    page.get_by_label("Dataset name").fill("dropped")
+    # What a drag from the desktop delivers: a DataTransfer holding the file, dropped on the panel.
+    transfer = page.evaluate_handle(
+        """() => {
+            const transfer = new DataTransfer();
+            transfer.items.add(new File(["id,name\\n1,Ada\\n2,Bo\\n"], "people.csv", { type: "text/csv" }));
+            return transfer;
+        }"""
+    )
+    panel = page.get_by_role("region", name="Upload a file")
+    panel.dispatch_event("dragover", {"dataTransfer": transfer})
+    panel.dispatch_event("drop", {"dataTransfer": transfer})
+    expect(page.get_by_role("status").filter(has_text="Version 1")).to_have_text(
+        "Version 1 of dropped created: 2 rows."
+    )
+    expect(page.get_by_role("link", name="dropped", exact=True)).to_be_visible()

@@ -100,3 +100,40 @@ def test_the_keyboard_reaches_the_menu_and_the_pages(browser: Any, lakehouse: La
         phone.watch.assert_clean()
     finally:
         phone.context.close()
+
+
+def test_controls_carry_the_contracts_accessible_names(tab: Tab, lakehouse: Lakehouse) -> None:
+    page = tab.open()
+    nav = page.get_by_role("navigation")
+    for name in ("Datasets", "SQL", "Search", "Chat"):
+        expect(nav.get_by_role("link", name=name, exact=True)).to_be_visible()
+    expect(page.get_by_label("Upload", exact=True)).to_have_attribute("type", "file")
+    nav.get_by_role("link", name="SQL", exact=True).click()
+    expect(page.get_by_role("textbox", name="SQL", exact=True)).to_be_visible()
+    expect(page.get_by_role("button", name="Run", exact=True)).to_be_visible()
+    nav.get_by_role("link", name="Search", exact=True).click()
+    expect(page.get_by_role("combobox", name="Index", exact=True)).to_be_visible()
+    expect(page.get_by_role("textbox", name="Query", exact=True)).to_be_visible()
+    expect(page.get_by_role("combobox", name="Mode", exact=True)).to_be_visible()
+    expect(page.get_by_role("textbox", name="Filters", exact=True)).to_be_visible()
+    expect(page.get_by_role("button", name="Search", exact=True)).to_be_visible()
+    nav.get_by_role("link", name="Chat", exact=True).click()
+    expect(page.get_by_role("combobox", name="Model", exact=True)).to_be_visible()
+    expect(page.get_by_role("textbox", name="Message", exact=True)).to_be_visible()
+    expect(page.get_by_role("button", name="Send", exact=True)).to_be_visible()
+    expect(page.get_by_role("button", name="Stop", exact=True)).to_be_disabled()
+    expect(page.get_by_role("switch", name="Ask your data", exact=True)).not_to_be_checked()
+
+
+def test_colours_follow_the_systems_scheme(browser: Any, lakehouse: Lakehouse) -> None:
+    backgrounds = {}
+    for scheme in ("light", "dark"):
+        context = browser.new_context(color_scheme=scheme)
+        try:
+            page = context.new_page()
+            page.goto(f"{lakehouse.url}/#status")
+            expect(page.get_by_role("heading", name="Status", level=1)).to_be_visible()
+            backgrounds[scheme] = page.evaluate("getComputedStyle(document.body).backgroundColor")
+        finally:
+            context.close()
+    assert backgrounds == {"light": "rgb(247, 247, 245)", "dark": "rgb(21, 23, 26)"}

@@ -126,3 +126,17 @@ def test_ask_your_data_shows_steps_and_the_answer(tab: Tab, lakehouse: Lakehouse
     expect(reply.locator(".answer")).not_to_be_empty()
     expect(page.get_by_role("button", name="Send")).to_be_enabled()
     assert any("tools" in request for request in ollama.requests)
+
+
+def test_model_output_renders_as_text(tab: Tab, ollama: FakeOllama) -> None:
+    hostile = '<img src=x onerror="window.__pwned=1"> **bold**'
+    ollama.reply = hostile
+    page = tab.open("chat")
+    page.get_by_label("Model").select_option("llama3.2")
+    page.get_by_label("Message").fill("say something nasty")
+    page.get_by_role("button", name="Send").click()
+    answer = page.locator("article.msg.assistant .content")
+    expect(answer).to_have_text(hostile)
+    expect(page.get_by_role("button", name="Stop")).to_be_disabled()
+    assert page.locator("main img").count() == 0
+    assert page.evaluate("window.__pwned") is None

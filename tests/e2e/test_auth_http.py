@@ -228,8 +228,7 @@ def test_a_read_token_cannot_change_anything(lakehouse: Lakehouse) -> None:
 def test_open_paths_need_no_token(lakehouse: Lakehouse, path: str) -> None:
     with lakehouse.proc.client() as client:
         response = client.get(path)
-    # The console may not be served yet: then 404, but never 401.
-    assert response.status_code in ((200, 404) if path == "/" else (200,)), response.text
+    assert response.status_code == 200, response.text
 
 
 def test_a_revoked_token_stops_working_within_5s(lakehouse: Lakehouse) -> None:

@@ -6,7 +6,7 @@ import { cellText, field, h, showError } from "./dom.js";
 export function render(main) {
   main.append(h("h1", {}, "Search"));
   const index = h("select", {});
-  const query = h("input", { type: "search", autocomplete: "off" });
+  const query = h("input", { type: "text", autocomplete: "off", spellcheck: "false" });
   const mode = h(
     "select",
     {},
