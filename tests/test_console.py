@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import tomllib
+from fnmatch import fnmatch
 from pathlib import Path
 
 import pytest
@@ -64,3 +66,11 @@ def test_an_unchanged_asset_answers_304(client: TestClient) -> None:
     again = client.get("/console/js/api.js", headers={"If-None-Match": first.headers["etag"]})
     assert again.status_code == 304
     assert again.content == b""
+
+
+def test_the_wheel_carries_every_console_file() -> None:
+    root = Path(__file__).resolve().parents[1]
+    config = tomllib.loads((root / "pyproject.toml").read_text())
+    patterns = config["tool"]["setuptools"]["package-data"]["lakehouse.console"]
+    for name in assets():
+        assert any(fnmatch(f"static/{name}", p) for p in patterns), f"{name} is left out of the wheel"
