@@ -30,7 +30,7 @@ Metric = Literal["cosine", "l2", "ip"]
 DType = Literal["f32", "f16", "i8"]
 METRICS: dict[str, MetricKind] = {"cosine": MetricKind.Cos, "l2": MetricKind.L2sq, "ip": MetricKind.IP}
 
-# A filter matching at most this many items is answered exactly over just
+# A filter matching at most this many items may be answered exactly over just
 # those items; broader filters walk the graph with a depth scaled to how
 # rare the matches are (see `_filtered`).
 EXACT_FILTER_MAX = 4096
@@ -265,13 +265,16 @@ class VectorIndex:
         """Search only among `candidates`; k hits whenever k candidates exist."""
         if not len(candidates):
             return []
-        if len(candidates) <= EXACT_FILTER_MAX:
-            return self._exact(query, k, candidates)
-        # Broad filter: walk the graph deep enough that about twice k matches
-        # are expected among what it visits; go deeper while short of k.
+        # Walk the graph deep enough that about twice k matches are expected
+        # among what it visits; go deeper while short of k. Fetching a
+        # candidate's vector for the exact path costs about what visiting one
+        # graph node does, so a few candidates go exact, and so do
+        # rare ones when the walk would be deeper than they are many.
         total = self.count
-        member = self._membership(candidates)
         want = max(4 * k, math.ceil(2 * k * total / len(candidates)))
+        if len(candidates) <= EXACT_FILTER_MAX and len(candidates) <= 3 * want:
+            return self._exact(query, k, candidates)
+        member = self._membership(candidates)
         while want < total:
             found = self.graph.search(query, want, threads=1)
             mask = member(found.keys)
