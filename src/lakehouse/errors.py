@@ -5,6 +5,7 @@
     │   ├── InvalidKey                 400 invalid_key
     │   ├── InvalidName                400 invalid_name
     │   ├── InvalidCsv                 400 invalid_csv
+    │   ├── InvalidFile                400 invalid_file
     │   ├── MissingObject              400 missing_object
     │   ├── DimMismatch                400 dim_mismatch
     │   ├── ForbiddenStatement         400 forbidden_statement
@@ -108,6 +109,12 @@ class InvalidCsv(InvalidRequest):
     """The uploaded CSV cannot be parsed."""
 
     code = "invalid_csv"
+
+
+class InvalidFile(InvalidRequest):
+    """An uploaded file that is not CSV (Parquet, JSON, NDJSON, XLSX) cannot be read."""
+
+    code = "invalid_file"
 
 
 class MissingObject(InvalidRequest):

@@ -1,4 +1,4 @@
-"""CSV uploads into new dataset versions: spool, convert, upload, register.
+"""Uploaded files into new dataset versions: spool, convert to Parquet, upload, register.
 
 Order matters for crash safety: the Parquet file is uploaded under a fresh
 key and only then registered, so a crash leaves at most an unreferenced file
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import random
 import tempfile
@@ -31,7 +32,7 @@ from lakehouse.catalog import NO_VERSION, Catalog, Column, Manifest, ObjectRef, 
 from lakehouse.catalog.iceberg import is_table_metadata
 from lakehouse.config import Settings
 from lakehouse.errors import Busy, LakehouseError, NotFound, VersionConflict
-from lakehouse.ingest.convert import csv_to_parquet
+from lakehouse.ingest.convert import to_parquet
 from lakehouse.ingest.spool import Spooled, clean_spool, spool
 from lakehouse.runner import run_blocking
 from lakehouse.storage.base import DATASETS_PREFIX, ObjectStore
@@ -68,7 +69,7 @@ class _Upload:
 
 
 class Ingester:
-    """Turns CSV uploads into versions of catalog datasets."""
+    """Turns uploaded files into versions of catalog datasets."""
 
     def __init__(self, settings: Settings, store: ObjectStore, catalog: Catalog) -> None:
         self._cfg = settings.ingestd
@@ -78,15 +79,28 @@ class Ingester:
         self._locks: dict[str, asyncio.Lock] = {}
 
     async def ingest(
-        self, name: str, body: AsyncIterator[bytes], content_type: str = "text/csv", mode: Mode = "append"
+        self,
+        name: str,
+        body: AsyncIterator[bytes],
+        content_type: str = "text/csv",
+        mode: Mode = "append",
+        sheet: str | None = None,
     ) -> IngestResult:
-        """Ingest the CSV in `body` (raw, or the `file` field of a multipart form) into `name`.
+        """Ingest the file in `body` (raw, or the `file` field of a multipart form) into `name`.
+
+        The format comes from `content_type` (or the multipart part's type, else its
+        filename), else from the bytes; `sheet` picks an XLSX workbook's sheet (default
+        the first).
 
         Raises:
             InvalidName: a bad dataset name (before the body is read).
-            InvalidCsv: malformed, ragged, empty or non-UTF-8 CSV.
+            InvalidCsv: malformed, ragged, empty or non-UTF-8 CSV or TSV.
+            InvalidFile: a Parquet, JSON, NDJSON or XLSX file that cannot be read, or an
+                unknown sheet.
+            InvalidRequest: `sheet` for a file that is not a workbook.
             SchemaDrift: columns or types differ from the current version's.
-            TooLarge: the upload passed `[ingestd] max_upload_bytes`.
+            TooLarge: the upload passed `[ingestd] max_upload_bytes` (or a JSON value,
+                a workbook's unpacked size or the conversion's memory passed theirs).
             Busy: other writers to the dataset kept winning the race to register.
         """
         validate_name(name)
@@ -95,22 +109,25 @@ class Ingester:
             # One ingest per dataset at a time in this ingester; other writers are settled by
             # the catalog's compare-and-set in `_register`.
             async with self._locks.setdefault(name, asyncio.Lock()):
-                return await self._ingest_file(name, spooled, mode)
+                return await self._ingest_file(name, spooled, mode, sheet)
         finally:
             spooled.path.unlink(missing_ok=True)
 
-    async def _ingest_file(self, name: str, spooled: Spooled, mode: Mode) -> IngestResult:
+    async def _ingest_file(self, name: str, spooled: Spooled, mode: Mode, sheet: str | None) -> IngestResult:
+        source = _source_id(spooled.sha256, sheet)
         current = await self._current(name)
         if current is not None:
-            rows = _already_ingested(current, spooled.sha256, mode)
+            rows = _already_ingested(current, source, mode)
             if rows is not None:
                 return IngestResult(current, rows, created=False)
-        parquet = spooled.path.with_suffix(".parquet")
+        parquet = spooled.path.with_name(spooled.path.name + ".parquet")
         try:
             converted = await run_blocking(
-                csv_to_parquet,
+                to_parquet,
                 spooled.path,
                 parquet,
+                declared=spooled.declared,
+                sheet=sheet,
                 threads=self._cfg.threads,
                 memory_limit=self._cfg.memory_limit,
                 dataset=name,
@@ -121,7 +138,7 @@ class Ingester:
         finally:
             parquet.unlink(missing_ok=True)
         upload = _Upload(
-            ObjectRef(key, stored.info.size, converted.rows), tuple(converted.schema), spooled.sha256, mode
+            ObjectRef(key, stored.info.size, converted.rows), tuple(converted.schema), source, mode
         )
         # Shielded: a client gone mid-register must not cut the register short
         # after the manifest landed (the cleanup would then delete a live file).
@@ -215,6 +232,13 @@ class Ingester:
         if removed:
             log.info("removed %d orphaned dataset file(s)", removed)
         return removed
+
+
+def _source_id(sha256: str, sheet: str | None) -> str:
+    """What makes an upload the same upload again: its bytes, and the sheet read from them."""
+    if sheet is None:
+        return sha256
+    return hashlib.sha256(f"{sha256}\nsheet={sheet}".encode()).hexdigest()
 
 
 def _sources(manifest: Manifest) -> list[str]:

@@ -1,7 +1,11 @@
-"""Uploads to disk: the body (raw CSV or a multipart `file` field) streamed to a temp file.
+"""Uploads to disk: the body (raw, or a multipart `file` field) streamed to a temp file.
 
 The sha256 is computed on the way, so idempotency costs no second read, and
-memory stays at one buffer whatever the upload's size.
+memory stays at one buffer whatever the upload's size. The format the request
+declares is kept: the Content-Type of a raw body, or a multipart part's own
+Content-Type, else its filename's extension. A leading UTF-8 BOM is left out of
+the file (never out of the hash): DuckDB's CSV reader skips one, its JSON
+reader does not, and no binary format starts with one.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ from typing import BinaryIO
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from lakehouse.errors import InvalidCsv, InvalidRequest, TooLarge
+from lakehouse.errors import InvalidCsv, InvalidFile, InvalidRequest, TooLarge
+from lakehouse.ingest.formats import TEXT_TABLES, Format, from_filename, from_media_type
 from lakehouse.runner import run_blocking
 
 FLUSH_BYTES = 1024 * 1024
@@ -29,37 +34,42 @@ BLANK = b" \t\r\n"
 
 @dataclass(frozen=True)
 class Spooled:
-    """An upload on local disk: where, how big, and its sha256."""
+    """An upload on local disk: where, how big, its sha256, and the format the request declared."""
 
     path: Path
     size: int
     sha256: str
+    declared: Format | None = None
 
 
 async def spool(chunks: AsyncIterator[bytes], content_type: str, folder: Path, max_bytes: int) -> Spooled:
-    """Write the CSV carried by the body to a temp file in `folder`.
+    """Write the file carried by the body to a temp file in `folder`.
 
-    A `multipart/form-data` body contributes its `file` field; any other body is the CSV.
+    A `multipart/form-data` body contributes its `file` field; any other body is the file.
     The temp file is removed when anything goes wrong, including a cut-off upload.
 
     Raises:
-        TooLarge: the CSV passed `max_bytes`.
+        TooLarge: the file passed `max_bytes`.
         InvalidRequest: a multipart body without a `file` field, or a broken one.
-        InvalidCsv: the CSV is empty.
+        InvalidCsv: the upload is empty or blank and not declared as another format.
+        InvalidFile: the upload is empty and declared as Parquet, JSON, NDJSON or XLSX.
     """
     mime, options = parse_options_header(content_type or "")
+    part: FilePart | None = None
     if mime == b"multipart/form-data":
         boundary = options.get(b"boundary")
         if not boundary:
             raise InvalidRequest("multipart body without a boundary")
-        chunks = file_field(chunks, boundary)
+        part = FilePart()
+        chunks = file_field(chunks, boundary, part=part)
     folder.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=SPOOL_PREFIX, suffix=".csv", dir=folder)
+    fd, name = tempfile.mkstemp(prefix=SPOOL_PREFIX, suffix=".upload", dir=folder)
     path = Path(name)
     hasher = hashlib.sha256()
     size = 0
     blank = True  # only whitespace so far: blank lines count as an empty CSV
     buffer = bytearray()
+    first = True
     try:
         with os.fdopen(fd, "wb") as fh:
             async for chunk in chunks:
@@ -70,29 +80,46 @@ async def spool(chunks: AsyncIterator[bytes], content_type: str, folder: Path, m
                     raise TooLarge(f"the upload is larger than the {max_bytes}-byte limit", limit=max_bytes)
                 buffer += chunk
                 if len(buffer) >= FLUSH_BYTES:
-                    await run_blocking(_write, fh, hasher, bytes(buffer))
+                    await run_blocking(_write, fh, hasher, bytes(buffer), first)
                     buffer.clear()
-            await run_blocking(_write, fh, hasher, bytes(buffer))
+                    first = False
+            await run_blocking(_write, fh, hasher, bytes(buffer), first)
     except BaseException:
         with contextlib.suppress(OSError):
             path.unlink()
         raise
-    if size == 0 or blank:
+    declared = from_media_type(content_type) if part is None else part.declared()
+    text_table = declared is None or declared in TEXT_TABLES
+    if size == 0 or (blank and text_table):
         path.unlink()
+        if not text_table:
+            raise InvalidFile("the file is empty")
         raise InvalidCsv("the CSV is empty" if size == 0 else "the CSV holds only blank lines", line=1)
-    return Spooled(path, size, hasher.hexdigest())
+    return Spooled(path, size, hasher.hexdigest(), declared)
 
 
-def _write(fh: BinaryIO, hasher: hashlib._Hash, data: bytes) -> None:
-    fh.write(data)
+def _write(fh: BinaryIO, hasher: hashlib._Hash, data: bytes, first: bool) -> None:
     hasher.update(data)
+    fh.write(data.removeprefix(BOM) if first else data)
+
+
+@dataclass
+class FilePart:
+    """What a multipart `file` part says of itself: its Content-Type and filename."""
+
+    content_type: bytes = b""
+    filename: bytes = b""
+
+    def declared(self) -> Format | None:
+        """The format the part's Content-Type names, else its filename's extension."""
+        return from_media_type(self.content_type) or from_filename(self.filename)
 
 
 async def file_field(
-    chunks: AsyncIterator[bytes], boundary: bytes, field: str = "file"
+    chunks: AsyncIterator[bytes], boundary: bytes, field: str = "file", part: FilePart | None = None
 ) -> AsyncIterator[bytes]:
-    """The bytes of one field of a multipart/form-data stream, as they arrive."""
-    state = _Parts(field)
+    """The bytes of one field of a multipart/form-data stream, as they arrive; its headers fill `part`."""
+    state = _Parts(field, part if part is not None else FilePart())
     parser = MultipartParser(
         boundary,
         {
@@ -100,6 +127,7 @@ async def file_field(
             "on_header_field": state.header_field,
             "on_header_value": state.header_value,
             "on_header_end": state.header_end,
+            "on_headers_finished": state.headers_finished,
             "on_part_data": state.part_data,
             "on_part_end": state.part_end,
         },
@@ -122,16 +150,19 @@ async def file_field(
 class _Parts:
     """python-multipart callbacks that keep the data of one named field."""
 
-    def __init__(self, field: str) -> None:
+    def __init__(self, field: str, part: FilePart) -> None:
         self.field = field
+        self.part = part
         self.found = False
         self.out: list[bytes] = []
         self._wanted = False
         self._name = b""
         self._value = b""
+        self._content_type = b""
 
     def part_begin(self) -> None:
         self._wanted = False
+        self._content_type = b""
 
     def header_field(self, data: bytes, start: int, end: int) -> None:
         self._name += data[start:end]
@@ -140,10 +171,19 @@ class _Parts:
         self._value += data[start:end]
 
     def header_end(self) -> None:
-        if self._name.lower() == b"content-disposition":
+        name = self._name.lower()
+        if name == b"content-disposition":
             _, params = parse_options_header(self._value)
             self._wanted = params.get(b"name") == self.field.encode() and not self.found
+            if self._wanted:
+                self.part.filename = params.get(b"filename", b"")[:1024]
+        elif name == b"content-type":
+            self._content_type = self._value[:256]
         self._name, self._value = b"", b""
+
+    def headers_finished(self) -> None:
+        if self._wanted:
+            self.part.content_type = self._content_type
 
     def part_data(self, data: bytes, start: int, end: int) -> None:
         if self._wanted:

@@ -1,4 +1,4 @@
-"""ingestd routes: `POST /v1/ingest/{name}`, a CSV body streamed into a new dataset version."""
+"""ingestd routes: `POST /v1/ingest/{name}`, an uploaded file streamed into a new dataset version."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from lakehouse.ingest.formats import FORMATS, MEDIA_TYPES
 from lakehouse.services.deps import Deps, DepsDep
 
 router = APIRouter(tags=["ingest"])
@@ -34,11 +35,15 @@ class IngestResponse(BaseModel):
     created: bool
 
 
+_FILE = {"schema": {"type": "string", "format": "binary"}}
+# One media type per format (the first MEDIA_TYPES names), then any bytes, then a form.
+_MEDIA = [next(mime for mime, named in MEDIA_TYPES.items() if named == fmt) for fmt in FORMATS]
 _BODY = {
     "requestBody": {
         "required": True,
         "content": {
-            "text/csv": {"schema": {"type": "string", "format": "binary"}},
+            **{mime: _FILE for mime in _MEDIA},
+            "application/octet-stream": _FILE,
             "multipart/form-data": {
                 "schema": {
                     "type": "object",
@@ -53,7 +58,7 @@ _BODY = {
 
 @router.post(
     "/v1/ingest/{name}",
-    summary="Ingest a CSV as a new version of a dataset",
+    summary="Ingest a file (CSV, TSV, Parquet, JSON, NDJSON or XLSX) as a new version of a dataset",
     status_code=201,
     responses={
         201: {"model": IngestResponse, "description": "A new version"},
@@ -66,9 +71,19 @@ async def ingest(
     request: Request,
     deps: DepsDep,
     mode: Literal["append", "replace"] = Query("append", description="Add to the data, or replace it."),
+    sheet: str | None = Query(
+        None,
+        min_length=1,
+        max_length=31,
+        description="An XLSX workbook's sheet to read (default: the first).",
+    ),
 ) -> JSONResponse:
-    """The body is the CSV (`text/csv`) or a multipart form with a `file` field, streamed to disk."""
-    result = await deps.ingester.ingest(name, request.stream(), request.headers.get("content-type", ""), mode)
+    """The body is the file, or a multipart form with a `file` field, streamed to disk.
+
+    The format comes from the Content-Type, else the multipart filename's extension, else the bytes.
+    """
+    content_type = request.headers.get("content-type", "")
+    result = await deps.ingester.ingest(name, request.stream(), content_type, mode, sheet)
     body = {
         "dataset": result.manifest.name,
         "version": result.manifest.version,
