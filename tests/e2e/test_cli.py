@@ -170,3 +170,25 @@ def test_serve_prints_the_banner_after_the_listening_line(lakehouse: LakehousePr
     banner = log[listening:]
     assert f"{lakehouse.url}/docs" in banner
     assert "data:" in banner and "services: gateway, storaged" in banner
+
+
+def test_datasets_expire_and_delete(lakehouse: LakehouseProcess, tmp_path: Path) -> None:
+    gw = ["--gateway", lakehouse.url]
+    for index in range(3):
+        source = tmp_path / f"part{index}.csv"
+        source.write_text(f"id,label\n{index},row {index}\n")
+        assert run("ingest", str(source), "--name", "expiring", *gw).returncode == 0
+    both = run("datasets", "expire", "expiring", "--keep-last", "1", "--older-than", "2020-01-01", *gw)
+    assert both.returncode == 2 and "exactly one" in both.stderr
+    expired = run("datasets", "expire", "expiring", "--keep-last", "1", "--json", *gw)
+    assert expired.returncode == 0, expired.stderr
+    assert json.loads(expired.stdout)["expired"] == [1, 2]
+    versions = json.loads(run("versions", "expiring", "--json", *gw).stdout)
+    assert [v["version"] for v in versions["versions"]] == [3]
+    assert "nothing to expire" in run("datasets", "expire", "expiring", "--keep-last", "1", *gw).stderr
+    refused = run("datasets", "delete", "expiring", *gw, stdin=b"n\n")
+    assert refused.returncode == 1
+    deleted = run("datasets", "delete", "expiring", "--yes", *gw)
+    assert deleted.returncode == 0, deleted.stderr
+    gone = run("versions", "expiring", *gw)
+    assert gone.returncode == 1 and "not_found" in gone.stderr

@@ -1,4 +1,7 @@
-"""`lakehouse ingest`, `sql`, `datasets`, `versions`, `indexes`, `search`, `models`, through the gateway."""
+"""`lakehouse ingest`, `sql`, `datasets` (list, delete, expire), `versions`, `indexes`, `search`, `models`.
+
+Each talks to the gateway through `lakehouse.Client`.
+"""
 
 from __future__ import annotations
 
@@ -128,14 +131,25 @@ def sql_command(
     err_console.print(f"[dim]{result.row_count} rows{elapsed}{escape(more)}[/dim]")
 
 
-@app.command("datasets")
+datasets_app = typer.Typer(
+    help="The datasets: list them (the default), delete one, or expire its old versions.",
+    no_args_is_help=False,
+    invoke_without_command=True,
+)
+app.add_typer(datasets_app, name="datasets")
+
+
+@datasets_app.callback()
 def datasets_command(
+    ctx: typer.Context,
     as_json: JsonOption = False,
     gateway: GatewayOption = None,
     config: ConfigOption = None,
     token: TokenOption = None,
 ) -> None:
     """List the datasets: name, current version, rows, last update."""
+    if ctx.invoked_subcommand is not None:
+        return
     with gateway_client(gateway, config, token) as client:
         datasets = client.datasets()
     if as_json:
@@ -148,6 +162,51 @@ def datasets_command(
     for d in datasets:
         table.add_row(escape(d.name), str(d.version), str(d.row_count), escape(d.updated_at or ""))
     console.print(table)
+
+
+@datasets_app.command("delete")
+def delete_command(
+    name: Annotated[str, typer.Argument(help="The dataset to delete.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    gateway: GatewayOption = None,
+    config: ConfigOption = None,
+    token: TokenOption = None,
+) -> None:
+    """Delete a dataset: every version, every file, its SQL views (needs an admin token)."""
+    if not yes and not typer.confirm(f"Delete dataset {name} and every version of it?"):
+        raise typer.Exit(1)
+    with gateway_client(gateway, config, token) as client:
+        client.delete_dataset(name)
+    err_console.print(f"deleted dataset {escape(name)}")
+
+
+@datasets_app.command("expire")
+def expire_command(
+    name: Annotated[str, typer.Argument(help="The dataset.")],
+    keep_last: Annotated[
+        int | None, typer.Option("--keep-last", min=1, help="Keep this many newest versions.")
+    ] = None,
+    older_than: Annotated[
+        str | None, typer.Option("--older-than", help="Expire versions created before this ISO 8601 time.")
+    ] = None,
+    as_json: JsonOption = False,
+    gateway: GatewayOption = None,
+    config: ConfigOption = None,
+    token: TokenOption = None,
+) -> None:
+    """Remove old versions (never the current one) and the files only they used (admin)."""
+    if (keep_last is None) == (older_than is None):
+        usage_error("give exactly one of --keep-last or --older-than")
+    with gateway_client(gateway, config, token) as client:
+        result = client.expire(name, keep_last=keep_last, older_than=older_than)
+    if as_json:
+        print_json(result)
+        return
+    if not result.expired:
+        err_console.print("nothing to expire")
+        return
+    shown = ", ".join(str(v) for v in result.expired)
+    err_console.print(f"expired version(s) {shown} of {escape(name)}; freed {result.bytes_freed} bytes")
 
 
 @app.command("versions")

@@ -172,8 +172,16 @@ class Client:
         )
 
     def datasets(self) -> list[m.DatasetSummary]:
-        """Every dataset's current version."""
-        return self._model(m.DatasetList, "GET", "/v1/catalog/datasets").datasets
+        """Every dataset's current version, by name (every page)."""
+        found: list[m.DatasetSummary] = []
+        after: str | None = None
+        while True:
+            params = {"after": after} if after is not None else None
+            page = self._model(m.DatasetList, "GET", "/v1/catalog/datasets", params=params)
+            found.extend(page.datasets)
+            if page.next is None or not page.datasets:
+                return found
+            after = page.next
 
     def dataset(self, name: str, version: int | None = None) -> m.Manifest:
         """A dataset's current manifest, or version `version`'s."""
@@ -181,9 +189,30 @@ class Client:
         return self._model(m.Manifest, "GET", f"/v1/catalog/datasets/{_segment(name)}", params=params)
 
     def versions(self, name: str) -> list[m.VersionSummary]:
-        """A dataset's history, oldest first."""
+        """A dataset's history, oldest first (every page)."""
         path = f"/v1/catalog/datasets/{_segment(name)}/versions"
-        return self._model(m.VersionList, "GET", path).versions
+        found: list[m.VersionSummary] = []
+        after: int | str | None = None
+        while True:
+            page = self._model(
+                m.VersionList, "GET", path, params={"after": after} if after is not None else None
+            )
+            found.extend(page.versions)
+            if page.next is None or not page.versions:
+                return found
+            after = page.next
+
+    def expire(self, name: str, *, keep_last: int | None = None, older_than: str | None = None) -> m.Expired:
+        """Remove old versions (never the current one) and the files only they used (admin).
+
+        Give `keep_last` (versions to keep) or `older_than` (ISO 8601).
+        """
+        body: dict[str, Any] = {}
+        if keep_last is not None:
+            body["keep_last"] = keep_last
+        if older_than is not None:
+            body["older_than"] = older_than
+        return self._model(m.Expired, "POST", f"/v1/catalog/datasets/{_segment(name)}/expire", json=body)
 
     def register(
         self,

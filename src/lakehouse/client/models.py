@@ -68,6 +68,8 @@ class Manifest(Answer):
     fingerprint: str | None = None
     created_at: str | None = None
     parent_version: int | None = None
+    snapshot_id: int | None = Field(default=None, description="The Apache Iceberg snapshot of this version.")
+    metadata_location: str | None = Field(default=None, description="The Iceberg metadata file holding it.")
 
 
 class VersionSummary(Answer):
@@ -77,6 +79,14 @@ class VersionSummary(Answer):
     row_count: int
     fingerprint: str | None = None
     created_at: str | None = None
+    snapshot_id: int | None = None
+
+
+class Expired(Answer):
+    """What an expire removed: versions, and the bytes of the files only they used."""
+
+    expired: list[int]
+    bytes_freed: int
 
 
 class VersionList(Answer):
