@@ -235,3 +235,35 @@ def test_filters_follow_replaced_and_deleted_items() -> None:
     found = index.search(unit(1, 8, 2), 10, parse_filter({"rate": {"$gte": 15}}))[0]
     assert {h.id for h in found} == {"v0", "v2"}
     assert {h.id for h in index.search(unit(1, 8, 2), 10, parse_filter({"rate": 10}))[0]} == set()
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(
+            st.sampled_from(["$and", "$or", "$lt", "$in", "$ne", "$x", "a", "b", ""]), inner, max_size=3
+        )
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(raw=json_values, metas=st.lists(st.dictionaries(st.sampled_from(["a", "b"]), json_values, max_size=2)))
+def test_any_json_filter_parses_or_is_refused_and_never_raises_in_search(
+    raw: Any, metas: list[dict[str, Any]]
+) -> None:
+    try:
+        node = parse_filter(raw)
+    except InvalidRequest:
+        return
+    index = index_of(unit(len(metas) + 1, 4), [*metas, {}])
+    index.search(unit(1, 4, 1), 10, node)
+
+
+def test_lone_surrogates_compare_without_raising() -> None:
+    index = index_of(unit(2, 4), [{"a": "\ud800x"}, {"a": "x"}])
+    found = index.search(unit(1, 4, 1), 10, parse_filter({"a": "\ud800x"}))[0]
+    assert [h.id for h in found] == ["v0"]
+    index.search(unit(1, 4, 1), 10, parse_filter({"a": {"$gte": "\udfff"}}))  # orders, never raises
