@@ -4,7 +4,7 @@ A test gives it a script of turns. Each chat request takes the next turn:
 `Turn(calls=[("sql", {"query": ...})])` answers with those tool calls, and
 `Turn(answer=...)` with text (a string, or a function of the tool results the
 request carries, parsed from JSON). A turn's `check` is called with the tool
-results the request ends with (those answering the previous turn's calls):
+results since the last assistant message (those answering the previous turn's calls):
 whatever it raises is recorded in `failures` and answered with a 500, so a
 test that forgets to look still fails. When the script runs out the last turn
 repeats when `repeat_last` is set, else the answer is a 500 and a failure.
@@ -105,8 +105,10 @@ class ScriptedModel:
         messages = body.get("messages") or []
         results: Results = []
         for message in reversed(messages):
-            if message.get("role") != "tool":
+            if message.get("role") == "assistant":
                 break
+            if message.get("role") != "tool":
+                continue
             content = message.get("content")
             try:
                 results.insert(0, json.loads(content) if isinstance(content, str) else content)

@@ -159,7 +159,7 @@ class AskLoop:
             last = answer.rounds >= request.max_steps
             if last:
                 messages.append(Message("user", LAST_ROUND))
-            reply = await self._within(deadline, self._ask(request.model, messages, () if last else tools))
+            reply = await self._within(deadline, self._ask(request.model, messages, tools, last))
             answer.provider = reply.provider
             answer.input_tokens += reply.input_tokens
             answer.output_tokens += reply.output_tokens
@@ -190,9 +190,12 @@ class AskLoop:
                 yield step
 
     async def _ask(
-        self, model: str, messages: Sequence[Message], tools: Sequence[dict[str, Any]]
+        self, model: str, messages: Sequence[Message], tools: Sequence[dict[str, Any]], last: bool
     ) -> ChatResponse:
-        request = ChatRequest(model=model, messages=tuple(messages), tools=tuple(tools))
+        # The last round still names the tools (some providers refuse tool calls in the history
+        # otherwise) but forbids calling them: `tool_choice: "none"` (Ollama drops the tools).
+        choice = "none" if last else None
+        request = ChatRequest(model=model, messages=tuple(messages), tools=tuple(tools), tool_choice=choice)
         try:
             return await self.chat.chat(request)
         except UpstreamError as exc:
