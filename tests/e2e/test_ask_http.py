@@ -474,3 +474,17 @@ def test_ask_needs_a_token(lake: Lake) -> None:
         answer = client.post("/v1/ask", json={"model": MODEL, "question": "How many?"})
     assert answer.status_code == 401
     assert answer.headers["www-authenticate"].startswith("Bearer")
+
+
+def test_a_long_result_is_cut_to_what_the_model_may_read(lake: Lake, scripted: ScriptedModel) -> None:
+    query = "SELECT candidate_id, notes, notes AS again FROM candidates ORDER BY candidate_id"
+
+    def cut(results: Results) -> None:
+        (result,) = results
+        assert 0 < len(result["rows"]) < 50
+        assert "fit in what the model reads" in result["cut"]
+
+    scripted.play(Turn(calls=[("sql", {"query": query})]), Turn(answer="Cut.", check=cut))
+    assert lake.ask(question="All notes?", datasets=["candidates"]).status_code == 200
+    sent = next(m for m in scripted.requests[1]["messages"] if m["role"] == "tool")["content"]
+    assert len(sent) <= 8000
