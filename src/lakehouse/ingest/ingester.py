@@ -82,15 +82,15 @@ class Ingester:
         self,
         name: str,
         body: AsyncIterator[bytes],
-        content_type: str = "text/csv",
+        content_type: str = "",
         mode: Mode = "append",
         sheet: str | None = None,
     ) -> IngestResult:
         """Ingest the file in `body` (raw, or the `file` field of a multipart form) into `name`.
 
         The format comes from `content_type` (or the multipart part's type, else its
-        filename), else from the bytes; `sheet` picks an XLSX workbook's sheet (default
-        the first).
+        filename), else from the bytes (no `content_type`: the bytes alone); `sheet`
+        picks an XLSX workbook's sheet (default the first).
 
         Raises:
             InvalidName: a bad dataset name (before the body is read).
