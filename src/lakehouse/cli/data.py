@@ -36,15 +36,24 @@ from lakehouse.errors import NotFound
 
 @app.command("ingest")
 def ingest_command(
-    file: Annotated[str, typer.Argument(help="The file to upload (CSV); '-' reads it from stdin.")],
+    file: Annotated[
+        str,
+        typer.Argument(
+            help="The file to upload: CSV, TSV, Parquet, JSON, NDJSON or XLSX; '-' reads it from stdin."
+        ),
+    ],
     name: Annotated[str, typer.Option("--name", "-n", help="Dataset name, e.g. candidates.")],
     mode: Annotated[
         str, typer.Option(help="append: add the rows to the current version; replace: start over.")
     ] = "append",
     content_type: Annotated[
         str | None,
-        typer.Option("--content-type", help="The file's media type (default: from its extension)."),
+        typer.Option(
+            "--content-type",
+            help="The file's media type (default: from its extension, else the server sniffs).",
+        ),
     ] = None,
+    sheet: Annotated[str | None, typer.Option(help="The XLSX sheet to read (default: the first).")] = None,
     as_json: JsonOption = False,
     gateway: GatewayOption = None,
     config: ConfigOption = None,
@@ -57,12 +66,14 @@ def ingest_command(
     with gateway_client(gateway, config, token) as client:
         if file == "-":
             # Streamed from stdin in chunks, never read whole.
-            result = client.ingest(name, sys.stdin.buffer, mode=chosen, content_type=content_type)
+            result = client.ingest(
+                name, sys.stdin.buffer, mode=chosen, content_type=content_type, sheet=sheet
+            )
         else:
             path = Path(file)
             if not path.is_file():
                 usage_error(f"no such file: {file}")
-            result = _upload(client, name, path, chosen, content_type)
+            result = _upload(client, name, path, chosen, content_type, sheet)
     if as_json:
         print_json(result)
         return
@@ -72,7 +83,12 @@ def ingest_command(
 
 
 def _upload(
-    client: Client, name: str, path: Path, mode: Literal["append", "replace"], content_type: str | None
+    client: Client,
+    name: str,
+    path: Path,
+    mode: Literal["append", "replace"],
+    content_type: str | None,
+    sheet: str | None,
 ) -> IngestResult:
     """Stream `path` with a progress bar on stderr, then wait for the conversion."""
     total = path.stat().st_size
@@ -88,7 +104,7 @@ def _upload(
             if sent >= total:
                 progress.update(task, description="converting to Parquet")
 
-        return client.ingest(name, path, mode=mode, content_type=content_type, progress=advance)
+        return client.ingest(name, path, mode=mode, content_type=content_type, sheet=sheet, progress=advance)
 
 
 @app.command("sql")

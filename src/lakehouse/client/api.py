@@ -33,7 +33,8 @@ DEFAULT_URL = "http://127.0.0.1:3110"
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 CHUNK = 1024 * 1024
 START_HINT = "is it running? start it with `lakehouse serve`"
-# Content types by file extension; any other file goes without one (the server reads the bytes).
+# Content types by file extension (the formats ingest takes); any other file goes without
+# one, and the server reads its format from the bytes.
 CONTENT_TYPES = {
     ".csv": "text/csv",
     ".tsv": "text/tab-separated-values",
@@ -142,12 +143,16 @@ class Client:
         mode: Literal["append", "replace"] = "append",
         content_type: str | None = None,
         *,
+        sheet: str | None = None,
         progress: Progress | None = None,
     ) -> m.IngestResult:
         """Upload a file (a path, bytes, or a binary file object) as a new version of dataset `name`.
 
-        A path or file object is streamed in chunks, never read whole; `progress` is
-        called with each chunk's size.
+        CSV, TSV, Parquet, JSON, NDJSON or XLSX: a path's extension names its Content-Type
+        (unless `content_type` does); bytes and file objects go without one unless given,
+        and the server tells the format from the bytes. `sheet` picks an XLSX sheet (default
+        the first). A path or file object is streamed in chunks, never read whole;
+        `progress` is called with each chunk's size.
         """
         headers: dict[str, str] = {}
         content: bytes | Iterator[bytes]
@@ -166,7 +171,7 @@ class Client:
             m.IngestResult,
             "POST",
             f"/v1/ingest/{_segment(name)}",
-            params={"mode": mode},
+            params={"mode": mode, **({"sheet": sheet} if sheet is not None else {})},
             content=content,
             headers=headers,
         )

@@ -1,4 +1,4 @@
-"""ingestd's domain: CSV uploads into versioned Parquet datasets."""
+"""ingestd's domain: uploads (CSV, TSV, Parquet, JSON, NDJSON, XLSX) into versioned Parquet datasets."""
 
 from __future__ import annotations
 
