@@ -178,6 +178,9 @@ async def test_hybrid_fuses_by_reciprocal_rank(opened: Opened) -> None:
     assert by_id["a"].ranks == {"vector": 1}
     assert set(by_id["c"].ranks) == {"vector", "keyword"}
     assert hits == sorted(hits, key=lambda h: -h.score)
+    where = {"k": {"$in": ["a", "d"]}}
+    hits = (await svc.search("mix", [query.tolist()], text="forklift", k=4, where=where, mode="hybrid"))[0]
+    assert [(h.id, h.ranks) for h in hits] == [("d", {"vector": 2, "keyword": 1}), ("a", {"vector": 1})]
     # The same fusion, checked exactly on known rankings.
     vector = [_hit(x) for x in "abcd"]
     keyword = [_hit(x) for x in "cdb"]

@@ -36,6 +36,10 @@ METRICS: dict[str, MetricKind] = {"cosine": MetricKind.Cos, "l2": MetricKind.L2s
 EXACT_FILTER_MAX = 4096
 # Past this many keys ever assigned, membership tests sort instead of using a flag per key.
 FLAG_KEYS_MAX = 1 << 24
+# A keyword search that finds the BM25 index stale rebuilds it first when the
+# index holds at most this many texts (well under a second); a larger one is
+# searched as last built while the background rebuild catches up.
+KEYWORD_SYNC_REBUILD_MAX = 20000
 
 
 @dataclass(frozen=True)
@@ -141,7 +145,7 @@ class VectorIndex:
     columns: MetadataColumns = field(default_factory=MetadataColumns)
     keyword: KeywordIndex = field(default_factory=KeywordIndex)
     texts: int = 0
-    changes: int = 0
+    text_version: int = 0
     synced_version: int | None = None
     lock: ReadWriteLock = field(default_factory=ReadWriteLock)
 
@@ -170,11 +174,14 @@ class VectorIndex:
     def apply(self, batch: Batch) -> None:
         """Make one logged change: upsert the batch's items, delete its ids, or note a synced version."""
         with self.lock.write():
-            self.changes += 1
             if batch.op == "synced":
                 self.synced_version = batch.version
                 return
             old = [self.keys[i] for i in batch.ids if i in self.keys]
+            if any(self.items[key].text is not None for key in old) or any(
+                t is not None for t in batch.texts
+            ):
+                self.text_version += 1
             if old:
                 self.graph.remove(np.array(old, dtype=np.uint64))
                 for key in old:
@@ -235,31 +242,56 @@ class VectorIndex:
 
     def keyword_search(self, query: str, k: int, where: Node = MATCH_ALL) -> list[Hit]:
         """The k items whose texts best match `query` by BM25, among those matching `where`."""
-        self.refresh_keywords()
+        self._fresh_keywords()
         with self.lock.read():
             allowed = None if where == MATCH_ALL else self.columns.select(where)
-            found = self.keyword.search(query, k, allowed, self.next_key)
-            hits = []
-            for key, score in found:
-                item = self.items.get(key)
-                if item is not None:
-                    hits.append(Hit(item.id, score, 0.0, item.metadata, item.text))
-            return hits
+            return self._keyword_hits(query, k, allowed)
+
+    def hybrid_search(
+        self, query: Vectors, text: str, depth: int, where: Node = MATCH_ALL
+    ) -> tuple[list[Hit], list[Hit]]:
+        """The `depth` best by vector and by keyword, the filter evaluated once for both."""
+        self._fresh_keywords()
+        with self.lock.read():
+            if not self.keys:
+                return [], []
+            if where == MATCH_ALL:
+                found = self.graph.search(query.reshape(-1), depth, threads=1)
+                by_vector = self._hits(found.keys, found.distances)
+                return by_vector, self._keyword_hits(text, depth, None)
+            allowed = self.columns.select(where)
+            return self._filtered(query.reshape(-1), depth, allowed), self._keyword_hits(text, depth, allowed)
+
+    def _fresh_keywords(self) -> None:
+        if self.keywords_stale and (self.keyword.version < 0 or self.texts <= KEYWORD_SYNC_REBUILD_MAX):
+            self.refresh_keywords()
+
+    def _keyword_hits(self, query: str, k: int, allowed: Keys | None) -> list[Hit]:
+        hits = []
+        for key, score in self.keyword.search(query, k, allowed, self.next_key):
+            item = self.items.get(key)
+            if item is not None:
+                hits.append(Hit(item.id, score, 0.0, item.metadata, item.text))
+        return hits
 
     def refresh_keywords(self) -> None:
         """Bring the keyword index up to the items' current version (blocking)."""
-        if self.keyword.version < self.changes:
-            self.keyword.refresh(self.changes, self._texts)
+        if self.keyword.version < self.text_version:
+            self.keyword.refresh(self.text_version, self._texts)
 
     @property
     def keywords_stale(self) -> bool:
         """Whether texts changed since the keyword index was built."""
-        return self.keyword.version < self.changes
+        return self.keyword.version < self.text_version
 
     def _texts(self) -> tuple[int, list[int], list[str]]:
         with self.lock.read():
             pairs = [(key, item.text) for key, item in self.items.items() if item.text is not None]
-            return self.changes, [key for key, _ in pairs], [text for _, text in pairs if text is not None]
+            return (
+                self.text_version,
+                [key for key, _ in pairs],
+                [text for _, text in pairs if text is not None],
+            )
 
     def _filtered(self, query: Vectors, k: int, candidates: Keys) -> list[Hit]:
         """Search only among `candidates`; k hits whenever k candidates exist."""

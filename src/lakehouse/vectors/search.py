@@ -62,6 +62,5 @@ async def search(
         return [ranked(hits, "vector") for hits in found]
     assert text is not None
     depth = min(max(2 * k, HYBRID_DEPTH), MAX_K)
-    by_vector = (await run_blocking(index.search, queries, depth, node))[0]
-    by_keyword = await run_blocking(index.keyword_search, text, depth, node)
+    by_vector, by_keyword = await run_blocking(index.hybrid_search, queries[0], text, depth, node)
     return [fuse({"vector": by_vector, "keyword": by_keyword}, k)]
