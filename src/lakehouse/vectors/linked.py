@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from lakehouse.errors import LakehouseError, NotFound
+from lakehouse.errors import InvalidRequest, LakehouseError, NotFound
 from lakehouse.runner import run_blocking
 from lakehouse.storage.base import ObjectStore
 from lakehouse.vectors.index import IndexSpec, VectorIndex
@@ -53,6 +53,8 @@ class SyncState:
     pending: int = 0
     error: str | None = None
     lock: asyncio.Lock | None = None
+    # The dataset version whose rows were refused, and why: versions never change, so it is not read again.
+    refused: tuple[int, str] | None = None
 
     def guard(self) -> asyncio.Lock:
         """The lock that lets one pass run at a time."""
@@ -65,7 +67,7 @@ Commit = Callable[[Batch], Awaitable[None]]
 Embed = Callable[[IndexSpec, list[str]], Awaitable[Vectors]]
 
 
-async def plan(store: ObjectStore, catalog: DatasetCatalog, index: VectorIndex) -> Plan:
+async def plan(store: ObjectStore, catalog: DatasetCatalog, index: VectorIndex, state: SyncState) -> Plan:
     """Compare the dataset's current version with the index.
 
     A dataset that no longer exists plans the deletion of every item.
@@ -80,10 +82,17 @@ async def plan(store: ObjectStore, catalog: DatasetCatalog, index: VectorIndex) 
         manifest = await catalog.get(source.dataset)
     except NotFound:
         return Plan(None, [], [], await run_blocking(_all_ids, index))
-    if manifest.version == index.synced_version:
-        return Plan(manifest.version, [], [], [])
-    rows = await read_rows(store, manifest, source, spec.model)
-    return await run_blocking(_diff, index, int(manifest.version), rows)
+    version = int(manifest.version)
+    if version == index.synced_version:
+        return Plan(version, [], [], [])
+    if state.refused is not None and state.refused[0] == version:
+        raise InvalidRequest(state.refused[1], dataset=source.dataset, version=version)
+    try:
+        rows = await read_rows(store, manifest, source, spec.model)
+    except InvalidRequest as exc:
+        state.refused = (version, exc.message)
+        raise
+    return await run_blocking(_diff, index, version, rows)
 
 
 def _all_ids(index: VectorIndex) -> list[str]:

@@ -247,7 +247,7 @@ class VectorService:
             raise InvalidRequest(f"index {name!r} follows no dataset; create it with a source", index=name)
         async with live.sync.guard():
             try:
-                work = await linked.plan(self.store, self.catalog, live.index)
+                work = await linked.plan(self.store, self.catalog, live.index, live.sync)
                 await linked.run_pass(
                     live.index,
                     work,
