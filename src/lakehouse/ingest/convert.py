@@ -19,6 +19,7 @@ from pathlib import Path
 import duckdb
 
 from lakehouse.catalog import Column, normalize_schema, schema_drift
+from lakehouse.catalog.iceberg import field_ids_sql
 from lakehouse.errors import InvalidCsv, InvalidFile, InvalidRequest, LakehouseError, TooLarge, Unavailable
 from lakehouse.extensions import NO_AUTOLOAD, load_extension
 from lakehouse.ingest import csv_reader, json_reader, xlsx_reader
@@ -155,7 +156,9 @@ def _convert(
     if reader.skip_blank_rows:
         relation += " WHERE " + " OR ".join(f"{name} IS NOT NULL" for name in names)
     copied = conn.execute(
-        f"COPY ({relation}) TO {literal(str(target))} (FORMAT parquet, COMPRESSION zstd)"
+        f"COPY ({relation}) TO {literal(str(target))} (FORMAT parquet, COMPRESSION zstd, "
+        # The Iceberg field ids of the dataset's table, so engines that match columns by id read it.
+        f"{field_ids_sql(schema)})"
     ).fetchone()
     rows = int(copied[0]) if copied else 0
     if rows == 0:
