@@ -1,17 +1,21 @@
-"""Validating what a request brings to an index: items to upsert and query vectors."""
+"""Validating what a request brings to an index: its definition, items to upsert, query vectors."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from lakehouse.errors import DimMismatch, InvalidRequest
-from lakehouse.vectors.index import IndexSpec
+from lakehouse.errors import Conflict, DimMismatch, InvalidName, InvalidRequest
+from lakehouse.vectors.index import METRICS, IndexSpec
 from lakehouse.vectors.records import Vectors
 
 MAX_ID_CHARS = 512
+NAME = re.compile(r"[a-z_][a-z0-9_-]{0,62}")
+MAX_DIM = 65536
+DTYPES = ("f32", "f16", "i8")
 
 
 @dataclass
@@ -22,6 +26,28 @@ class NewItem:
     vector: list[float] | None = None
     text: str | None = None
     metadata: dict[str, Any] | None = None
+
+
+def check_definition(name: str, dim: int, metric: str, dtype: str) -> None:
+    """Refuse a new index's bad name, dimension, metric or storage type.
+
+    Raises:
+        InvalidName: the name breaks the naming rule.
+        InvalidRequest: dim, metric or dtype out of range.
+    """
+    if not NAME.fullmatch(name):
+        raise InvalidName(
+            f"index name {name!r} must match {NAME.pattern} (lowercase letters, digits, _ and -)"
+        )
+    if not 1 <= dim <= MAX_DIM:
+        raise InvalidRequest(f"dim must be between 1 and {MAX_DIM}, got {dim}")
+    if metric not in METRICS:
+        raise InvalidRequest(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
+    if dtype not in DTYPES:
+        raise InvalidRequest(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    if dtype == "i8" and metric != "cosine":
+        # usearch quantises i8 for unit vectors; other metrics would get scaled distances.
+        raise InvalidRequest(f"dtype i8 works with the cosine metric only, not {metric!r}")
 
 
 def checked_items(items: list[NewItem], spec: IndexSpec, max_batch: int) -> tuple[list[NewItem], Vectors]:
@@ -82,6 +108,19 @@ def query_vectors(vectors: list[list[float]], spec: IndexSpec) -> Vectors:
         queries = np.asarray(vectors, dtype=np.float32)
     check_finite(queries, None)
     return queries
+
+
+def check_unlinked(spec: IndexSpec) -> None:
+    """Refuse direct changes to an index that follows a dataset.
+
+    Raises:
+        Conflict: the index has a source.
+    """
+    if spec.source is not None:
+        raise Conflict(
+            f"index {spec.name!r} follows dataset {spec.source['dataset']!r}; change the dataset instead",
+            index=spec.name,
+        )
 
 
 def check_id(item_id: str) -> None:

@@ -14,8 +14,11 @@ Building runs outside the index's lock, so searches and writes go on meanwhile.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -23,6 +26,10 @@ import bm25s
 import numpy as np
 import numpy.typing as npt
 from bm25s.tokenization import Tokenized
+
+from lakehouse.runner import run_blocking
+
+log = logging.getLogger("lakehouse.vectors")
 
 Keys = npt.NDArray[np.uint64]
 
@@ -91,6 +98,22 @@ class KeywordIndex:
         top = positive[np.argpartition(-scores[positive], k - 1)[:k]] if len(positive) > k else positive
         order = top[np.lexsort((top, -scores[top]))]
         return [(int(built.keys[row]), float(scores[row])) for row in order]
+
+
+async def rebuild_when_settled(name: str, stale: Callable[[], bool], rebuild: Callable[[], None]) -> None:
+    """Rebuild on a worker thread while `stale()`, pausing first so a burst of changes lands in one build.
+
+    The pause grows with the last build's time, so rebuilds take at most about a third of a core.
+    """
+    pause = 0.2
+    try:
+        while stale():
+            await asyncio.sleep(pause)
+            started = time.perf_counter()
+            await run_blocking(rebuild)
+            pause = max(0.2, 2 * (time.perf_counter() - started))
+    except Exception:  # a searcher rebuilds it then; the failure must be seen, not lost with the task
+        log.exception("index %s: keyword index rebuild failed", name)
 
 
 def _build(version: int, keys: list[int], texts: list[str]) -> _Built:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import tempfile
 import time
 import uuid
@@ -27,9 +26,7 @@ import numpy as np
 from lakehouse.config import Settings
 from lakehouse.errors import (
     AlreadyExists,
-    Conflict,
     DimMismatch,
-    InvalidName,
     InvalidRequest,
     LakehouseError,
     NotFound,
@@ -38,17 +35,14 @@ from lakehouse.runner import run_blocking
 from lakehouse.storage.base import ObjectStore
 from lakehouse.vectors import linked
 from lakehouse.vectors.durability import IndexFiles, read_specs, remove_index, write_spec
-from lakehouse.vectors.index import METRICS, Hit, IndexSpec, VectorIndex
-from lakehouse.vectors.items import NewItem, check_finite, checked_items
+from lakehouse.vectors.index import Hit, IndexSpec, VectorIndex
+from lakehouse.vectors.items import NewItem, check_definition, check_finite, check_unlinked, checked_items
+from lakehouse.vectors.keyword import rebuild_when_settled
 from lakehouse.vectors.records import Batch, Vectors
 from lakehouse.vectors.search import search as run_search
 from lakehouse.vectors.source import DatasetCatalog, Source
 
 log = logging.getLogger("lakehouse.vectors")
-
-NAME = re.compile(r"[a-z_][a-z0-9_-]{0,62}")
-MAX_DIM = 65536
-DTYPES = ("f32", "f16", "i8")
 
 
 class Embedding(Protocol):
@@ -100,13 +94,11 @@ class VectorService:
 
     @property
     def catalog(self) -> DatasetCatalog:
-        """The dataset catalog linked indexes read (built on first use)."""
+        """The dataset catalog linked indexes read (the store's own unless one was given)."""
         if self._catalog is None:
             from lakehouse.catalog import Catalog
 
-            store = self.store
-            self._catalog = lambda: Catalog(store)
-            built = self._catalog()
+            built = Catalog(self.store)
             self._catalog = lambda: built
         return self._catalog()
 
@@ -174,20 +166,8 @@ class VectorService:
             NotFound: the source's dataset does not exist.
             AlreadyExists: an index of that name exists.
         """
-        if not NAME.fullmatch(name):
-            raise InvalidName(
-                f"index name {name!r} must match {NAME.pattern} (lowercase letters, digits, _ and -)"
-            )
-        if not 1 <= dim <= MAX_DIM:
-            raise InvalidRequest(f"dim must be between 1 and {MAX_DIM}, got {dim}")
-        if metric not in METRICS:
-            raise InvalidRequest(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
         dtype = dtype or self.config.dtype
-        if dtype not in DTYPES:
-            raise InvalidRequest(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
-        if dtype == "i8" and metric != "cosine":
-            # usearch quantises i8 for unit vectors; other metrics would get scaled distances.
-            raise InvalidRequest(f"dtype i8 works with the cosine metric only, not {metric!r}")
+        check_definition(name, dim, metric, dtype)
         if name in self._live:
             raise AlreadyExists(f"vector index {name!r} already exists", index=name)
         linked_to = None
@@ -304,7 +284,7 @@ class VectorService:
         """
         live = self._get(name)
         spec = live.index.spec
-        _check_unlinked(spec)
+        check_unlinked(spec)
         batch_items, vectors = checked_items(items, spec, self.config.max_batch)
         to_embed = [row for row, item in enumerate(batch_items) if item.vector is None]
         if to_embed:
@@ -329,7 +309,7 @@ class VectorService:
             NotFound: no such index or item.
         """
         live = self._get(name)
-        _check_unlinked(live.index.spec)
+        check_unlinked(live.index.spec)
         if not live.index.has(item_id):
             raise NotFound(f"index {name!r} has no item {item_id!r}", index=name, id=item_id)
         await asyncio.shield(self._commit(name, live, Batch(op="delete", ids=[item_id], keys=[])))
@@ -357,22 +337,11 @@ class VectorService:
 
     def _refresh_keywords(self, live: _Live) -> None:
         """Rebuild the keyword index in the background once changes settle (one task per index)."""
-        if not live.index.texts and not live.index.keywords_stale:
-            return
-        if live.refreshing is None or live.refreshing.done():
-            live.refreshing = asyncio.create_task(self._keywords(live))
-
-    async def _keywords(self, live: _Live) -> None:
-        # A pause lets a burst of changes land first; each rebuild costs a full pass over the texts.
-        pause = 0.2
-        try:
-            while live.index.keywords_stale:
-                await asyncio.sleep(pause)
-                started = time.perf_counter()
-                await run_blocking(live.index.refresh_keywords)
-                pause = max(0.2, 2 * (time.perf_counter() - started))
-        except Exception:
-            log.exception("index %s: keyword index rebuild failed; searches rebuild it", live.index.spec.name)
+        index = live.index
+        if index.keywords_stale and (live.refreshing is None or live.refreshing.done()):
+            live.refreshing = asyncio.create_task(
+                rebuild_when_settled(index.spec.name, lambda: index.keywords_stale, index.refresh_keywords)
+            )
 
     async def _snapshot(self, live: _Live) -> None:
         """Save the graph under the index's lock, upload it after; log and carry on on failure."""
@@ -441,11 +410,3 @@ class VectorService:
             if live.pending:
                 await self._snapshot(live)
         self._live.clear()
-
-
-def _check_unlinked(spec: IndexSpec) -> None:
-    if spec.source is not None:
-        raise Conflict(
-            f"index {spec.name!r} follows dataset {spec.source['dataset']!r}; change the dataset instead",
-            index=spec.name,
-        )
