@@ -174,7 +174,7 @@ async def test_search_vectors_through_mcp(lakehouse: LakehouseProcess) -> None:
         assert created.status_code == 201, created.text
         items = [
             {"id": "a", "vector": [1.0, 0.0, 0.0], "metadata": {"kind": "fruit"}},
-            {"id": "b", "vector": [0.0, 1.0, 0.0], "metadata": {"kind": "stone"}},
+            {"id": "b", "vector": [0.0, 1.0, 0.0], "metadata": {"kind": "stone"}, "text": "holds a CDL-A"},
         ]
         added = client.post("/v1/vectors/index/notes/add", json={"items": items})
         assert added.status_code == 200, added.text
@@ -188,10 +188,14 @@ async def test_search_vectors_through_mcp(lakehouse: LakehouseProcess) -> None:
                 {"index": "notes", "vector": [0.9, 0.1, 0.0], "k": 1, "filter": {"kind": "stone"}},
             )
         )
+        keyword = payload(
+            await session.call_tool("search_vectors", {"index": "notes", "text": "CDL-A", "mode": "keyword"})
+        )
         neither = await session.call_tool("search_vectors", {"index": "notes"})
         unknown = await session.call_tool("search_vectors", {"index": "nope", "vector": [1.0, 0.0, 0.0]})
     assert hits["hits"][0]["id"] == "a"
     assert [h["id"] for h in filtered["hits"]] == ["b"]
+    assert [(h["id"], h["found_by"]) for h in keyword["hits"]] == [("b", ["keyword"])]
     assert neither.is_error and "text or vector" in text_of(neither)
     assert unknown.is_error and "not_found" in text_of(unknown)
 
