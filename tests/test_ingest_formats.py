@@ -10,6 +10,9 @@ from typing import Any
 
 import duckdb
 import pytest
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from lakehouse.catalog import Catalog
 from lakehouse.config import Settings
@@ -265,6 +268,32 @@ def test_the_nesting_gauge_ignores_brackets_in_strings_across_blocks() -> None:
         for i in range(0, len(data), size):
             gauge.feed(data[i : i + size])
         assert (gauge.deepest, gauge.depth, gauge.in_string) == (5, 0, False), size
+
+
+def _depth(value: Any) -> int:
+    if isinstance(value, list):
+        return 1 + max((_depth(v) for v in value), default=0)
+    if isinstance(value, dict):
+        return 1 + max((_depth(v) for v in value.values()), default=0)
+    return 0
+
+
+_TRICKY = st.text(alphabet='"\\[]{}a', max_size=6)
+_JSON = st.recursive(
+    st.none() | st.integers() | _TRICKY,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_TRICKY, inner, max_size=3),
+    max_leaves=20,
+)
+
+
+@hypothesis_settings(max_examples=300, deadline=None)
+@given(value=_JSON, block=st.integers(min_value=1, max_value=64))
+def test_the_nesting_gauge_measures_any_json_in_any_blocks(value: Any, block: int) -> None:
+    data = json.dumps(value).encode()
+    gauge = NestingGauge()
+    for i in range(0, len(data), block):
+        gauge.feed(data[i : i + block])
+    assert (gauge.deepest, gauge.depth, gauge.in_string) == (_depth(value), 0, False)
 
 
 async def test_many_columns_are_read_or_refused_clearly(ingester: Ingester, store: ObjectStore) -> None:

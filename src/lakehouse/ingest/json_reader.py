@@ -25,11 +25,8 @@ MAX_OBJECT_BYTES = 16 * 1024 * 1024
 BLOCK_BYTES = 1024 * 1024
 CAST_ERRORS = ("Failed to cast", "Could not convert", "JSON transform error")
 
-_STEP = np.zeros(256, np.int8)
-_STEP[[ord("["), ord("{")]] = 1
-_STEP[[ord("]"), ord("}")]] = -1
-_QUOTE = np.zeros(256, np.bool_)
-_QUOTE[ord('"')] = True
+_QUOTE, _BACKSLASH = ord('"'), ord("\\")
+_OPEN_LIST, _OPEN_OBJECT, _CLOSE_LIST, _CLOSE_OBJECT = ord("["), ord("{"), ord("]"), ord("}")
 _WHERE = re.compile(r"\bat byte \d+ in (?:record/value|line) \d+: [^\n|]*")
 
 
@@ -47,19 +44,23 @@ class NestingGauge:
         codes = np.frombuffer(block, np.uint8)
         if codes.size == 0:
             return
-        quotes = _QUOTE[codes]
+        quotes = codes == _QUOTE
         escaped = self._escaped(codes, block)
         if escaped.size:
             quotes[escaped] = False
-        inside = np.bitwise_xor.accumulate(quotes)
-        if self.in_string:
-            inside = ~inside
-        steps = _STEP[codes]
-        steps[inside] = 0
-        depths = np.cumsum(steps, dtype=np.int64)
-        self.deepest = max(self.deepest, self.depth + int(depths.max()))
-        self.depth += int(depths[-1])
-        self.in_string = bool(inside[-1])
+        # Only the brackets and the quotes before them matter: work on their positions.
+        at_quote = np.flatnonzero(quotes)
+        opens = (codes == _OPEN_LIST) | (codes == _OPEN_OBJECT)
+        at_bracket = np.flatnonzero(opens | (codes == _CLOSE_LIST) | (codes == _CLOSE_OBJECT))
+        if at_bracket.size:
+            # A bracket is inside a string when an odd number of quotes precede it.
+            before = np.searchsorted(at_quote, at_bracket) + int(self.in_string)
+            outside = (before & 1) == 0
+            steps = np.where(opens[at_bracket], 1, -1).astype(np.int32) * outside
+            depths = np.cumsum(steps)
+            self.deepest = max(self.deepest, self.depth + int(depths.max()))
+            self.depth += int(depths[-1])
+        self.in_string = self.in_string != bool(at_quote.size & 1)
 
     def _escaped(self, codes: npt.NDArray[np.uint8], block: bytes) -> npt.NDArray[np.int64]:
         """Positions of the characters a backslash escapes (after a run of odd length)."""
@@ -67,7 +68,7 @@ class NestingGauge:
         if b"\\" not in block:
             self._escape_next = False
             return np.zeros(1 if carry else 0, np.int64)
-        slashes = np.flatnonzero(codes == 92)
+        slashes = np.flatnonzero(codes == _BACKSLASH)
         starts = np.flatnonzero(np.diff(slashes, prepend=-2) != 1)
         ends = np.append(starts[1:], slashes.size) - 1
         lengths = ends - starts + 1
