@@ -51,9 +51,12 @@ def versions(client: httpx.Client, name: str) -> list[int]:
 
 
 def dataset_files(root: Path) -> list[str]:
-    """Dataset files in a local store's folder."""
+    """Dataset data files in a local store's folder (not the Iceberg tables' metadata)."""
     base = root / "objects" / "_lakehouse" / "datasets"
-    return sorted(str(p.relative_to(base)) for p in base.rglob("*") if p.is_file()) if base.exists() else []
+    if not base.exists():
+        return []
+    found = (str(p.relative_to(base)) for p in base.rglob("*") if p.is_file())
+    return sorted(f for f in found if f.split("/")[1:2] != ["metadata"])
 
 
 SHARED_CONFIG: dict[str, dict[str, Any]] = {"queryd": {"max_rows": 1000, "timeout_secs": 2.0}}

@@ -30,12 +30,14 @@ from __future__ import annotations
 import asyncio
 import random
 import re
+import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from lakehouse.catalog import lifecycle
+from lakehouse.catalog.changes import FULL_RESCAN_SECS, ChangeLog
 from lakehouse.catalog.iceberg import IcebergTables, iceberg_schema
 from lakehouse.catalog.manifest import (
     Column,
@@ -92,6 +94,15 @@ class Catalog:
     def __init__(self, store: ObjectStore, tables: IcebergTables | None = None) -> None:
         self.store = store
         self.tables = tables or IcebergTables(warehouse_for(store))
+        self.changes = ChangeLog(store)
+        # What the last look at the catalog found, and the change log as it was then.
+        self._known: dict[str, DatasetHistory] | None = None
+        self._known_tag: str | None = None
+        self._known_seq = 0
+        self._scanned_at = 0.0
+        self._scan_lock = asyncio.Lock()
+        # Bumped whenever `current_all` looked again (views compare it before anything else).
+        self.generation = 0
         # key -> (etag it was read with, manifest); checked against listings and HEADs.
         self._cache: dict[str, tuple[str, Manifest]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -210,6 +221,7 @@ class Catalog:
                         continue
                     written = True
                     self._cache[key] = (stored.info.etag, manifest)
+                    await self.changes.announce(name)
                     return manifest, True
             finally:
                 if not written and copies:
@@ -257,6 +269,7 @@ class Catalog:
                     expected=parent.version,
                 ) from None
         self._cache[key] = (stored.info.etag, manifest)
+        await self.changes.announce(name)
         return manifest
 
     async def upgrade(self, name: str) -> int:
@@ -289,6 +302,7 @@ class Catalog:
         except PreconditionFailed:
             return False
         self._cache[key] = (stored.info.etag, manifest)
+        await self.changes.announce(manifest.name)
         return True
 
     def _forget(self, name: str, version: int) -> None:
@@ -315,9 +329,11 @@ class Catalog:
                 key = manifest_key(name, number)
                 self._cache.pop(key, None)
                 await discard(self.store, [key])
+            await self.changes.announce(name)  # readers drop its views before its files go
             # Files listed again: a version registered just before the manifests went may have added some.
             files, _ = await self.store.list(f"{DATASETS_PREFIX}{name}/")
             await discard(self.store, [info.key for info in files])
+            await self.changes.announce(name)
             return len(numbers)
 
     async def get(self, name: str, version: int | None = None) -> Manifest:
@@ -329,11 +345,10 @@ class Catalog:
         """
         validate_name(name)
         if version is None:
-            numbers = await self._version_etags(name)
-            if not numbers:
+            history = (await self.current_all()).get(name)
+            if history is None:
                 raise NotFound(f"dataset {name!r} does not exist", dataset=name)
-            latest = max(numbers)
-            return await self._load(name, latest, numbers[latest])
+            return history.current
         if version < 1:
             raise NotFound(f"dataset {name!r} has no version {version}", dataset=name, version=version)
         try:
@@ -361,12 +376,51 @@ class Catalog:
         return [history.current for history in (await self.current_all()).values()]
 
     async def current_all(self) -> dict[str, DatasetHistory]:
-        """Every dataset's current manifest and version numbers, from one LIST.
+        """Every dataset's current manifest and version numbers (treat the answer as read-only).
 
-        Only manifests not seen before (or changed since) are fetched, so calling
-        this on every query costs one listing once the cache is warm.
+        Steady state costs one HEAD of the change log: the datasets known from
+        the last look are answered as long as the log's etag has not moved.
+        When it moved, only the datasets it names are looked at again; a log
+        that no longer reaches back far enough, or `FULL_RESCAN_SECS` since
+        the last full listing, lists everything.
         """
-        listed, _ = await self.store.list(CATALOG_PREFIX)
+        tag = await self.changes.tag()
+        if self._fresh(tag):
+            assert self._known is not None
+            return self._known
+        async with self._scan_lock:
+            tag = await self.changes.tag()
+            if self._fresh(tag):
+                assert self._known is not None
+                return self._known
+            changes = await self.changes.read()
+            moved = changes.since(self._known_seq) if self._known is not None and not self._stale() else None
+            if moved is None:
+                known = await self._scan_all()
+                self._scanned_at = time.monotonic()
+            else:
+                assert self._known is not None
+                known = dict(self._known)
+                for name in sorted(moved):
+                    history = await self._history(name)
+                    if history is None:
+                        known.pop(name, None)
+                    else:
+                        known[name] = history
+                known = dict(sorted(known.items()))
+            self._known, self._known_tag, self._known_seq = known, changes.etag, changes.seq
+            self.generation += 1
+            return known
+
+    def _fresh(self, tag: str | None) -> bool:
+        return self._known is not None and tag == self._known_tag and not self._stale()
+
+    def _stale(self) -> bool:
+        return time.monotonic() - self._scanned_at > FULL_RESCAN_SECS
+
+    async def _scan_all(self) -> dict[str, DatasetHistory]:
+        """Every dataset from one LIST of the manifests (only unseen or changed ones are fetched)."""
+        listed = await _everything(self.store, CATALOG_PREFIX)
         numbers: dict[str, dict[int, str]] = {}
         for info in listed:
             parsed = _parse_key(info.key)
@@ -379,6 +433,14 @@ class Catalog:
             name: DatasetHistory(current, tuple(sorted(numbers[name])))
             for name, current in zip(names, currents, strict=True)
         }
+
+    async def _history(self, name: str) -> DatasetHistory | None:
+        """One dataset's current manifest and version numbers, from a LIST of its own manifests."""
+        numbers = await self._version_etags(name)
+        if not numbers:
+            return None
+        latest = max(numbers)
+        return DatasetHistory(await self._load(name, latest, numbers[latest]), tuple(sorted(numbers)))
 
     async def _version_etags(self, name: str) -> dict[int, str]:
         """Every version number of `name` with its manifest's etag, from one LIST."""
@@ -446,6 +508,18 @@ class Catalog:
                 )
             infos[obj.key] = info
         return infos
+
+
+async def _everything(store: ObjectStore, prefix: str) -> list[ObjectInfo]:
+    """Every object under `prefix`, page after page."""
+    found: list[ObjectInfo] = []
+    after: str | None = None
+    while True:
+        page, more = await store.list(prefix, after=after)
+        found.extend(page)
+        if not more or not page:
+            return found
+        after = page[-1].key
 
 
 async def _chunks(data: bytes) -> AsyncIterator[bytes]:

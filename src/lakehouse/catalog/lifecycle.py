@@ -181,6 +181,7 @@ async def _expire(
                 freed += sizes[key]
             except NotFound:
                 pass
+    await catalog.changes.announce(name)
     return Expired(tuple(m.version for m in doomed), freed)
 
 

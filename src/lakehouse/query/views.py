@@ -1,9 +1,9 @@
 """Dataset views: the current version as `<name>`, every version N as `"<name>@<N>"`.
 
 Before each query the engine asks the catalog which version each dataset is
-at (one cheap listing) and updates only the views whose dataset moved (or
-drops those whose dataset is gone), so versions registered by another
-process show up without a restart.
+at (one HEAD of the catalog's change log while nothing moved) and updates
+only the views whose dataset moved (or drops those whose dataset is gone),
+so versions registered by another process show up without a restart.
 
 Here a view is only data: the object keys it reads and its manifest schema.
 The views are kept as one versioned spec; each query worker is sent the
@@ -43,15 +43,19 @@ class ViewSync:
         self._current: dict[str, tuple[int, str]] = {}
         self.views: dict[str, ViewSpec] = {}
         self.generation = 0
+        # The catalog's generation last synced from: the same one means nothing to compare.
+        self._seen = -1
         self._lock = asyncio.Lock()
 
     async def sync(self) -> None:
         """Bring the spec up to date with the catalog (bumps `generation` when it changed)."""
         listing = await self._catalog.current_all()
-        if _stamps(listing) == self._current:
+        if self._catalog.generation == self._seen or _stamps(listing) == self._current:
+            self._seen = self._catalog.generation
             return
         async with self._lock:
             listing = await self._catalog.current_all()
+            self._seen = self._catalog.generation
             changed = False
             for name, history in listing.items():
                 stamp = _stamp(history)
