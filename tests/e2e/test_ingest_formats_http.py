@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from lakehouse.client import Client
+from tests.support.cluster import LakehouseCluster
 from tests.support.procs import LAKEHOUSE, LakehouseProcess, write_config
 from tests.support.uploads import (
     CONTENT_TYPES,
@@ -28,6 +29,8 @@ from tests.support.uploads import (
 
 pytestmark = pytest.mark.e2e
 
+# The services a split-mode ingest reaches through the gateway.
+SPLIT_SERVICES = ("ingestd", "catalogd")
 TYPES = {fmt: ["BIGINT", "VARCHAR", "DOUBLE"] for fmt in FORMATS} | {"xlsx": ["DOUBLE", "VARCHAR", "DOUBLE"]}
 
 
@@ -215,3 +218,26 @@ def test_the_cli_ingests_any_format_from_a_file_or_stdin(
     assert json.loads(done.stdout)["schema"] == [{"name": "y", "type": "DOUBLE"}]
     refused = lakehouse_cli("ingest", "-", "--name", "cli_bad", *gw, stdin=b'[{"a": 1},')
     assert refused.returncode == 1 and "invalid_file" in refused.stderr
+
+
+def test_split_mode_passes_the_format_and_the_sheet_through_the_gateway(tmp_path: Path) -> None:
+    config = {"ingestd": {"tmp_dir": str(tmp_path / "spool")}}
+    cluster = LakehouseCluster("split", tmp_path, config=config, services=SPLIT_SERVICES)
+    try:
+        cluster.start_all()
+        with cluster.client() as http:
+            for fmt in ("parquet", "json", "xlsx"):
+                headers = {"content-type": CONTENT_TYPES[fmt]}
+                body = created(
+                    http.post(f"/v1/ingest/split_{fmt}", content=table_bytes(fmt), headers=headers)
+                )
+                assert body["rows"] == len(PEOPLE)
+            files = {"file": ("people.ndjson", table_bytes("ndjson"), "application/octet-stream")}
+            assert created(http.post("/v1/ingest/split_form", files=files))["rows"] == len(PEOPLE)
+            workbook = xlsx_bytes({"a": [["x"], [1]], "b": [["y"], [2], [3]]})
+            assert created(http.post("/v1/ingest/split_sheet?sheet=b", content=workbook))["rows"] == 2
+            broken = http.post("/v1/ingest/split_bad", content=b'[{"a": 1},')
+            assert broken.status_code == 400 and broken.json()["error"]["code"] == "invalid_file"
+            assert str(tmp_path) not in broken.text
+    finally:
+        cluster.stop_all()
