@@ -33,7 +33,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from lakehouse.catalog import lifecycle
@@ -65,6 +65,7 @@ from lakehouse.errors import (
 from lakehouse.runner import run_blocking
 from lakehouse.storage.base import CATALOG_PREFIX, DATASETS_PREFIX, ObjectInfo, ObjectStore
 
+_EPOCH = datetime.fromtimestamp(0, UTC)
 _MANIFEST_FILE = re.compile(r"(\d{10})\.json\Z")
 # Enough rounds for every writer of a crowded dataset to win one; each round
 # some writer always wins, so running out means something else is wrong.
@@ -150,7 +151,10 @@ class Catalog:
         validate_parts(columns, specs, row_count)
         for spec in specs:
             check_registrable(spec.key)
-        infos = await self._check_objects(objects)
+        # Files of the current version are already known to the catalog: only new ones are checked.
+        cached = (await self.current_all()).get(name)
+        known = {o.key: o for o in cached.current.objects} if cached is not None else {}
+        infos = await self._check_objects(objects, known)
         refs = tuple(ObjectRef(o.key, infos[o.key].size, o.rows) for o in objects)
         etags = {ref.key: infos[ref.key].etag for ref in refs if needs_pin(name, ref.key)}
         fp = fingerprint or content_fingerprint(columns, refs, etags)
@@ -161,12 +165,27 @@ class Catalog:
             copies: list[str] = []
             written = False
             try:
+                # The first round trusts the cached current version (fresh after one HEAD of the
+                # change log); the conditional create catches it being stale, and anything the
+                # round would refuse or answer from it is checked again against a listing.
+                listed = False
                 for _ in range(MAX_ATTEMPTS):
-                    numbers = await self._version_etags(name)
-                    current = await self._load(name, max(numbers), numbers[max(numbers)]) if numbers else None
+                    if listed:
+                        numbers = await self._version_etags(name)
+                        latest = max(numbers) if numbers else None
+                        current = await self._load(name, latest, numbers[latest]) if latest else None
+                    else:
+                        history = (await self.current_all()).get(name)
+                        current = history.current if history is not None else None
+                    actual = current.version if current is not None else NO_VERSION
+                    unsure = (current is not None and current.fingerprint == fp) or (
+                        expected_parent is not None and actual != expected_parent
+                    )
+                    if unsure and not listed:
+                        listed = True
+                        continue
                     if current is not None and current.fingerprint == fp:
                         return current, False
-                    actual = current.version if current is not None else NO_VERSION
                     if expected_parent is not None and actual != expected_parent:
                         raise VersionConflict(
                             f"dataset {name!r} is at version {actual}, not {expected_parent}; "
@@ -183,6 +202,7 @@ class Catalog:
                         columns = current.schema
                     if current is not None and current.metadata_key is None:
                         await self.upgrade(name)
+                        listed = True
                         continue
                     if pinned is None:
                         pinned_list, copies = await pin_all(self.store, name, refs, infos)
@@ -216,6 +236,7 @@ class Catalog:
                     except AlreadyExists:
                         # With expected_parent set, the next round reads the winner and
                         # raises VersionConflict (or returns it when it holds our content).
+                        listed = True
                         await run_blocking(self.tables.discard, staged)
                         await asyncio.sleep(random.uniform(0, 0.005))
                         continue
@@ -476,7 +497,9 @@ class Catalog:
 
         return list(await asyncio.gather(*(one(*item) for item in wanted)))
 
-    async def _check_objects(self, objects: Sequence[ObjectRef | ObjectSpec]) -> dict[str, ObjectInfo]:
+    async def _check_objects(
+        self, objects: Sequence[ObjectRef | ObjectSpec], known: dict[str, ObjectRef]
+    ) -> dict[str, ObjectInfo]:
         """Every object's info from the store, by key.
 
         Raises:
@@ -492,7 +515,13 @@ class Catalog:
                 except NotFound:
                     return None
 
-        found = await asyncio.gather(*(head(obj.key) for obj in objects))
+        async def stat(obj: ObjectRef | ObjectSpec) -> ObjectInfo | None:
+            ref = known.get(obj.key)
+            if ref is not None:  # a file of the current version: immutable, its size known
+                return ObjectInfo(ref.key, ref.size, "", _EPOCH)
+            return await head(obj.key)
+
+        found = await asyncio.gather(*(stat(obj) for obj in objects))
         missing = [obj.key for obj, info in zip(objects, found, strict=True) if info is None]
         if missing:
             shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
@@ -34,14 +35,32 @@ from typing import Any
 
 from duckdb.sqltypes import DuckDBPyType
 from pyiceberg.io import FileIO
-from pyiceberg.manifest import DataFile, DataFileContent, FileFormat, ManifestEntry, ManifestFile
+from pyiceberg.manifest import (
+    DataFile,
+    DataFileContent,
+    FileFormat,
+    ManifestEntry,
+    ManifestEntryStatus,
+    ManifestFile,
+    write_manifest,
+    write_manifest_list,
+)
 from pyiceberg.partitioning import UNPARTITIONED_PARTITION_SPEC
 from pyiceberg.schema import Schema, assign_fresh_schema_ids
 from pyiceberg.serializers import FromInputFile, ToOutputFile
 from pyiceberg.table import Table, TableProperties
 from pyiceberg.table.metadata import TableMetadata, new_table_metadata
 from pyiceberg.table.name_mapping import create_mapping_from_schema
+from pyiceberg.table.refs import MAIN_BRANCH, SnapshotRefType
+from pyiceberg.table.snapshots import (
+    Operation,
+    Snapshot,
+    SnapshotSummaryCollector,
+    Summary,
+    update_snapshot_summaries,
+)
 from pyiceberg.table.sorting import UNSORTED_SORT_ORDER
+from pyiceberg.table.update import AddSnapshotUpdate, SetSnapshotRefUpdate, update_table_metadata
 from pyiceberg.typedef import Record
 from pyiceberg.types import (
     BinaryType,
@@ -149,36 +168,110 @@ class IcebergTables:
             before = ()
         else:
             base = self.metadata(parent)
-        table = Table((NAMESPACE, name), base, self.warehouse.uri(parent or ""), self._io, None)  # type: ignore[arg-type]
-        tx = table.transaction()
         kept = {ref.key for ref in after}
         removed = [ref for ref in before if ref.key not in kept]
         known = {ref.key for ref in before}
         added = [ref for ref in after if ref.key not in known]
-        update = tx.update_snapshot(snapshot_properties={VERSION_PROPERTY: str(version)})
         if removed:
-            with update.overwrite() as overwrite:
-                for data_file in self._current_files(base, {ref.key for ref in removed}):
-                    overwrite.delete_data_file(data_file)
-                for ref in added:
-                    overwrite.append_data_file(self.data_file(ref))
+            staged, written = self._overwrite(name, version, base, parent, removed, added)
         else:
-            with update.fast_append() as append:
+            staged, written = self._append(name, version, base, added)
+        snapshot = staged.current_snapshot()
+        assert snapshot is not None
+        metadata_key = self.write(name, version, staged)
+        return Staged(metadata_key, snapshot.snapshot_id, (metadata_key, *written))
+
+    def _append(
+        self, name: str, version: int, base: TableMetadata, added: Sequence[ObjectRef]
+    ) -> tuple[TableMetadata, list[str]]:
+        """A fast append: the parent's manifests kept as they are, one new manifest for `added`.
+
+        Written here rather than through a pyiceberg transaction, which copies
+        the whole table metadata (every snapshot) many times per commit.
+        """
+        parent = base.current_snapshot()
+        snapshot_id = base.new_snapshot_id()
+        sequence = base.next_sequence_number()
+        schema, spec = base.schema(), base.spec()
+        compression: Any = base.properties.get(
+            TableProperties.WRITE_AVRO_COMPRESSION, TableProperties.WRITE_AVRO_COMPRESSION_DEFAULT
+        )
+        folder = f"{self._table_key(name)}/metadata"
+        commit = uuid.uuid4()
+        manifests: list[ManifestFile] = list(parent.manifests(self._io)) if parent is not None else []
+        collector = SnapshotSummaryCollector()
+        written: list[str] = []
+        if added:
+            manifest_key = f"{folder}/{commit}-m0.avro"
+            output = self._io.new_output(self.warehouse.uri(manifest_key))
+            with write_manifest(2, spec, schema, output, snapshot_id, compression) as writer:
                 for ref in added:
-                    append.append_data_file(self.data_file(ref))
+                    data_file = self.data_file(ref)
+                    writer.add(
+                        ManifestEntry.from_args(
+                            status=ManifestEntryStatus.ADDED,
+                            snapshot_id=snapshot_id,
+                            sequence_number=None,
+                            file_sequence_number=None,
+                            data_file=data_file,
+                        )
+                    )
+                    collector.add_file(data_file, partition_spec=spec, schema=schema)
+            manifests.insert(0, writer.to_manifest_file())
+            written.append(manifest_key)
+        list_key = f"{folder}/snap-{snapshot_id}-0-{commit}.avro"
+        parent_id = parent.snapshot_id if parent is not None else None
+        output = self._io.new_output(self.warehouse.uri(list_key))
+        with write_manifest_list(2, output, snapshot_id, parent_id, sequence, compression) as lister:
+            lister.add_manifests(manifests)
+        written.append(list_key)
+        summary = update_snapshot_summaries(
+            Summary(Operation.APPEND, **collector.build(), **{VERSION_PROPERTY: str(version)}),
+            parent.summary if parent is not None else None,
+        )
+        snapshot = Snapshot.model_validate(
+            {
+                "snapshot-id": snapshot_id,
+                "parent-snapshot-id": parent_id,
+                "sequence-number": sequence,
+                "timestamp-ms": int(time.time() * 1000),
+                "manifest-list": self.warehouse.uri(list_key),
+                "summary": summary,
+                "schema-id": base.current_schema_id,
+            }
+        )
+        branch = SetSnapshotRefUpdate.model_validate(
+            {"ref-name": MAIN_BRANCH, "type": SnapshotRefType.BRANCH, "snapshot-id": snapshot_id}
+        )
+        return update_table_metadata(base, (AddSnapshotUpdate(snapshot=snapshot), branch)), written
+
+    def _overwrite(
+        self,
+        name: str,
+        version: int,
+        base: TableMetadata,
+        parent: str | None,
+        removed: Sequence[ObjectRef],
+        added: Sequence[ObjectRef],
+    ) -> tuple[TableMetadata, list[str]]:
+        """An overwrite through a pyiceberg transaction: `removed` leave the snapshot, `added` join it."""
+        table = Table((NAMESPACE, name), base, self.warehouse.uri(parent or ""), self._io, None)  # type: ignore[arg-type]
+        tx = table.transaction()
+        update = tx.update_snapshot(snapshot_properties={VERSION_PROPERTY: str(version)})
+        with update.overwrite() as overwrite:
+            for data_file in self._current_files(base, {ref.key for ref in removed}):
+                overwrite.delete_data_file(data_file)
+            for ref in added:
+                overwrite.append_data_file(self.data_file(ref))
         staged = tx.table_metadata
         snapshot = staged.current_snapshot()
         assert snapshot is not None
-        metadata_key = f"{self._table_key(name)}/metadata/{version:05d}-{uuid.uuid4()}.metadata.json"
-        ToOutputFile.table_metadata(staged, self._io.new_output(self.warehouse.uri(metadata_key)))
-        self._remember(metadata_key, staged)
-        written = [metadata_key, *self._keys([snapshot.manifest_list])]
+        written = self._keys([snapshot.manifest_list])
+        manifests = snapshot.manifests(self._io)
         written += self._keys(
-            m.manifest_path
-            for m in snapshot.manifests(self._io)
-            if m.added_snapshot_id == snapshot.snapshot_id
+            m.manifest_path for m in manifests if m.added_snapshot_id == snapshot.snapshot_id
         )
-        return Staged(metadata_key, snapshot.snapshot_id, tuple(written))
+        return staged, written
 
     def discard(self, staged: Staged) -> None:
         """Remove the files of a version that lost the race to be committed (best effort)."""
