@@ -101,7 +101,7 @@ class VectordConfig(Section):
     dtype: Literal["f32", "f16", "i8"] = "f32"
     snapshot_every: int = Field(default=10000, gt=0)
     max_batch: int = Field(default=10000, gt=0)
-    sync_interval_secs: float = Field(default=30.0, gt=0)
+    sync_interval_secs: float = Field(default=10.0, gt=0)
 
 
 class EmbeddConfig(Section):
