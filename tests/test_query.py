@@ -255,6 +255,24 @@ async def test_views_follow_versions(lake: tuple[Ingester, QueryEngine]) -> None
     assert counts.rows == [[5, 50]]
 
 
+async def test_views_a_query_does_not_name_are_still_listed_and_readable(
+    lake: tuple[Ingester, QueryEngine],
+) -> None:
+    """Workers build a view when a query first names it; listings and joins still see every view."""
+    ingester, engine = lake
+    await ingester.ingest("lazy_a", body(csv_bytes("jobs", 3)))
+    await ingester.ingest("lazy_b", body(csv_bytes("jobs", 4)))
+    assert (await engine.run("SELECT count(*) FROM lazy_a")).rows == [[3]]
+    listed = await engine.run("SELECT table_name FROM information_schema.tables ORDER BY table_name")
+    assert {"lazy_a", "lazy_b", "lazy_a@1", "lazy_b@1"} <= {row[0] for row in listed.rows}
+    shown = await engine.run("SHOW TABLES")
+    assert {"lazy_a", "lazy_b"} <= {row[0] for row in shown.rows}
+    joined = await engine.run("SELECT count(*) FROM lazy_a JOIN lazy_b USING (job_id)")
+    assert joined.rows[0][0] >= 0
+    await ingester.ingest("lazy_b", body(csv_bytes("jobs", 2, start=50)))
+    assert (await engine.run("SELECT count(*) FROM lazy_b")).rows == [[6]]
+
+
 @module_loop
 async def test_a_runaway_query_times_out_and_the_engine_stays_usable(
     lake: tuple[Ingester, QueryEngine],

@@ -93,6 +93,7 @@ class Worker:
         )
         self._conn.execute("SELECT 1").fetchall()
         self._specs: dict[str, dict[str, Any]] = {}
+        self._built: set[str] = set()
         limit = int(init.get("rlimit_bytes") or 0)
         if limit > 0:
             cap = data_segment_bytes() + limit
@@ -120,20 +121,38 @@ class Worker:
         return scrub(text, self._hidden)
 
     def _apply(self, views: dict[str, dict[str, Any]], drop: list[str]) -> None:
-        """Create (or replace) `views` and drop `drop`; a view that cannot be built is left out."""
+        """Take the new view specs and drop `drop`; views are built when a query first names them."""
+        for name in (*drop, *views):
+            if name in self._built:
+                self._built.discard(name)
+                self._drop(name)
         for name in drop:
             self._specs.pop(name, None)
-            self._drop(name)
         self._specs.update(views)
         # Exactly the objects of the views there are now; none other opens.
         self._files.allowed = frozenset(key for spec in self._specs.values() for key in spec["keys"])
-        for name, spec in views.items():
+
+    def _build_for(self, sql: str) -> None:
+        """Build the views `sql` reads (all of them when DuckDB cannot tell, e.g. `SHOW TABLES`).
+
+        Building a view opens its files, so with a thousand datasets building
+        only what a query names keeps the first query fast.
+        """
+        import duckdb
+
+        try:
+            named = self._conn.get_table_names(sql, qualified=False)
+        except duckdb.Error:
+            named = set()
+        wanted = [n for n in named if n in self._specs] if named else list(self._specs)
+        for name in wanted:
+            if name in self._built:
+                continue
             try:
-                self._relation(spec).create_view(name, replace=True)
+                self._relation(self._specs[name]).create_view(name, replace=True)
+                self._built.add(name)
             except Exception as exc:  # one unreadable dataset must not stop every query
                 log.warning("dataset view %s not created: %s", name, self._scrub(str(exc)))
-                self._specs.pop(name, None)
-                self._drop(name)
 
     def _drop(self, name: str) -> None:
         from lakehouse.query.sandbox import identifier
@@ -173,6 +192,7 @@ class Worker:
         began = False
         try:
             check_statement(self._conn, sql)
+            self._build_for(sql)  # only after the statement passed the check
             self._conn.execute("BEGIN TRANSACTION")
             began = True
             self._conn.execute(sql)
