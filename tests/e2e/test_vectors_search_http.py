@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from lakehouse.client import Client
-from tests.conftest import StartLakehouse
+from tests.conftest import StartCluster, StartLakehouse
 from tests.fakes.ollama import FakeOllama, run_fake_ollama
 from tests.support.procs import LAKEHOUSE, LakehouseProcess
 
@@ -273,3 +273,24 @@ def test_kill_9_mid_sync_resumes_without_re_embedding(
     assert not acknowledged & set(after)  # no acknowledged row was embedded again
     assert len(after) <= len(rows) - seen["count"]
     assert set(before) | set(after) >= {row[1] for row in rows}
+
+
+def test_linked_index_and_hybrid_search_in_both_serve_modes(
+    start_cluster: StartCluster, ollama: FakeOllama
+) -> None:
+    """Split mode: vectord alone reads the dataset's Parquet objects through the shared store."""
+    cluster = start_cluster(
+        config={"embedd": {"ollama_url": ollama.url, "default_model": "tiny-embed"}},
+        services=["storaged", "catalogd", "ingestd", "vectord", "embedd"],
+    )
+    rows = [*candidates(0, 20), (99, "truck driver with a CDL-A", 22, "Austin")]
+    with cluster.client() as c:
+        assert c.post("/v1/ingest/candidates", content=csv_of(rows)).status_code == 201
+        source = {"dataset": "candidates", "id_column": "id", "text_columns": ["bio"]}
+        new = {"name": "profiles", "dim": 16, "source": source}
+        assert c.post("/v1/vectors/index", json=new).status_code == 201
+        info = c.post("/v1/vectors/index/profiles/sync").json()
+        assert (info["count"], info["synced_version"]) == (21, 1)
+        body = {"text": "CDL-A", "k": 3, "mode": "hybrid", "filter": {"hourly_rate": {"$lt": 25}}}
+        hits = c.post("/v1/vectors/index/profiles/search", json=body).json()["hits"]
+        assert hits[0]["id"] == "99" and hits[0]["found_by"] == ["vector", "keyword"]
