@@ -194,3 +194,30 @@ async def test_bad_sources_are_refused(lake: Lake) -> None:
         await svc.sync("p")
     assert svc.info("p")["count"] == 3  # a bad version changes nothing
     await svc.close()
+
+
+async def test_rows_longer_than_the_embedder_takes_are_embedded_by_their_start(
+    tmp_path: Path, ollama: FakeOllama
+) -> None:
+    settings = Settings.model_validate(
+        {
+            "storage": {"root": str(tmp_path / "data")},
+            "vectord": {"sync_interval_secs": 3600},
+            "embedd": {"ollama_url": ollama.url, "default_model": "tiny-embed", "max_text_chars": 100},
+        }
+    )
+    lake = Lake(settings)
+    try:
+        long_bio = "forklift " * 40 + "OSHA-30"
+        await lake.ingest([(1, long_bio, 20, "Austin"), (2, "nurse", 20, "Austin")])
+        svc = await lake.service()
+        await svc.create("p", 16, model="tiny-embed", source=SOURCE)
+        ollama.requests.clear()
+        assert (await svc.sync("p"))["count"] == 2
+        assert all(len(text) <= 100 for text in embedded(ollama))
+        hits = (await svc.search("p", text="OSHA-30", mode="keyword"))[0]
+        assert [h.id for h in hits] == ["1"]  # the whole text is kept for keyword search
+        await svc.close()
+    finally:
+        await lake.embedder.close()
+        await lake.store.close()

@@ -85,6 +85,9 @@ class VectorService:
     ) -> None:
         self.config = settings.vectord
         self.default_model = settings.embedd.default_model
+        # A linked index's rows are embedded within the embedder's own limits (longer texts
+        # are embedded by their start, as models truncate anyway; keyword search keeps them whole).
+        self._embed_limits = (settings.embedd.max_texts, settings.embedd.max_text_chars)
         self.store = store
         self.embedder = embedder
         self._catalog = catalog
@@ -233,7 +236,8 @@ class VectorService:
                     work,
                     live.sync,
                     lambda batch: asyncio.shield(self._commit(name, live, batch)),
-                    self._embed,
+                    lambda spec, texts: self._embed(spec, [t[: self._embed_limits[1]] for t in texts]),
+                    min(linked.SYNC_BATCH, self._embed_limits[0]),
                 )
             except LakehouseError as exc:
                 live.sync.error = exc.message
