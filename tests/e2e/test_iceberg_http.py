@@ -555,3 +555,21 @@ def test_with_auth_on_reads_need_read_and_commits_need_write(tmp_path: Path) -> 
         assert con.execute("SELECT list_sort(list(id)) FROM lh.default.trips").fetchone() == ([1, 2, 3],)
     finally:
         server.proc.kill9()
+
+
+# --- serve modes ----------------------------------------------------------------------------
+
+
+def test_the_iceberg_catalog_works_the_same_through_a_split_gateway(start_cluster: Any) -> None:
+    """Split mode: the gateway proxies /iceberg to catalogd, which reads and commits alone."""
+    from pyiceberg.catalog import load_catalog
+
+    cluster = start_cluster(services=["storaged", "catalogd", "ingestd", "queryd"])
+    with cluster.client() as client:
+        ingest(client, "split_trips", TRIPS_V1)
+        iceberg_error(client.get("/iceberg/v1/namespaces/default/tables/nope"), 404, "NoSuchTableException")
+        lh = load_catalog(f"lh-{uuid.uuid4().hex[:6]}", type="rest", uri=f"{cluster.url}/iceberg")
+        table = lh.load_table("default.split_trips")
+        assert ids_of(table.scan().to_arrow()) == [1, 2]
+        table.append(pa.table({"id": pa.array([3], pa.int64()), "city": ["Oslo"], "fare": [4.0]}))
+        assert sorted(r[0] for r in sql_rows(client, "SELECT id FROM split_trips")) == [1, 2, 3]
