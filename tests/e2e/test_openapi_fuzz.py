@@ -86,6 +86,14 @@ def test_no_500s_and_every_error_in_the_contract_shape(
             return
         body = response.json()
         assert isinstance(body, dict) and isinstance(body.get("error"), dict), where
+        if case.formatted_path.startswith("/iceberg/"):
+            # The Iceberg REST error shape, which Iceberg clients parse.
+            assert body["error"].get("code") == response.status_code, where
+            assert isinstance(body["error"].get("type"), str) and body["error"]["type"].endswith(
+                "Exception"
+            ), where
+            assert isinstance(body["error"].get("message"), str) and body["error"]["message"], where
+            return
         assert CODE.match(str(body["error"].get("code"))), where
         assert isinstance(body["error"].get("message"), str) and body["error"]["message"], where
         if response.status_code >= 500:
