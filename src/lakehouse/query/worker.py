@@ -122,6 +122,8 @@ class Worker:
 
     def _apply(self, views: dict[str, dict[str, Any]], drop: list[str]) -> None:
         """Take the new view specs and drop `drop`; views are built when a query first names them."""
+        if not views and not drop:
+            return  # most queries: nothing moved since this worker's last one
         for name in (*drop, *views):
             if name in self._built:
                 self._built.discard(name)
