@@ -570,7 +570,9 @@ async def test_a_refused_register_leaves_no_copy(store: ObjectStore) -> None:
     assert len(await data_files(store, "_lakehouse/datasets/people/")) == 1
 
 
-async def test_a_copy_whose_manifest_never_landed_is_swept_as_an_orphan(store_settings: Settings) -> None:
+async def test_a_copy_whose_manifest_never_landed_is_swept_as_an_orphan(
+    store_settings: Settings, tmp_path: Path
+) -> None:
     """A crash between copy and manifest: the copy is an unreferenced file under the dataset's area."""
     from lakehouse.catalog.pinning import pin_all
     from lakehouse.ingest.ingester import Ingester
@@ -585,6 +587,7 @@ async def test_a_copy_whose_manifest_never_landed_is_swept_as_an_orphan(store_se
         _, copies = await pin_all(store, "people", [ObjectRef(info.key, info.size, 1)], {info.key: info})
         settings = store_settings.model_copy(deep=True)
         settings.ingestd.orphan_grace_secs = 0
+        settings.ingestd.tmp_dir = str(tmp_path / "spool")  # never the machine's shared spool folder
         removed = await Ingester(settings, store, catalog).sweep()
         assert removed == 1
         assert await data_files(store, "_lakehouse/datasets/people/") == [v1.objects[0].key] != copies
