@@ -112,7 +112,8 @@ def session(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Session
             {
                 "storage": {"root": str(tmp_path / "data")},
                 "chatd": {**NO_KEY_FILES, "ollama_url": model.url},
-                "embedd": {"ollama_url": closed_url(), "openai_key_file": ""},
+                # One torch thread loads and embeds faster on cores shared with other work.
+                "embedd": {"ollama_url": closed_url(), "openai_key_file": "", "local_threads": 1},
                 "ingestd": {"tmp_dir": str(tmp_path / "spool")},
             },
         )
