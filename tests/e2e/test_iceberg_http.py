@@ -250,6 +250,9 @@ def test_a_pyiceberg_append_and_overwrite_become_versions_sql_sees(served: Serve
         history = client.get(f"/v1/catalog/datasets/{name}/versions").json()["versions"]
         assert [v["version"] for v in history] == [1, 2]
         assert history[1]["row_count"] == 4
+        # The first upload's bytes are still in the version: ingesting them again creates nothing.
+        again = client.post(f"/v1/ingest/{name}", content=TRIPS_V1, headers={"Content-Type": "text/csv"})
+        assert again.status_code == 200 and again.json()["created"] is False, again.text
         table.overwrite(pa.table({"id": pa.array([99], pa.int64()), "city": ["Iowa"], "fare": [3.0]}))
         assert sql_rows(client, f"SELECT id FROM {name}") == [[99]]
         assert sorted(r[0] for r in sql_rows(client, f'SELECT id FROM "{name}@2"')) == [1, 2, 10, 11]

@@ -189,7 +189,11 @@ class IcebergRest:
                 objects=objects,
                 snapshot_id=stamped.snapshot_id,
                 metadata_key=key,
-                extra={"source": "iceberg", "operation": str(summary.operation.value)},
+                extra={
+                    "source": "iceberg",
+                    "operation": str(summary.operation.value),
+                    "sources": _carried_sources(current, objects),
+                },
             )
         except VersionConflict:
             await self.catalog.store.delete(key)
@@ -246,6 +250,15 @@ def _check_updates(base: TableMetadata, updates: tuple[TableUpdate, ...]) -> Non
             raise InvalidRequest("the name mapping is the lakehouse's own property")
         if isinstance(update, RemovePropertiesUpdate) and _OWN_PROPERTIES & set(update.removals):
             raise InvalidRequest("the name mapping is the lakehouse's own property")
+
+
+def _carried_sources(current: Manifest, objects: list[ObjectRef]) -> list[str]:
+    """The upload hash of each kept file (so re-ingesting those bytes stays idempotent); "" for new ones."""
+    given = current.extra.get("sources")
+    known: dict[str, str] = {}
+    if isinstance(given, list) and len(given) == len(current.objects):
+        known = {o.key: str(h) for o, h in zip(current.objects, given, strict=True)}
+    return [known.get(o.key, "") for o in objects]
 
 
 def _inside(key: str | None, area: str, what: str) -> None:
