@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from lakehouse.config import Settings
-from lakehouse.errors import AlreadyExists, DimMismatch, InvalidName, InvalidRequest, NotFound
+from lakehouse.errors import AlreadyExists, Busy, DimMismatch, InvalidName, InvalidRequest, NotFound
 from lakehouse.providers.embeddings import Embedder
 from lakehouse.storage import VECTORS_PREFIX, ObjectStore, open_store
 from lakehouse.vectors import NewItem, VectorService
@@ -77,6 +77,7 @@ class Opened:
         """A freshly loaded service over the same store (a restart without shutdown)."""
         svc = VectorService(self.settings, self.store, self.embedder)
         await svc.load()
+        await svc.wait_loaded()
         return svc
 
 
@@ -374,6 +375,40 @@ async def test_shutdown_snapshots_and_restart_loads_without_replay(local: Opened
     objects, _ = await local.store.list(VECTORS_PREFIX + "s/")
     assert not [o for o in objects if "/wal/" in o.key]
     assert (await local.service()).info("s")["count"] == 30
+
+
+async def test_a_loading_index_is_busy_and_a_load_cut_short_changes_nothing(local: Opened) -> None:
+    svc = await local.service()
+    await svc.create("slow", 4)
+    data = clustered(30, 4, seed=2)
+    for start in range(0, 30, 10):
+        await svc.add("slow", items(data[start : start + 10], start))
+    # No close(): only the log holds the items. `load` returns before any index has loaded.
+    loading = VectorService(local.settings, local.store, local.embedder)
+    await loading.load()
+    info = loading.info("slow")
+    assert (info["name"], info["state"], info["progress"]["replayed"]) == ("slow", "loading", 0)
+    with pytest.raises(Busy) as refused:
+        await loading.search("slow", [[1, 0, 0, 0]])
+    assert refused.value.status == 503 and refused.value.headers == {"Retry-After": "1"}
+    for call in (
+        loading.add("slow", items(data[:1])),
+        loading.delete_item("slow", "v0"),
+        loading.sync("slow"),
+        loading.delete("slow"),
+    ):
+        with pytest.raises(Busy):
+            await call
+    with pytest.raises(AlreadyExists):
+        await loading.create("slow", 4)
+    await loading.close()  # cancels the load: nothing is snapshotted or pruned
+    objects, _ = await local.store.list(VECTORS_PREFIX + "slow/")
+    assert len([o for o in objects if "/wal/" in o.key]) == 3
+    assert not [o for o in objects if "/snap/" in o.key]
+    again = await local.service()
+    assert again.info("slow") == {**again.info("slow"), "state": "ready", "count": 30}
+    hits = await again.search("slow", [data[12].tolist()], k=1)
+    assert hits[0][0].id == "v12"
 
 
 async def test_a_recreated_index_starts_empty(opened: Opened) -> None:

@@ -54,6 +54,7 @@ class Opened:
         """A freshly loaded service over the same store."""
         svc = VectorService(self.settings, self.store, self.embedder)
         await svc.load()
+        await svc.wait_loaded()
         return svc
 
 

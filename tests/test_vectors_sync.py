@@ -41,6 +41,7 @@ class Lake:
         """A freshly loaded service (a restart without shutdown)."""
         svc = VectorService(self.settings, self.store, self.embedder, catalog=lambda: self.catalog)
         await svc.load()
+        await svc.wait_loaded()
         return svc
 
     async def ingest(self, rows: list[tuple[Any, ...]], mode: str = "append") -> None:

@@ -13,6 +13,7 @@ import pytest
 from tests.conftest import StartLakehouse
 from tests.fakes.ollama import FakeOllama, run_fake_ollama
 from tests.support.procs import LakehouseProcess, closed_url
+from tests.support.vectors import wait_ready
 
 pytestmark = pytest.mark.e2e
 
@@ -201,7 +202,7 @@ def test_acknowledged_writes_survive_kill_9(lakehouse: LakehouseProcess) -> None
     expected[5] = (-data[5], moved)
     with lakehouse.client() as c:
         assert [i["name"] for i in c.get("/v1/vectors/index").json()["indexes"]] == ["k"]
-        assert c.get("/v1/vectors/index/k").json()["count"] == 999
+        assert wait_ready(c, "k")["count"] == 999
         assert_durable(c, "k", expected, deleted={9})
 
 
@@ -232,7 +233,7 @@ def test_s3_mode_survives_kill_9(start_lakehouse: StartLakehouse, s3_storage: di
     proc.kill9()
     proc.start()
     with proc.client() as c:
-        assert c.get("/v1/vectors/index/s").json()["count"] == 599
+        assert wait_ready(c, "s")["count"] == 599
         expected = {n: (data[n], {"where": "s3", "n": n}) for n in range(1, 600)}
         assert_durable(c, "s", expected, deleted={0})
     import boto3

@@ -16,6 +16,7 @@ from lakehouse.client import Client
 from tests.conftest import StartCluster, StartLakehouse
 from tests.fakes.ollama import FakeOllama, run_fake_ollama
 from tests.support.procs import LAKEHOUSE, LakehouseProcess
+from tests.support.vectors import wait_ready
 
 pytestmark = pytest.mark.e2e
 
@@ -267,6 +268,7 @@ def test_kill_9_mid_sync_resumes_without_re_embedding(
     ollama.delay = 0.0
     proc.start()
     with proc.client() as c:
+        wait_ready(c, "profiles")
         info = c.post("/v1/vectors/index/profiles/sync").json()
     assert (info["count"], info["synced_version"]) == (len(rows), 1)
     after = embedded(ollama)

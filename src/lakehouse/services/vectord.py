@@ -37,8 +37,15 @@ class IndexCreate(BaseModel):
     source: SourceIn | None = None
 
 
+class LoadProgress(BaseModel):
+    """How far a loading index has got: log records replayed of those to replay."""
+
+    replayed: int
+    total: int
+
+
 class IndexInfo(BaseModel):
-    """What an index is and how many items it holds."""
+    """What an index is and how many items it holds; `state` is "loading" until it can be used."""
 
     name: str
     dim: int
@@ -51,6 +58,9 @@ class IndexInfo(BaseModel):
     synced_version: int | None = None
     pending: int = 0
     sync_error: str | None = None
+    state: Literal["loading", "ready"] = "ready"
+    progress: LoadProgress | None = None
+    load_error: str | None = None
 
 
 class IndexList(BaseModel):
@@ -154,7 +164,7 @@ def documented(model: type[BaseModel]) -> dict[str, Any]:
 
 
 async def startup(deps: Deps) -> None:
-    """Load every index (snapshot, then log replay) before serving."""
+    """List every index and start loading each (snapshot, then log replay) in the background."""
     await deps.vectors.load()
 
 

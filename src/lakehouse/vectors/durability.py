@@ -41,6 +41,15 @@ def _seq(n: int) -> str:
 
 
 @dataclass
+class Progress:
+    """How far a recovery has got: log records replayed of those to replay, and items loaded so far."""
+
+    replayed: int = 0
+    total: int = 0
+    items: int = 0
+
+
+@dataclass
 class Recovered:
     """An index rebuilt from storage and the sequence number of its last change."""
 
@@ -82,12 +91,14 @@ class IndexFiles:
             with contextlib.suppress(NotFound):
                 await self.store.delete(obj.key)
 
-    async def recover(self) -> Recovered:
+    async def recover(self, progress: Progress | None = None) -> Recovered:
         """Load the newest complete snapshot, then replay the log records after it.
 
         A record that is torn or damaged ends the log: it and anything after
-        it are set aside (deleted) with a warning, never applied.
+        it are set aside (deleted) with a warning, never applied. `progress`,
+        when given, is kept up to date as records are replayed.
         """
+        progress = progress or Progress()
         objects, _ = await self.store.list(self.base)
         keys = {obj.key for obj in objects}
         snaps = sorted(
@@ -97,11 +108,7 @@ class IndexFiles:
             for n in [_number(key)]
             if n is not None and f"{self.base}snap/{_seq(n)}.usearch" in keys
         )
-        seq = 0
-        index = VectorIndex.empty(self.spec)
-        if snaps:
-            seq = snaps[-1]
-            index = await self._load_snapshot(seq)
+        seq = snaps[-1] if snaps else 0
         records = sorted(
             n
             for key in keys
@@ -109,6 +116,9 @@ class IndexFiles:
             for n in [_number(key)]
             if n is not None and n > seq
         )
+        progress.total = len(records)
+        index = await self._load_snapshot(seq) if snaps else VectorIndex.empty(self.spec)
+        progress.items = index.count
         replayed = 0
         for position, n in enumerate(records):
             try:
@@ -121,6 +131,7 @@ class IndexFiles:
                 break
             await run_blocking(index.apply, batch)
             seq, replayed = n, replayed + 1
+            progress.replayed, progress.items = replayed, index.count
         return Recovered(index=index, seq=seq, replayed=replayed)
 
     async def _load_snapshot(self, seq: int) -> VectorIndex:

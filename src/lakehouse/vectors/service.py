@@ -5,6 +5,8 @@ acknowledged only after both; a background snapshot every
 `[vectord] snapshot_every` changed items keeps the log short. Searches rank
 by vector, by keyword (BM25) or both fused; an index linked to a dataset is
 kept in step with it by `linked.py`, every `[vectord] sync_interval_secs`.
+Indexes load in the background (`loading.py`): one still loading is listed
+but answers 503 busy.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import logging
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,7 +35,7 @@ from lakehouse.errors import (
 )
 from lakehouse.runner import run_blocking
 from lakehouse.storage.base import ObjectStore
-from lakehouse.vectors import linked
+from lakehouse.vectors import linked, loading
 from lakehouse.vectors.durability import IndexFiles, read_specs, remove_index, write_spec
 from lakehouse.vectors.index import Hit, IndexSpec, VectorIndex
 from lakehouse.vectors.items import NewItem, check_definition, check_finite, check_unlinked, checked_items
@@ -71,6 +73,8 @@ class _Live:
     snapshotting: asyncio.Task[None] | None = None
     refreshing: asyncio.Task[None] | None = None
     sync: linked.SyncState = field(default_factory=linked.SyncState)
+    # Set while the index loads from storage; `index` is then an empty stand-in.
+    load: loading.Loading | None = None
 
 
 class VectorService:
@@ -94,6 +98,7 @@ class VectorService:
         self._live: dict[str, _Live] = {}
         self._following: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._loads: list[asyncio.Task[None]] = []
 
     @property
     def catalog(self) -> DatasetCatalog:
@@ -106,31 +111,67 @@ class VectorService:
         return self._catalog()
 
     async def load(self) -> None:
-        """Load every index: newest snapshot, then the log after it."""
+        """List every index at once; load each (snapshot, then the log after it) in the background."""
         for spec in await read_specs(self.store):
-            started = time.perf_counter()
-            files = IndexFiles(self.store, spec)
-            found = await files.recover()
-            self._live[spec.name] = _Live(found.index, files, found.seq, pending=found.replayed)
-            log.info(
-                "index %s: %d items loaded (%d log records replayed) in %.0f ms",
-                spec.name,
-                found.index.count,
-                found.replayed,
-                (time.perf_counter() - started) * 1000,
-            )
-            self._refresh_keywords(self._live[spec.name])
+            live = _Live(VectorIndex.empty(spec), IndexFiles(self.store, spec), seq=0, load=loading.Loading())
+            self._live[spec.name] = live
+            self._loads.append(self._spawn(self._load_one(spec.name, live)))
         self._following = asyncio.create_task(
             linked.follow(self.config.sync_interval_secs, self._linked, self._sync_quietly)
         )
 
+    async def _load_one(self, name: str, live: _Live) -> None:
+        """Recover one index, then make it ready; a linked one syncs at once (the follower skipped it)."""
+        assert live.load is not None
+        started = time.perf_counter()
+        found = await loading.recover(live.files, live.load)
+        live.index, live.seq, live.pending, live.load = found.index, found.seq, found.replayed, None
+        log.info(
+            "index %s: %d items loaded (%d log records replayed) in %.0f ms",
+            name,
+            found.index.count,
+            found.replayed,
+            (time.perf_counter() - started) * 1000,
+        )
+        self._refresh_keywords(live)
+        if live.index.spec.source is not None:
+            self._spawn(self._sync_quietly(name))
+
+    async def wait_loaded(self) -> None:
+        """Wait until every index `load` found is ready (or its load was cancelled)."""
+        if self._loads:
+            await asyncio.wait(self._loads)
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run `work` in the background; `close` cancels it."""
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
     def _linked(self) -> list[str]:
-        return [name for name, live in self._live.items() if live.index.spec.source is not None]
+        return [
+            name
+            for name, live in self._live.items()
+            if live.load is None and live.index.spec.source is not None
+        ]
 
     def _get(self, name: str) -> _Live:
         live = self._live.get(name)
         if live is None:
             raise NotFound(f"no vector index named {name!r}", index=name)
+        return live
+
+    def _ready(self, name: str) -> _Live:
+        """The index, once it has loaded.
+
+        Raises:
+            NotFound: no such index.
+            Busy: it is still loading (503 with Retry-After).
+        """
+        live = self._get(name)
+        if live.load is not None:
+            raise loading.busy(name)
         return live
 
     @staticmethod
@@ -140,16 +181,19 @@ class VectorService:
             "name": spec.name,
             "dim": spec.dim,
             "metric": spec.metric,
-            "count": live.index.count,
+            "count": live.index.count if live.load is None else live.load.progress.items,
             "model": spec.model,
             "dtype": spec.dtype,
             "created_at": spec.created_at,
             "source": spec.source,
             "synced_version": live.index.synced_version,
             "pending": live.sync.pending,
+            "state": "ready",
         }
         if live.sync.error is not None:
             info["sync_error"] = live.sync.error
+        if live.load is not None:
+            info.update(live.load.info())
         return info
 
     async def create(
@@ -199,9 +243,7 @@ class VectorService:
         self._live[name] = live
         if linked_to is not None:
             live.sync.pending = int(getattr(manifest, "row_count", 0) or 0)
-            task = asyncio.create_task(self._sync_quietly(name))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(self._sync_quietly(name))
         return self._info(live)
 
     async def _sync_quietly(self, name: str) -> None:
@@ -224,8 +266,9 @@ class VectorService:
         Raises:
             NotFound: no such index, or it was deleted meanwhile.
             InvalidRequest: the index follows no dataset, or the dataset's rows are unusable.
+            Busy: the index is still loading.
         """
-        live = self._get(name)
+        live = self._ready(name)
         if live.index.spec.source is None:
             raise InvalidRequest(f"index {name!r} follows no dataset; create it with a source", index=name)
         async with live.sync.guard():
@@ -264,8 +307,9 @@ class VectorService:
 
         Raises:
             NotFound: no such index.
+            Busy: it is still loading.
         """
-        live = self._get(name)
+        live = self._ready(name)
         async with live.lock:
             if self._live.get(name) is not live:
                 raise NotFound(f"no vector index named {name!r}", index=name)
@@ -285,8 +329,9 @@ class VectorService:
             NotFound: no such index.
             DimMismatch: a vector (or the model's embedding) has the wrong length.
             InvalidRequest: empty or oversized batch, bad id, NaN or infinite values.
+            Busy: the index is still loading.
         """
-        live = self._get(name)
+        live = self._ready(name)
         spec = live.index.spec
         check_unlinked(spec)
         batch_items, vectors = checked_items(items, spec, self.config.max_batch)
@@ -311,8 +356,9 @@ class VectorService:
 
         Raises:
             NotFound: no such index or item.
+            Busy: the index is still loading.
         """
-        live = self._get(name)
+        live = self._ready(name)
         check_unlinked(live.index.spec)
         if not live.index.has(item_id):
             raise NotFound(f"index {name!r} has no item {item_id!r}", index=name, id=item_id)
@@ -377,8 +423,9 @@ class VectorService:
             NotFound: no such index.
             DimMismatch: a query has the wrong length.
             InvalidRequest: no query, bad mode or filter, k out of range, NaN or infinite values.
+            Busy: the index is still loading.
         """
-        live = self._get(name)
+        live = self._ready(name)
 
         async def embed_text(text: str) -> Vectors:
             return await self._embed(live.index.spec, [text])
@@ -399,13 +446,18 @@ class VectorService:
         return np.asarray(result.vectors, dtype=np.float32).reshape(len(texts), spec.dim)
 
     async def close(self) -> None:
-        """Stop following datasets, finish running snapshots and snapshot what the log holds beyond them."""
+        """Stop syncing and loading, finish running snapshots, snapshot what the log holds beyond them.
+
+        An index still loading is left as storage holds it: it is never snapshotted half-loaded.
+        """
         for task in [self._following, *self._tasks]:
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
         for live in list(self._live.values()):
+            if live.load is not None:
+                continue
             if live.refreshing is not None:
                 live.refreshing.cancel()
             if live.snapshotting is not None:
