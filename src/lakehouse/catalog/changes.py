@@ -18,8 +18,10 @@ the readers' periodic full listing (`FULL_RESCAN_SECS`).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -80,7 +82,10 @@ class ChangeLog:
 
     async def announce(self, name: str) -> None:
         """Record that dataset `name` changed (best effort: readers rescan now and then anyway)."""
-        for _ in range(MAX_ATTEMPTS):
+        for attempt in range(MAX_ATTEMPTS):
+            if attempt:
+                # Writers that lost the compare-and-set spread out instead of colliding again.
+                await asyncio.sleep(random.uniform(0, 0.001 * min(attempt, 20)))
             current = await self.read()
             seq = current.seq + 1
             recent = [*current.recent, (seq, name)][-KEEP:]
