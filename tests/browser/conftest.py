@@ -8,7 +8,6 @@ tests skip, saying how to install it, except under CI (`CI` set), where they fai
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -20,11 +19,10 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from lakehouse.auth import Scope, TokenStore
-from lakehouse.config import Settings, StorageConfig
-from lakehouse.storage import open_store
+from lakehouse.auth import Scope
 from tests.fakes.ollama import FakeOllama, run_fake_ollama
 from tests.support.procs import LakehouseProcess, write_config
+from tests.support.tokens import mint
 
 CHROMIUM = Path("/usr/bin/chromium")
 # Headless, and quiet: the machine has no network, and Chromium's background services would try it.
@@ -159,16 +157,9 @@ class Lakehouse:
     def mint(self, name: str, scope: Scope) -> str:
         """A new token in the lakehouse's store, as `lakehouse token create` makes one."""
 
-        async def run() -> str:
-            store = open_store(Settings(storage=StorageConfig(root=str(self.root / "data"))))
-            try:
-                return (await TokenStore(store).create(name, scope))[0]
-            finally:
-                await store.close()
-
         # Playwright's sync API keeps an event loop running on this thread: mint on another one.
         with ThreadPoolExecutor(1) as pool:
-            return pool.submit(asyncio.run, run()).result()
+            return pool.submit(mint, self.root / "data", name, scope).result()
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,6 @@ staffing set and an index `profiles` of the candidates' notes.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,14 +17,13 @@ from typing import Any
 import httpx
 import pytest
 
-from lakehouse.auth import Scope, TokenStore
-from lakehouse.config import Settings, StorageConfig
-from lakehouse.storage import open_store
+from lakehouse.auth import Scope
 from tests.conftest import StartLakehouse
 from tests.fakes.ollama import FakeOllama, run_fake_ollama
 from tests.fakes.scripted import Results, ScriptedModel, Turn, run_scripted_model
 from tests.support.procs import LakehouseProcess, closed_url, write_config
 from tests.support.staffing import csv_bytes, rows
+from tests.support.tokens import mint
 
 pytestmark = pytest.mark.e2e
 
@@ -33,19 +31,6 @@ CANDIDATES = 120
 NO_KEY_FILES = {f"{p}_key_file": "" for p in ("ollama_cloud", "openrouter", "opencode", "kimi")}
 OR_KEY = "sk-or-ask-secret"
 MODEL = "qwen3:4b"
-
-
-def mint(root: Path, name: str, scope: Scope) -> str:
-    """A token in the store under `root`, as `lakehouse token create` makes one."""
-
-    async def run() -> str:
-        store = open_store(Settings(storage=StorageConfig(root=str(root))))
-        try:
-            return (await TokenStore(store).create(name, scope))[0]
-        finally:
-            await store.close()
-
-    return asyncio.run(run())
 
 
 @dataclass

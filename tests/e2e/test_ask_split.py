@@ -6,21 +6,18 @@ calls the ask tools make; the index follows the dataset (`"source"`).
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import httpx
 import pytest
 
-from lakehouse.auth import Scope, TokenStore
-from lakehouse.config import Settings, StorageConfig
-from lakehouse.storage import open_store
+from lakehouse.auth import Scope
 from tests.fakes.ollama import run_fake_ollama
 from tests.fakes.scripted import Results, ScriptedModel, Turn, run_scripted_model
 from tests.support.procs import LakehouseProcess, write_config
+from tests.support.tokens import mint
 
 pytestmark = pytest.mark.e2e
 
@@ -32,19 +29,6 @@ PEOPLE_CSV = (
 )
 BACKENDS = ("catalogd", "queryd", "ingestd", "vectord")
 START_SECS = 90.0
-
-
-def mint(root: Path, name: str, scope: Scope) -> str:
-    """A token in the store under `root`."""
-
-    async def run() -> str:
-        store = open_store(Settings(storage=StorageConfig(root=str(root))))
-        try:
-            return (await TokenStore(store).create(name, scope))[0]
-        finally:
-            await store.close()
-
-    return asyncio.run(run())
 
 
 def start_each(procs: Iterable[LakehouseProcess]) -> None:

@@ -8,7 +8,6 @@ CLI and `lakehouse mcp` send `--token`, tokens never reach the log, and
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import subprocess
@@ -25,11 +24,10 @@ import pytest
 from mcp import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
-from lakehouse.auth import Scope, TokenStore
-from lakehouse.config import Settings, StorageConfig
-from lakehouse.storage import open_store
+from lakehouse.auth import Scope
 from tests.support.cluster import LakehouseCluster
 from tests.support.procs import LAKEHOUSE, LakehouseProcess, write_config
+from tests.support.tokens import mint, revoke
 
 pytestmark = pytest.mark.e2e
 
@@ -37,33 +35,6 @@ PEOPLE_CSV = b"id,name,city\n1,Ada,Oslo\n2,Bo,Lima\n"
 GARBAGE = "lh_" + "x" * 43
 # The contract promises 5 s; allow nothing more.
 PROPAGATION_SECS = 5.0
-
-
-def mint(root: Path, name: str, scope: Scope, **kwargs: Any) -> str:
-    """Create a token in the store under `root` (as `lakehouse token create` does) and return it."""
-
-    async def run() -> str:
-        store = open_store(Settings(storage=StorageConfig(root=str(root))))
-        try:
-            minted = await TokenStore(store).create(name, scope, **kwargs)
-            return minted[0]
-        finally:
-            await store.close()
-
-    return asyncio.run(run())
-
-
-def revoke(root: Path, name: str) -> None:
-    """Revoke a token in the store under `root`."""
-
-    async def run() -> None:
-        store = open_store(Settings(storage=StorageConfig(root=str(root))))
-        try:
-            await TokenStore(store).revoke(name)
-        finally:
-            await store.close()
-
-    asyncio.run(run())
 
 
 def bearer(token: str | None) -> dict[str, str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,8 +10,7 @@ import pyarrow as pa
 import pytest
 
 from lakehouse import Client
-from lakehouse.auth import Scope, TokenStore
-from lakehouse.config import Settings, StorageConfig
+from lakehouse.auth import Scope
 from lakehouse.errors import (
     AlreadyExists,
     DimMismatch,
@@ -28,9 +26,9 @@ from lakehouse.errors import (
     Unauthorized,
     Unavailable,
 )
-from lakehouse.storage import open_store
 from tests.fakes.ollama import FakeOllama, run_fake_ollama
 from tests.support.procs import LakehouseProcess, closed_url, write_config
+from tests.support.tokens import mint
 
 pytestmark = pytest.mark.e2e
 
@@ -216,24 +214,13 @@ def test_url_and_token_default_from_the_environment(monkeypatch: pytest.MonkeyPa
         assert client._http.headers["authorization"] == "Bearer lh_from_env"
 
 
-def _mint(root: Path, name: str, scope: Scope) -> str:
-    async def run() -> str:
-        store = open_store(Settings(storage=StorageConfig(root=str(root))))
-        try:
-            return (await TokenStore(store).create(name, scope))[0]
-        finally:
-            await store.close()
-
-    return asyncio.run(run())
-
-
 def test_tokens_with_auth_on(tmp_path: Path) -> None:
     root = tmp_path / "data"
     config = write_config(
         tmp_path / "lakehouse.toml", {"storage": {"root": str(root)}, "auth": {"required": True}}
     )
-    reader = _mint(root, "reader", Scope.READ)
-    writer = _mint(root, "writer", Scope.WRITE)
+    reader = mint(root, "reader", Scope.READ)
+    writer = mint(root, "writer", Scope.WRITE)
     proc = LakehouseProcess(config).start()
     try:
         with Client(proc.url, token="") as anonymous, pytest.raises(Unauthorized) as refused:

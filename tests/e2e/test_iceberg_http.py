@@ -8,8 +8,6 @@ overwrites become versions the lakehouse's own SQL sees.
 
 from __future__ import annotations
 
-import asyncio
-import importlib.resources
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,10 +19,10 @@ import httpx
 import pyarrow as pa
 import pytest
 
-from lakehouse.auth.tokens import Scope, TokenStore
-from lakehouse.config import Settings, StorageConfig
-from lakehouse.storage import open_store
+from lakehouse.auth.tokens import Scope
+from lakehouse.extensions import load_extension
 from tests.support.procs import LakehouseProcess, write_config
+from tests.support.tokens import mint
 
 pytestmark = pytest.mark.e2e
 
@@ -73,10 +71,7 @@ class Served:
         """A DuckDB with httpfs, avro and iceberg loaded from their PyPI packages (no download)."""
         con = duckdb.connect()
         for name in ("httpfs", "avro", "iceberg"):
-            root = Path(str(importlib.resources.files(f"duckdb_extension_{name}")))
-            con.execute(
-                f"LOAD '{root / 'extensions' / f'v{duckdb.__version__}' / f'{name}.duckdb_extension'}'"
-            )
+            load_extension(con, name)
         if self.backend == "s3":
             assert self.s3_endpoint is not None
             host = self.s3_endpoint.removeprefix("http://")
@@ -514,17 +509,6 @@ def test_catalog_listings_page(local: Served) -> None:
 
 
 # --- auth -----------------------------------------------------------------------------------
-
-
-def mint(root: Path, name: str, scope: Scope) -> str:
-    async def run() -> str:
-        store = open_store(Settings(storage=StorageConfig(root=str(root))))
-        try:
-            return (await TokenStore(store).create(name, scope))[0]
-        finally:
-            await store.close()
-
-    return asyncio.run(run())
 
 
 def test_with_auth_on_reads_need_read_and_commits_need_write(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ await catalog.register("trips", schema, [*v3.objects, new], rows, expected_paren
 
 from __future__ import annotations
 
-from lakehouse.catalog.catalog import NO_VERSION, Catalog, DatasetHistory, manifest_key
+from lakehouse.catalog.catalog import NO_VERSION, Catalog, DatasetHistory
 from lakehouse.catalog.manifest import (
     NAME_PATTERN,
     Column,
@@ -17,6 +17,7 @@ from lakehouse.catalog.manifest import (
     ObjectRef,
     ObjectSpec,
     fingerprint,
+    manifest_key,
     normalize_schema,
     schema_drift,
     validate_name,

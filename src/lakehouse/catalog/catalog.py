@@ -31,7 +31,7 @@ import asyncio
 import random
 import re
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -44,6 +44,7 @@ from lakehouse.catalog.manifest import (
     Manifest,
     ObjectRef,
     ObjectSpec,
+    manifest_key,
     normalize_schema,
     now_iso,
     schema_drift,
@@ -63,7 +64,14 @@ from lakehouse.errors import (
     VersionConflict,
 )
 from lakehouse.runner import run_blocking
-from lakehouse.storage.base import CATALOG_PREFIX, DATASETS_PREFIX, ObjectInfo, ObjectStore
+from lakehouse.storage.base import (
+    CATALOG_PREFIX,
+    DATASETS_PREFIX,
+    ObjectInfo,
+    ObjectStore,
+    list_all,
+    one_chunk,
+)
 
 _EPOCH = datetime.fromtimestamp(0, UTC)
 _MANIFEST_FILE = re.compile(r"(\d{10})\.json\Z")
@@ -82,11 +90,6 @@ class DatasetHistory:
 
     current: Manifest
     versions: tuple[int, ...]
-
-
-def manifest_key(name: str, version: int) -> str:
-    """Where version `version` of dataset `name` is stored."""
-    return f"{CATALOG_PREFIX}{name}/{version:010d}.json"
 
 
 class Catalog:
@@ -319,7 +322,7 @@ class Catalog:
         """Replace a stored manifest only if it still has `etag`; False when it changed meanwhile."""
         key = manifest_key(manifest.name, manifest.version)
         try:
-            stored = await self.store.put(key, _chunks(manifest.to_json()), if_match=etag)
+            stored = await self.store.put(key, one_chunk(manifest.to_json()), if_match=etag)
         except PreconditionFailed:
             return False
         self._cache[key] = (stored.info.etag, manifest)
@@ -441,7 +444,7 @@ class Catalog:
 
     async def _scan_all(self) -> dict[str, DatasetHistory]:
         """Every dataset from one LIST of the manifests (only unseen or changed ones are fetched)."""
-        listed = await _everything(self.store, CATALOG_PREFIX)
+        listed = await list_all(self.store, CATALOG_PREFIX)
         numbers: dict[str, dict[int, str]] = {}
         for info in listed:
             parsed = _parse_key(info.key)
@@ -537,22 +540,6 @@ class Catalog:
                 )
             infos[obj.key] = info
         return infos
-
-
-async def _everything(store: ObjectStore, prefix: str) -> list[ObjectInfo]:
-    """Every object under `prefix`, page after page."""
-    found: list[ObjectInfo] = []
-    after: str | None = None
-    while True:
-        page, more = await store.list(prefix, after=after)
-        found.extend(page)
-        if not more or not page:
-            return found
-        after = page[-1].key
-
-
-async def _chunks(data: bytes) -> AsyncIterator[bytes]:
-    yield data
 
 
 def _parse_key(key: str) -> tuple[str, int] | None:

@@ -22,11 +22,10 @@ import asyncio
 import json
 import logging
 import random
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from lakehouse.errors import AlreadyExists, NotFound, PreconditionFailed
-from lakehouse.storage.base import CATALOG_PREFIX, ObjectStore
+from lakehouse.storage.base import CATALOG_PREFIX, ObjectStore, one_chunk
 
 log = logging.getLogger("lakehouse.catalog")
 
@@ -94,7 +93,7 @@ class ChangeLog:
                 if current.etag is None:
                     await self.store.put_bytes(CHANGES_KEY, body, if_absent=True)
                 else:
-                    await self.store.put(CHANGES_KEY, _one(body), if_match=current.etag)
+                    await self.store.put(CHANGES_KEY, one_chunk(body), if_match=current.etag)
                 return
             except (AlreadyExists, PreconditionFailed):
                 continue
@@ -111,7 +110,3 @@ def _parse(data: bytes) -> tuple[int, tuple[tuple[int, str], ...]]:
     except (ValueError, KeyError, TypeError):
         return 0, ()
     return seq, recent
-
-
-async def _one(data: bytes) -> AsyncIterator[bytes]:
-    yield data

@@ -348,10 +348,7 @@ class IcebergTables:
         return list(manifest.fetch_manifest_entry(self._io, discard_deleted=True))
 
     def _table_key(self, name: str) -> str:
-        location = self.warehouse.table_location(name)
-        key = self.warehouse.key(location)
-        assert key is not None
-        return key
+        return f"{DATASETS_PREFIX}{name}"
 
     def _keys(self, uris: Iterable[str]) -> list[str]:
         return [key for key in (self.warehouse.key(uri) for uri in uris) if key is not None]

@@ -26,10 +26,10 @@ from typing import TYPE_CHECKING
 
 from pyiceberg.table.update import RemoveSnapshotsUpdate, update_table_metadata
 
-from lakehouse.catalog.manifest import Manifest
+from lakehouse.catalog.manifest import Manifest, manifest_key
 from lakehouse.errors import Busy, InvalidRequest, NotFound
 from lakehouse.runner import run_blocking
-from lakehouse.storage.base import DATASETS_PREFIX, ObjectInfo
+from lakehouse.storage.base import DATASETS_PREFIX, list_all
 
 if TYPE_CHECKING:
     from lakehouse.catalog.catalog import Catalog
@@ -80,7 +80,7 @@ async def upgrade(catalog: Catalog, name: str) -> int:
                 done += 1
                 break
             await run_blocking(catalog.tables.discard, staged)
-            etag = (await catalog.store.head(_key(catalog, name, number))).etag
+            etag = (await catalog.store.head(manifest_key(name, number))).etag
             manifest = await catalog._load(name, number, etag)
         parent = manifest
     return done
@@ -146,14 +146,14 @@ async def _expire(
     removal = RemoveSnapshotsUpdate.model_validate({"snapshot-ids": gone})
     pruned = update_table_metadata(base, (removal,)) if gone else base
     metadata_key = await run_blocking(tables.write, name, current.version, pruned)
-    etag = (await catalog.store.head(_key(catalog, name, current.version))).etag
+    etag = (await catalog.store.head(manifest_key(name, current.version))).etag
     if not await catalog._rewrite(dataclasses.replace(current, metadata_key=metadata_key), etag):
         await catalog.store.delete(metadata_key)
         return None
     for manifest in doomed:
         catalog._forget(name, manifest.version)
         with contextlib.suppress(NotFound):
-            await catalog.store.delete(_key(catalog, name, manifest.version))
+            await catalog.store.delete(manifest_key(name, manifest.version))
     keep: set[str] = {metadata_key}
     for manifest in remaining:
         keep.update(o.key for o in manifest.objects)
@@ -172,7 +172,7 @@ async def _expire(
             doomed_files.add(manifest.metadata_key)
     doomed_files.add(current.metadata_key)
     area = f"{DATASETS_PREFIX}{name}/"
-    sizes = {info.key: info.size for info in await _listing(catalog, area)}
+    sizes = {info.key: info.size for info in await list_all(catalog.store, area)}
     freed = 0
     for key in sorted(doomed_files - keep):
         if key in sizes and key.startswith(area):
@@ -185,22 +185,5 @@ async def _expire(
     return Expired(tuple(m.version for m in doomed), freed)
 
 
-async def _listing(catalog: Catalog, prefix: str) -> list[ObjectInfo]:
-    found: list[ObjectInfo] = []
-    after: str | None = None
-    while True:
-        page, more = await catalog.store.list(prefix, after=after)
-        found.extend(page)
-        if not more or not page:
-            return found
-        after = page[-1].key
-
-
 def _created(manifest: Manifest) -> datetime:
     return datetime.fromisoformat(manifest.created_at.replace("Z", "+00:00"))
-
-
-def _key(catalog: Catalog, name: str, version: int) -> str:
-    from lakehouse.catalog.catalog import manifest_key
-
-    return manifest_key(name, version)

@@ -12,12 +12,18 @@ from typing import Any
 
 from lakehouse.catalog.types import INVALID_TYPE, canonical_type, valid_column_name
 from lakehouse.errors import InvalidName, InvalidRequest, SchemaDrift
+from lakehouse.storage.base import CATALOG_PREFIX
 from lakehouse.storage.keys import validate_key
 
 NAME_PATTERN = re.compile(r"[a-z_][a-z0-9_]{0,62}\Z")
 # Caps on one register body (a JSON body is also capped in bytes by [http]).
 MAX_COLUMNS = 10_000
 MAX_OBJECTS = 100_000
+
+
+def manifest_key(name: str, version: int) -> str:
+    """Where version `version` of dataset `name` is stored."""
+    return f"{CATALOG_PREFIX}{name}/{version:010d}.json"
 
 
 @dataclass(frozen=True)

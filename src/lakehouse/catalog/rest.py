@@ -41,7 +41,7 @@ from pyiceberg.table.update import (
 )
 
 from lakehouse.catalog.iceberg import NAMESPACE, VERSION_PROPERTY
-from lakehouse.catalog.manifest import Manifest, ObjectRef, validate_name
+from lakehouse.catalog.manifest import Manifest, ObjectRef, manifest_key, validate_name
 from lakehouse.errors import CommitFailed, Forbidden, InvalidName, InvalidRequest, NotFound, VersionConflict
 from lakehouse.runner import run_blocking
 from lakehouse.storage.base import DATASETS_PREFIX
@@ -145,7 +145,7 @@ class IcebergRest:
     async def _commit_properties(self, name: str, current: Manifest, updated: TableMetadata) -> LoadedTable:
         tables = self.catalog.tables
         key = await run_blocking(tables.write, name, current.version, updated)
-        etag = (await self.catalog.store.head(_pointer(name, current.version))).etag
+        etag = (await self.catalog.store.head(manifest_key(name, current.version))).etag
         if not await self.catalog._rewrite(dataclasses.replace(current, metadata_key=key), etag):
             raise _lost(name)
         return LoadedTable(tables.warehouse.uri(key), json.loads(updated.model_dump_json()))
@@ -274,12 +274,6 @@ def _lost(name: str) -> CommitFailed:
         f"another version of {name!r} was committed first; refresh the table and retry",
         iceberg_type="CommitFailedException",
     )
-
-
-def _pointer(name: str, version: int) -> str:
-    from lakehouse.catalog.catalog import manifest_key
-
-    return manifest_key(name, version)
 
 
 def _first(exc: ValidationError) -> str:

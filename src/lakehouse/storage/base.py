@@ -183,3 +183,20 @@ class ObjectStore(Protocol):
     async def close(self) -> None:
         """Release connections and files."""
         ...
+
+
+async def list_all(store: ObjectStore, prefix: str) -> list[ObjectInfo]:
+    """Every object under `prefix`, page after page (a store's `list` may stop at a page)."""
+    found: list[ObjectInfo] = []
+    after: str | None = None
+    while True:
+        page, more = await store.list(prefix, after=after)
+        found.extend(page)
+        if not more or not page:
+            return found
+        after = page[-1].key
+
+
+async def one_chunk(data: bytes) -> AsyncIterator[bytes]:
+    """`data` as the one-chunk stream `ObjectStore.put` takes (for a conditional small write)."""
+    yield data
