@@ -9,10 +9,23 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from lakehouse.errors import InvalidRequest
+from lakehouse.runner import run_blocking
 from lakehouse.services.deps import Deps, DepsDep
 from lakehouse.vectors import Hit, NewItem
+from lakehouse.vectors.items import Vector
+from lakehouse.vectors.wire import ARROW_STREAM, COLUMNS, items_of_arrow, vector_of_base64
 
 router = APIRouter(prefix="/v1/vectors", tags=["vectors"])
+
+BASE64_VECTOR = "a list of numbers, or the standard base64 of the vector's little-endian float32 bytes"
+ARROW_ADD = (
+    f"JSON, or `{ARROW_STREAM}`: an uncompressed Arrow IPC stream with columns "
+    f"{', '.join(f'`{c}`' for c in COLUMNS)}: `id` string, `vector` fixed_size_list<float32>[dim] "
+    "or list<float32> (float32 only; a null vector is embedded from the row's text), `text` string, "
+    "`metadata` a JSON object as a string. Either way at most `[vectord] max_batch` items and "
+    "`[http] max_json_bytes` bytes, applied whole or not at all."
+)
 
 
 class SourceIn(BaseModel):
@@ -73,7 +86,7 @@ class ItemIn(BaseModel):
     """An item to upsert: a vector or a text (embedded with the index's model)."""
 
     id: str
-    vector: list[float] | None = None
+    vector: list[float] | str | None = Field(default=None, description=BASE64_VECTOR)
     text: str | None = None
     metadata: dict[str, Any] | None = None
 
@@ -94,8 +107,8 @@ class AddResult(BaseModel):
 class SearchBody(BaseModel):
     """One query (`vector` or `text`) or a batch (`vectors`), with k and a metadata filter."""
 
-    vector: list[float] | None = None
-    vectors: list[list[float]] | None = None
+    vector: list[float] | str | None = Field(default=None, description=BASE64_VECTOR)
+    vectors: list[list[float] | str] | None = Field(default=None, description=f"each {BASE64_VECTOR}")
     text: str | None = None
     k: int = Field(default=10)
     filter: dict[str, Any] | None = None
@@ -133,6 +146,26 @@ class SearchResult(BaseModel):
 Body = TypeVar("Body", bound=BaseModel)
 
 
+def takes_arrow(request: Request, *, arrow: bool) -> bool:
+    """Whether the body is an Arrow stream (else JSON, also when no Content-Type is given).
+
+    Raises:
+        InvalidRequest: a Content-Type the route does not read.
+    """
+    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if not media or media == "application/json" or media.endswith("+json"):
+        return False
+    if arrow and media == ARROW_STREAM:
+        return True
+    accepted = f"application/json or {ARROW_STREAM}" if arrow else "application/json"
+    raise InvalidRequest(f"Content-Type {media!r} is not read here; send {accepted}", content_type=media)
+
+
+def vector_of(given: list[float] | str) -> Vector:
+    """A JSON vector as given: its float list, or the float32 row of its base64 string."""
+    return vector_of_base64(given) if isinstance(given, str) else given
+
+
 async def parse(request: Request, model: type[Body]) -> Body:
     """Validate a JSON body straight from its bytes.
 
@@ -145,8 +178,8 @@ async def parse(request: Request, model: type[Body]) -> Body:
         raise RequestValidationError(exc.errors()) from None
 
 
-def documented(model: type[BaseModel]) -> dict[str, Any]:
-    """OpenAPI text for a body that `parse` reads (nested models inlined)."""
+def documented(model: type[BaseModel], arrow: str | None = None) -> dict[str, Any]:
+    """OpenAPI text for a body that `parse` reads (nested models inlined), and an Arrow alternative."""
     schema = model.model_json_schema()
     defs = schema.pop("$defs", {})
 
@@ -159,7 +192,10 @@ def documented(model: type[BaseModel]) -> dict[str, Any]:
             return [inline(value) for value in node]
         return node
 
-    body = {"content": {"application/json": {"schema": inline(schema)}}, "required": True}
+    body: dict[str, Any] = {"content": {"application/json": {"schema": inline(schema)}}, "required": True}
+    if arrow is not None:
+        body["content"][ARROW_STREAM] = {"schema": {"type": "string", "format": "binary"}}
+        body["description"] = arrow
     return {"requestBody": body}
 
 
@@ -195,12 +231,21 @@ async def delete_index(name: str, deps: DepsDep) -> Response:
 
 
 @router.post(
-    "/index/{name}/add", response_model=AddResult, summary="Upsert items", openapi_extra=documented(AddBody)
+    "/index/{name}/add",
+    response_model=AddResult,
+    summary="Upsert items",
+    openapi_extra=documented(AddBody, arrow=ARROW_ADD),
 )
 async def add_items(name: str, request: Request, deps: DepsDep) -> dict[str, int]:
-    """Upsert a batch; acknowledged once durably logged."""
-    body = await parse(request, AddBody)
-    items = [NewItem(i.id, i.vector, i.text, i.metadata) for i in body.items]
+    """Upsert a batch (JSON, or an Arrow stream); acknowledged once durably logged."""
+    if takes_arrow(request, arrow=True):
+        items = await run_blocking(items_of_arrow, await request.body(), deps.settings.vectord.max_batch)
+    else:
+        body = await parse(request, AddBody)
+        items = [
+            NewItem(i.id, None if i.vector is None else vector_of(i.vector), i.text, i.metadata)
+            for i in body.items
+        ]
     added, count = await deps.vectors.add(name, items)
     return {"added": added, "count": count}
 
@@ -213,8 +258,10 @@ async def add_items(name: str, request: Request, deps: DepsDep) -> dict[str, int
 )
 async def search(name: str, request: Request, deps: DepsDep) -> JSONResponse:
     """The k best items by vector, keyword (BM25) or both (RRF), among those the filter keeps."""
+    takes_arrow(request, arrow=False)
     body = await parse(request, SearchBody)
-    vectors = body.vectors if body.vectors is not None else [body.vector] if body.vector is not None else None
+    given = body.vectors if body.vectors is not None else [body.vector] if body.vector is not None else None
+    vectors = None if given is None else [vector_of(v) for v in given]
     found = await deps.vectors.search(name, vectors, body.text, body.k, body.filter, body.mode)
     # Rendered directly: the hits are plain data, and skipping the response
     # model's re-validation keeps large batch answers fast.

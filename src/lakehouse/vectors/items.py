@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,13 +18,16 @@ NAME = re.compile(r"[a-z_][a-z0-9_-]{0,62}")
 MAX_DIM = 65536
 DTYPES = ("f32", "f16", "i8")
 
+# A vector as a request brings it: JSON's float list, or a float32 row decoded from bytes (wire.py).
+Vector = list[float] | Vectors
+
 
 @dataclass
 class NewItem:
     """One item to upsert: a vector, a text to embed (or both), and its metadata."""
 
     id: str
-    vector: list[float] | None = None
+    vector: Vector | None = None
     text: str | None = None
     metadata: dict[str, Any] | None = None
 
@@ -88,14 +92,14 @@ def checked_items(items: list[NewItem], spec: IndexSpec, max_batch: int) -> tupl
     return batch_items, vectors
 
 
-def query_vectors(vectors: list[list[float]], spec: IndexSpec) -> Vectors:
-    """Query vectors as one float32 array.
+def query_vectors(vectors: Sequence[Vector] | Vectors, spec: IndexSpec) -> Vectors:
+    """Query vectors (float lists, float32 rows, or one 2-d array) as one float32 array.
 
     Raises:
         InvalidRequest: no vectors, NaN or infinite values.
         DimMismatch: a query has the wrong length.
     """
-    if not vectors:
+    if len(vectors) == 0:
         raise InvalidRequest("vectors must not be empty")
     for vector in vectors:
         if len(vector) != spec.dim:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from lakehouse.errors import InvalidRequest
@@ -10,7 +10,7 @@ from lakehouse.runner import run_blocking
 from lakehouse.vectors.filters import parse_filter
 from lakehouse.vectors.fusion import fuse, ranked
 from lakehouse.vectors.index import Hit, VectorIndex
-from lakehouse.vectors.items import query_vectors
+from lakehouse.vectors.items import Vector, query_vectors
 from lakehouse.vectors.records import Vectors
 
 MAX_K = 1000
@@ -25,7 +25,7 @@ async def search(
     index: VectorIndex,
     embed_text: Callable[[str], Awaitable[Vectors]],
     *,
-    vectors: list[list[float]] | None,
+    vectors: Sequence[Vector] | None,
     text: str | None,
     k: int,
     where: dict[str, Any] | None,

@@ -17,7 +17,7 @@ import logging
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,7 +38,14 @@ from lakehouse.storage.base import ObjectStore
 from lakehouse.vectors import linked, loading
 from lakehouse.vectors.durability import IndexFiles, read_specs, remove_index, write_spec
 from lakehouse.vectors.index import Hit, IndexSpec, VectorIndex
-from lakehouse.vectors.items import NewItem, check_definition, check_finite, check_unlinked, checked_items
+from lakehouse.vectors.items import (
+    NewItem,
+    Vector,
+    check_definition,
+    check_finite,
+    check_unlinked,
+    checked_items,
+)
 from lakehouse.vectors.keyword import rebuild_when_settled
 from lakehouse.vectors.records import Batch, Vectors
 from lakehouse.vectors.search import search as run_search
@@ -411,7 +418,7 @@ class VectorService:
     async def search(
         self,
         name: str,
-        vectors: list[list[float]] | None = None,
+        vectors: Sequence[Vector] | None = None,
         text: str | None = None,
         k: int = 10,
         where: dict[str, Any] | None = None,
