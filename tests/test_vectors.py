@@ -342,15 +342,15 @@ async def test_every_acknowledged_change_survives_a_crash(opened: Opened) -> Non
     await svc._snapshot(live)
     await svc.add("k", [NewItem("v3", (-data[3]).tolist(), None, {"tag": "moved", "n": 3})])
     await svc.delete_item("k", "v7")
+    objects, _ = await opened.store.list(VECTORS_PREFIX + "k/")
+    logs = [o.key for o in objects if "/wal/" in o.key]
+    assert len(logs) == 2  # the snapshot pruned the log it covers; the tail is replayed below
     # No close(): the new service sees only what reached the store.
     again = await opened.service()
     assert again.info("k")["count"] == 449
     expected = {n: (data[n], {"tag": "x", "n": n}) for n in range(450) if n != 7}
     expected[3] = (-data[3], {"tag": "moved", "n": 3})
     await assert_durable(again, "k", expected, deleted={7})
-    objects, _ = await opened.store.list(VECTORS_PREFIX + "k/")
-    logs = [o.key for o in objects if "/wal/" in o.key]
-    assert len(logs) == 2  # the snapshot pruned the log it covers; the tail was replayed above
 
 
 async def test_a_torn_log_tail_is_ignored(local: Opened) -> None:

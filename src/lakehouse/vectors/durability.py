@@ -2,7 +2,8 @@
 
     _lakehouse/vectors/<name>/index.json                 the definition (created once)
     _lakehouse/vectors/<name>/<gen>/wal/<seq>            one record per acknowledged batch
-    _lakehouse/vectors/<name>/<gen>/snap/<seq>.usearch   usearch's own save of the graph
+    _lakehouse/vectors/<name>/<gen>/snap/<seq>.hnsw      the engine's own save of the graph
+                                                         (`.usearch` for usearch indexes)
     _lakehouse/vectors/<name>/<gen>/snap/<seq>.json      ids, metadata; written last
 
 Every object is written whole with one atomic put, so the same layout works
@@ -10,25 +11,35 @@ on a local folder and on S3. `<gen>` is a fresh id per created index: files
 left behind by a deleted index of the same name can never leak into a new one.
 A snapshot at sequence S covers every record up to S; the records it covers
 and older snapshots are deleted once it is complete.
+
+Recovery replays the log without linking its vectors into the graph: they
+are searchable exactly as soon as the log is read, and the service links
+them in the background (`VectorIndex.link_pending`), so a long log costs a
+restart only the time to read it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import tempfile
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from lakehouse.errors import NotFound
 from lakehouse.runner import run_blocking
 from lakehouse.storage.base import VECTORS_PREFIX, ObjectStore
+from lakehouse.vectors.graph import SUFFIXES, Files
 from lakehouse.vectors.index import IndexSpec, VectorIndex
 from lakehouse.vectors.records import Batch, CorruptRecord, decode, encode
 
 log = logging.getLogger("lakehouse.vectors")
 
 SEQ_DIGITS = 20
+# Log records are fetched this many at a time while replay applies the ones before.
+FETCH_AHEAD = 16
 
 
 def spec_key(name: str) -> str:
@@ -65,6 +76,11 @@ class IndexFiles:
         self.store = store
         self.spec = spec
         self.base = f"{VECTORS_PREFIX}{spec.name}/{spec.generation}/"
+        self.suffixes = SUFFIXES[spec.engine]
+
+    def graph_key(self, seq: int, suffix: str) -> str:
+        """The key of one of a snapshot's graph files."""
+        return f"{self.base}snap/{_seq(seq)}.{suffix}"
 
     def wal_key(self, seq: int) -> str:
         """The key of one log record."""
@@ -74,16 +90,17 @@ class IndexFiles:
         """Record one batch durably; it counts as acknowledged once this returns."""
         await self.store.put_bytes(self.wal_key(seq), encode(batch), if_absent=True)
 
-    async def put_snapshot(self, seq: int, graph: Path, state: bytes) -> None:
-        """Store a snapshot as of `seq` (graph first, state last), then drop what it covers."""
-        await self.store.put_file(f"{self.base}snap/{_seq(seq)}.usearch", graph)
+    async def put_snapshot(self, seq: int, graph: Files, state: bytes) -> None:
+        """Store a snapshot as of `seq` (graph files first, state last), then drop what it covers."""
+        for suffix in self.suffixes:
+            await self.store.put_file(self.graph_key(seq, suffix), graph[suffix])
         await self.store.put_bytes(f"{self.base}snap/{_seq(seq)}.json", state)
         await self.prune(seq)
 
     async def prune(self, seq: int) -> None:
         """Delete log records up to `seq` and snapshots older than it."""
         objects, _ = await self.store.list(self.base)
-        keep = {f"{self.base}snap/{_seq(seq)}.usearch", f"{self.base}snap/{_seq(seq)}.json"}
+        keep = {f"{self.base}snap/{_seq(seq)}.json", *(self.graph_key(seq, s) for s in self.suffixes)}
         for obj in objects:
             number = _number(obj.key)
             if obj.key in keep or number is None or number > seq:
@@ -94,6 +111,7 @@ class IndexFiles:
     async def recover(self, progress: Progress | None = None) -> Recovered:
         """Load the newest complete snapshot, then replay the log records after it.
 
+        Replayed vectors are left pending (searchable, not yet in the graph).
         A record that is torn or damaged ends the log: it and anything after
         it are set aside (deleted) with a warning, never applied. `progress`,
         when given, is kept up to date as records are replayed.
@@ -106,7 +124,7 @@ class IndexFiles:
             for key in keys
             if key.startswith(f"{self.base}snap/") and key.endswith(".json")
             for n in [_number(key)]
-            if n is not None and f"{self.base}snap/{_seq(n)}.usearch" in keys
+            if n is not None and all(self.graph_key(n, suffix) in keys for suffix in self.suffixes)
         )
         seq = snaps[-1] if snaps else 0
         records = sorted(
@@ -120,29 +138,42 @@ class IndexFiles:
         index = await self._load_snapshot(seq) if snaps else VectorIndex.empty(self.spec)
         progress.items = index.count
         replayed = 0
-        for position, n in enumerate(records):
-            try:
-                batch = decode(await self.store.get_bytes(self.wal_key(n)))
-            except CorruptRecord as exc:
-                log.warning("index %s: log record %d is damaged (%s); ignoring it", self.spec.name, n, exc)
+        async for position, batch in self._read_log(records):
+            if batch is None:
                 for later in records[position:]:
                     with contextlib.suppress(NotFound):
                         await self.store.delete(self.wal_key(later))
                 break
-            await run_blocking(index.apply, batch)
-            seq, replayed = n, replayed + 1
+            await run_blocking(index.apply, batch, True)
+            seq, replayed = records[position], replayed + 1
             progress.replayed, progress.items = replayed, index.count
         return Recovered(index=index, seq=seq, replayed=replayed)
+
+    async def _read_log(self, records: list[int]) -> AsyncIterator[tuple[int, Batch | None]]:
+        """Each record with its position, fetched a window at a time; a damaged one is None."""
+
+        async def one(n: int) -> Batch | None:
+            try:
+                return await run_blocking(decode, await self.store.get_bytes(self.wal_key(n)))
+            except CorruptRecord as exc:
+                log.warning("index %s: log record %d is damaged (%s); ignoring it", self.spec.name, n, exc)
+                return None
+
+        for start in range(0, len(records), FETCH_AHEAD):
+            window = await asyncio.gather(*(one(n) for n in records[start : start + FETCH_AHEAD]))
+            for offset, batch in enumerate(window):
+                yield start + offset, batch
 
     async def _load_snapshot(self, seq: int) -> VectorIndex:
         state = await self.store.get_bytes(f"{self.base}snap/{_seq(seq)}.json")
         with tempfile.TemporaryDirectory(prefix="lakehouse-vec-") as tmp:
-            path = Path(tmp) / "graph.usearch"
-            _, chunks = await self.store.get(f"{self.base}snap/{_seq(seq)}.usearch")
-            with open(path, "wb") as fh:
-                async for chunk in chunks:
-                    await run_blocking(fh.write, chunk)
-            return await run_blocking(VectorIndex.load, self.spec, path, state)
+            files = {suffix: Path(tmp) / f"graph.{suffix}" for suffix in self.suffixes}
+            for suffix, path in files.items():
+                _, chunks = await self.store.get(self.graph_key(seq, suffix))
+                with open(path, "wb") as fh:
+                    async for chunk in chunks:
+                        await run_blocking(fh.write, chunk)
+            return await run_blocking(VectorIndex.load, self.spec, files, state)
 
 
 def _number(key: str) -> int | None:

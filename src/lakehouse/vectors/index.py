@@ -1,8 +1,8 @@
-"""One index in memory: usearch graph, string ids, columnar metadata and a BM25 keyword index.
+"""One index in memory: HNSW graph, string ids, columnar metadata and a BM25 keyword index.
 
 Everything here is synchronous and thread-safe (a readers-writer lock lets
 searches run together and gives a change the index to itself); the service
-calls it through `run_blocking` so the event loop never waits on usearch.
+calls it through `run_blocking` so the event loop never waits on the graph.
 """
 
 from __future__ import annotations
@@ -17,18 +17,17 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from usearch.compiled import MetricKind
-from usearch.index import BatchMatches, Index
 from usearch.index import search as exact_search
 
 from lakehouse.vectors.filters import MATCH_ALL, Node
+from lakehouse.vectors.graph import METRICS, Engine, Files, Graph
 from lakehouse.vectors.keyword import KeywordIndex
 from lakehouse.vectors.metadata import Keys, MetadataColumns
 from lakehouse.vectors.records import Batch, Vectors
 
 Metric = Literal["cosine", "l2", "ip"]
 DType = Literal["f32", "f16", "i8"]
-METRICS: dict[str, MetricKind] = {"cosine": MetricKind.Cos, "l2": MetricKind.L2sq, "ip": MetricKind.IP}
+__all__ = ["METRICS", "Hit", "IndexSpec", "Item", "VectorIndex"]
 
 # A filter matching at most this many items may be answered exactly over just
 # those items; broader filters walk the graph with a depth scaled to how
@@ -58,6 +57,8 @@ class IndexSpec:
     created_at: str
     # A linked index's dataset: {"dataset", "id_column", "text_columns", "metadata_columns"}.
     source: dict[str, Any] | None = None
+    # The HNSW engine (graph.py); definitions older than the choice hold usearch graphs.
+    engine: Engine = "usearch"
 
     def to_json(self) -> bytes:
         """The definition as stored."""
@@ -138,7 +139,7 @@ class VectorIndex:
     """An index's live state; `apply` changes it, `search` reads it."""
 
     spec: IndexSpec
-    graph: Index
+    graph: Graph
     items: dict[int, Item] = field(default_factory=dict)
     keys: dict[str, int] = field(default_factory=dict)
     next_key: int = 0
@@ -152,13 +153,14 @@ class VectorIndex:
     @classmethod
     def empty(cls, spec: IndexSpec) -> VectorIndex:
         """A new index with no items."""
-        graph = Index(
-            ndim=spec.dim,
-            metric=METRICS[spec.metric],
-            dtype=spec.dtype,
-            connectivity=spec.connectivity,
-            expansion_add=spec.expansion_add,
-            expansion_search=spec.expansion_search,
+        graph = Graph.build(
+            spec.engine,
+            spec.dim,
+            spec.metric,
+            spec.dtype,
+            spec.connectivity,
+            spec.expansion_add,
+            spec.expansion_search,
         )
         return cls(spec=spec, graph=graph)
 
@@ -171,8 +173,12 @@ class VectorIndex:
         """Whether an item with this id exists."""
         return item_id in self.keys
 
-    def apply(self, batch: Batch) -> None:
-        """Make one logged change: upsert the batch's items, delete its ids, or note a synced version."""
+    def apply(self, batch: Batch, defer: bool = False) -> None:
+        """Make one logged change: upsert the batch's items, delete its ids, or note a synced version.
+
+        With `defer`, added vectors are searchable at once but linked into
+        the graph only by `link_pending` (recovery replays a log this way).
+        """
         with self.lock.write():
             if batch.op == "synced":
                 self.synced_version = batch.version
@@ -188,7 +194,7 @@ class VectorIndex:
                     self._forget(key)
             if batch.op == "add":
                 keys = np.array(batch.keys, dtype=np.uint64)
-                self.graph.add(keys, batch.vectors)
+                self.graph.add(keys, batch.vectors, defer=defer)
                 digests = batch.digests or [None] * len(batch.ids)
                 for key, item_id, meta, text, digest in zip(
                     batch.keys, batch.ids, batch.metadata, batch.texts, digests, strict=True
@@ -221,8 +227,7 @@ class VectorIndex:
         """The stored vectors of existing items, in order (as f32)."""
         with self.lock.read():
             keys = np.array([self.keys[i] for i in item_ids], dtype=np.uint64)
-            rows: Any = self.graph.get(keys, dtype="f32")
-            return np.vstack(rows).astype(np.float32).reshape(len(item_ids), self.spec.dim)
+            return self.graph.get(keys)
 
     def search(self, queries: Vectors, k: int, where: Node = MATCH_ALL) -> list[list[Hit]]:
         """The k best items for each query, best first, among those matching `where`."""
@@ -233,12 +238,7 @@ class VectorIndex:
                 candidates = self.columns.select(where)
                 return [self._filtered(q, k, candidates) for q in queries]
             found = self.graph.search(queries, k, threads=1 if len(queries) == 1 else 0)
-            if not isinstance(found, BatchMatches):
-                return [self._hits(found.keys, found.distances)]
-            return [
-                self._hits(found.keys[row][: found.counts[row]], found.distances[row][: found.counts[row]])
-                for row in range(len(queries))
-            ]
+            return [self._hits(keys, distances) for keys, distances in found]
 
     def keyword_search(self, query: str, k: int, where: Node = MATCH_ALL) -> list[Hit]:
         """The k items whose texts best match `query` by BM25, among those matching `where`."""
@@ -256,8 +256,8 @@ class VectorIndex:
             if not self.keys:
                 return [], []
             if where == MATCH_ALL:
-                found = self.graph.search(query.reshape(-1), depth, threads=1)
-                by_vector = self._hits(found.keys, found.distances)
+                keys, distances = self.graph.search(query.reshape(1, -1), depth, threads=1)[0]
+                by_vector = self._hits(keys, distances)
                 return by_vector, self._keyword_hits(text, depth, None)
             allowed = self.columns.select(where)
             return self._filtered(query.reshape(-1), depth, allowed), self._keyword_hits(text, depth, allowed)
@@ -308,10 +308,10 @@ class VectorIndex:
             return self._exact(query, k, candidates)
         member = self._membership(candidates)
         while want < total:
-            found = self.graph.search(query, want, threads=1)
-            mask = member(found.keys)
+            keys, distances = self.graph.search(query.reshape(1, -1), want, threads=1)[0]
+            mask = member(keys)
             if int(mask.sum()) >= k:
-                return self._hits(found.keys[mask][:k], found.distances[mask][:k])
+                return self._hits(keys[mask][:k], distances[mask][:k])
             want *= 4
         return self._exact(query, k, candidates)
 
@@ -326,8 +326,7 @@ class VectorIndex:
 
     def _exact(self, query: Vectors, k: int, candidates: Keys) -> list[Hit]:
         keys = candidates
-        rows: Any = self.graph.get(keys, dtype="f32")
-        vectors = np.vstack(rows)
+        vectors = self.graph.get(keys.astype(np.uint64))
         found = exact_search(
             vectors, query.reshape(1, -1), min(k, len(keys)), METRICS[self.spec.metric], exact=True, threads=1
         )
@@ -348,10 +347,20 @@ class VectorIndex:
             return math.sqrt(max(distance, 0.0))
         return 1.0 - distance
 
-    def save(self, path: Path) -> bytes:
-        """Write the graph with usearch's own `save`; return the id map and metadata."""
+    @property
+    def pending(self) -> int:
+        """How many vectors are searchable but not yet linked into the graph."""
+        return self.graph.pending
+
+    def link_pending(self, limit: int) -> int:
+        """Link up to `limit` pending vectors into the graph (holding the index); return how many wait."""
+        with self.lock.write():
+            return self.graph.drain(limit)
+
+    def save(self, stem: Path) -> tuple[Files, bytes]:
+        """Write the graph with its engine's own `save`; return its files and the id map and metadata."""
         with self.lock.read():
-            self.graph.save(str(path))
+            files = self.graph.save(stem)
             keys = list(self.items)
             items = [self.items[key] for key in keys]
             state = {
@@ -363,14 +372,14 @@ class VectorIndex:
                 "digests": [item.digest for item in items],
                 "synced_version": self.synced_version,
             }
-        return json.dumps(state, separators=(",", ":"), ensure_ascii=False).encode()
+        return files, json.dumps(state, separators=(",", ":"), ensure_ascii=False).encode()
 
     @classmethod
-    def load(cls, spec: IndexSpec, path: Path, state: bytes) -> VectorIndex:
-        """An index from a saved graph and its state, without re-inserting vectors."""
+    def load(cls, spec: IndexSpec, files: Files, state: bytes) -> VectorIndex:
+        """An index from a saved graph's files and its state, without re-inserting vectors."""
         index = cls.empty(spec)
-        index.graph.load(str(path))
         data = json.loads(state)
+        index.graph.load(files)
         index.next_key = int(data["next_key"])
         index.synced_version = data.get("synced_version")
         digests = data.get("digests") or [None] * len(data["keys"])

@@ -2,11 +2,13 @@
 
 A change is appended to the index's log before it is applied in memory, and
 acknowledged only after both; a background snapshot every
-`[vectord] snapshot_every` changed items keeps the log short. Searches rank
+`[vectord] snapshot_every` changed items, and every
+`[vectord] snapshot_interval_secs` for any change, keeps the log short. Searches rank
 by vector, by keyword (BM25) or both fused; an index linked to a dataset is
 kept in step with it by `linked.py`, every `[vectord] sync_interval_secs`.
 Indexes load in the background (`loading.py`): one still loading is listed
-but answers 503 busy.
+but answers 503 busy. Once its log is read it answers, its replayed vectors
+searched exactly until they are linked into the graph, a slice at a time.
 """
 
 from __future__ import annotations
@@ -52,6 +54,10 @@ from lakehouse.vectors.search import search as run_search
 from lakehouse.vectors.source import DatasetCatalog, Source
 
 log = logging.getLogger("lakehouse.vectors")
+
+# Replayed vectors are linked into the graph this many at a time, each slice
+# holding the index for a fraction of a second, so searches go on meanwhile.
+LINK_SLICE = 2048
 
 
 class Embedding(Protocol):
@@ -104,6 +110,7 @@ class VectorService:
         self._catalog = catalog
         self._live: dict[str, _Live] = {}
         self._following: asyncio.Task[None] | None = None
+        self._snapshotting: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._loads: list[asyncio.Task[None]] = []
 
@@ -126,6 +133,7 @@ class VectorService:
         self._following = asyncio.create_task(
             linked.follow(self.config.sync_interval_secs, self._linked, self._sync_quietly)
         )
+        self._snapshotting = asyncio.create_task(self._snapshot_periodically())
 
     async def _load_one(self, name: str, live: _Live) -> None:
         """Recover one index, then make it ready; a linked one syncs at once (the follower skipped it)."""
@@ -143,6 +151,35 @@ class VectorService:
         self._refresh_keywords(live)
         if live.index.spec.source is not None:
             self._spawn(self._sync_quietly(name))
+        if live.index.pending:
+            self._spawn(self._link(live))
+
+    async def _link(self, live: _Live) -> None:
+        """Link an index's replayed vectors into its graph, then snapshot so the next start is quick."""
+        started, total = time.perf_counter(), live.index.pending
+        while await run_blocking(live.index.link_pending, LINK_SLICE):
+            await asyncio.sleep(0)
+        log.info(
+            "index %s: %d replayed vectors linked in %.0f ms",
+            live.index.spec.name,
+            total,
+            (time.perf_counter() - started) * 1000,
+        )
+        self._start_snapshot(live)
+
+    async def _snapshot_periodically(self) -> None:
+        """Every `snapshot_interval_secs`, snapshot each ready index with changes its snapshot lacks."""
+        while True:
+            await asyncio.sleep(self.config.snapshot_interval_secs)
+            for live in list(self._live.values()):
+                if live.load is None:
+                    self._start_snapshot(live)
+
+    def _start_snapshot(self, live: _Live) -> None:
+        """Snapshot in the background, unless one runs, nothing changed or vectors wait to be linked."""
+        idle = live.snapshotting is None or live.snapshotting.done()
+        if live.pending and not live.index.pending and idle:
+            live.snapshotting = asyncio.create_task(self._snapshot(live))
 
     async def wait_loaded(self) -> None:
         """Wait until every index `load` found is ready (or its load was cancelled)."""
@@ -201,6 +238,9 @@ class VectorService:
             info["sync_error"] = live.sync.error
         if live.load is not None:
             info.update(live.load.info())
+        elif live.index.pending:
+            # replayed vectors found by exact scan until the background link puts them in the graph
+            info["unlinked"] = live.index.pending
         return info
 
     async def create(
@@ -241,6 +281,7 @@ class VectorService:
             generation=uuid.uuid4().hex,
             created_at=datetime.now(UTC).isoformat(),
             source=linked_to,
+            engine="hnswlib" if dtype == "f32" and self.config.engine == "hnswlib" else "usearch",
         )
         try:
             await write_spec(self.store, spec)
@@ -387,10 +428,8 @@ class VectorService:
             await run_blocking(live.index.apply, batch)
             live.pending += max(len(batch.ids), 1)
         self._refresh_keywords(live)
-        if live.pending >= self.config.snapshot_every and (
-            live.snapshotting is None or live.snapshotting.done()
-        ):
-            live.snapshotting = asyncio.create_task(self._snapshot(live))
+        if live.pending >= self.config.snapshot_every:
+            self._start_snapshot(live)
 
     def _refresh_keywords(self, live: _Live) -> None:
         """Rebuild the keyword index in the background once changes settle (one task per index)."""
@@ -404,13 +443,12 @@ class VectorService:
         """Save the graph under the index's lock, upload it after; log and carry on on failure."""
         try:
             with tempfile.TemporaryDirectory(prefix="lakehouse-vec-") as tmp:
-                path = Path(tmp) / "graph.usearch"
                 async with live.lock:
                     seq, covered = live.seq, live.pending
-                    if not covered:
+                    if not covered or live.index.pending:
                         return
-                    state = await run_blocking(live.index.save, path)
-                await live.files.put_snapshot(seq, path, state)
+                    files, state = await run_blocking(live.index.save, Path(tmp) / "graph")
+                await live.files.put_snapshot(seq, files, state)
             live.pending -= covered
         except Exception:
             log.exception("index %s: snapshot failed; the log still holds every change", live.index.spec.name)
@@ -457,7 +495,7 @@ class VectorService:
 
         An index still loading is left as storage holds it: it is never snapshotted half-loaded.
         """
-        for task in [self._following, *self._tasks]:
+        for task in [self._following, self._snapshotting, *self._tasks]:
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -470,6 +508,6 @@ class VectorService:
             if live.snapshotting is not None:
                 with contextlib.suppress(Exception):
                     await live.snapshotting
-            if live.pending:
+            if live.pending and not live.index.pending:
                 await self._snapshot(live)
         self._live.clear()

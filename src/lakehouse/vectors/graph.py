@@ -1,0 +1,318 @@
+"""The HNSW graph behind an index, with room for vectors not yet in it.
+
+Two engines sit behind one small interface, chosen per index when it is
+created (`IndexSpec.engine`), by measurement (docs/BENCHMARKS.md, "Vector
+engines"): hnswlib for float32 indexes, as it builds and searches fastest
+here, and usearch for the f16 and i8 storage types, which hnswlib lacks.
+Indexes defined before engines were chosen keep usearch, whose snapshots they
+hold.
+
+`Graph` adds a pending set: vectors that are searchable at once, exactly, but
+not yet linked into the graph. Recovery fills it from the log so an index is
+searchable as soon as its log is read, however long; `drain` then moves it
+into the graph a slice at a time in the background. A search merges the
+graph's results with an exact scan of the pending set, so answers never miss
+an acknowledged item while that runs.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import hnswlib
+import numpy as np
+import numpy.typing as npt
+from usearch.compiled import MetricKind
+from usearch.index import BatchMatches, Index
+from usearch.index import search as exact_search
+
+from lakehouse.vectors.records import Vectors
+
+Engine = Literal["hnswlib", "usearch"]
+Keys = npt.NDArray[np.uint64]
+Found = tuple[Keys, npt.NDArray[np.float32]]
+
+METRICS: dict[str, MetricKind] = {"cosine": MetricKind.Cos, "l2": MetricKind.L2sq, "ip": MetricKind.IP}
+SPACES = {"cosine": "cosine", "l2": "l2", "ip": "ip"}
+# hnswlib reserves room for this many more vectors at a time, and grows by half when full.
+HNSW_MIN_CAPACITY = 1024
+THREADS = os.cpu_count() or 1
+# The files of a snapshot's graph, by extension, for each engine.
+SUFFIXES: dict[str, tuple[str, ...]] = {"hnswlib": ("hnsw", "npz"), "usearch": ("usearch",)}
+Files = dict[str, Path]
+
+
+def _per_query(found: Any) -> list[Found]:
+    """usearch's matches (one query's, or a batch's) as (keys, distances) per query."""
+    if not isinstance(found, BatchMatches):
+        return [(found.keys, found.distances)]
+    return [
+        (found.keys[row][: found.counts[row]], found.distances[row][: found.counts[row]])
+        for row in range(len(found.counts))
+    ]
+
+
+class Backend(Protocol):
+    """What both engines do: keyed vectors in, nearest keys out."""
+
+    def add(self, keys: Keys, vectors: Vectors) -> None:
+        """Link these vectors into the graph under these keys (new keys only)."""
+
+    def remove(self, keys: Keys) -> None:
+        """Drop these keys from the graph."""
+
+    def search(self, queries: Vectors, k: int, threads: int) -> list[Found]:
+        """Per query, up to k (key, distance) pairs, nearest first."""
+
+    def get(self, keys: Keys) -> Vectors:
+        """The stored vectors of these keys, as float32 rows."""
+
+    def save(self, stem: Path) -> Files:
+        """Write the graph to files named `stem` plus an extension; return them by extension."""
+
+    def load(self, files: Files) -> None:
+        """Read a graph `save` wrote."""
+
+
+class UsearchGraph:
+    """usearch: the engine for quantised (f16, i8) indexes."""
+
+    def __init__(self, dim: int, metric: str, dtype: str, connectivity: int, ef_add: int, ef_search: int):
+        self.index = Index(
+            ndim=dim,
+            metric=METRICS[metric],
+            dtype=dtype,
+            connectivity=connectivity,
+            expansion_add=ef_add,
+            expansion_search=ef_search,
+        )
+
+    def add(self, keys: Keys, vectors: Vectors) -> None:
+        self.index.add(keys, vectors, threads=THREADS)
+
+    def remove(self, keys: Keys) -> None:
+        self.index.remove(keys)
+
+    def search(self, queries: Vectors, k: int, threads: int) -> list[Found]:
+        return _per_query(self.index.search(queries, k, threads=threads))
+
+    def get(self, keys: Keys) -> Vectors:
+        rows: Any = self.index.get(keys, dtype="f32")
+        return np.vstack(rows).astype(np.float32).reshape(len(keys), -1)
+
+    def save(self, stem: Path) -> Files:
+        path = stem.with_suffix(".usearch")
+        self.index.save(str(path))
+        return {"usearch": path}
+
+    def load(self, files: Files) -> None:
+        self.index.load(str(files["usearch"]))
+
+
+class HnswGraph:
+    """hnswlib: the engine for float32 indexes.
+
+    hnswlib hands stored vectors back only as Python lists (and normalised,
+    for cosine), so the vectors are also kept here, one row per live key, for
+    the exact paths (filters, pending merges, linked re-use) to read at numpy
+    speed. Rows of removed keys are reused.
+    """
+
+    def __init__(self, dim: int, metric: str, connectivity: int, ef_add: int, ef_search: int):
+        self.dim, self.metric = dim, metric
+        self.connectivity, self.ef_add, self.ef_search = connectivity, ef_add, ef_search
+        self.index = self._new(HNSW_MIN_CAPACITY)
+        self.store: Vectors = np.zeros((0, dim), dtype=np.float32)
+        self.rows: dict[int, int] = {}
+        self.free: list[int] = []
+
+    def _new(self, capacity: int) -> Any:
+        index = hnswlib.Index(space=SPACES[self.metric], dim=self.dim)
+        index.init_index(
+            max_elements=capacity,
+            M=self.connectivity,
+            ef_construction=self.ef_add,
+            allow_replace_deleted=True,
+        )
+        index.set_ef(self.ef_search)
+        return index
+
+    def add(self, keys: Keys, vectors: Vectors) -> None:
+        need = self.index.get_current_count() + len(keys)
+        if need > self.index.get_max_elements():
+            self.index.resize_index(max(need, self.index.get_max_elements() * 3 // 2))
+        self.index.add_items(vectors, keys, num_threads=THREADS, replace_deleted=True)
+        reused, self.free = self.free[: len(keys)], self.free[len(keys) :]
+        fresh = len(keys) - len(reused)
+        top = len(self.rows) + len(self.free) + len(reused)
+        if top + fresh > len(self.store):
+            grown = np.zeros((max(top + fresh, len(self.store) * 3 // 2, 1024), self.dim), dtype=np.float32)
+            grown[: len(self.store)] = self.store
+            self.store = grown
+        rows = np.array(reused + list(range(top, top + fresh)), dtype=np.int64)
+        self.store[rows] = vectors
+        self.rows.update(zip(keys.tolist(), rows.tolist(), strict=True))
+
+    def remove(self, keys: Keys) -> None:
+        for key in keys.tolist():
+            self.index.mark_deleted(key)
+            self.free.append(self.rows.pop(key))
+
+    def search(self, queries: Vectors, k: int, threads: int) -> list[Found]:
+        k = min(k, len(self.rows))
+        while k > 0:
+            try:
+                labels, distances = self.index.knn_query(queries, k=k, num_threads=threads)
+            except RuntimeError:
+                # Deleted nodes can leave fewer than k reachable: ask for fewer.
+                k //= 2
+                continue
+            return [(labels[row], distances[row]) for row in range(len(queries))]
+        empty: Found = (np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.float32))
+        return [empty for _ in range(len(queries))]
+
+    def get(self, keys: Keys) -> Vectors:
+        rows = np.fromiter((self.rows[key] for key in keys.tolist()), dtype=np.int64, count=len(keys))
+        return self.store[rows]
+
+    def save(self, stem: Path) -> Files:
+        graph, vectors = stem.with_suffix(".hnsw"), stem.with_suffix(".npz")
+        self.index.save_index(str(graph))
+        keys = np.fromiter(self.rows, dtype=np.uint64, count=len(self.rows))
+        rows = np.fromiter(self.rows.values(), dtype=np.int64, count=len(self.rows))
+        with open(vectors, "wb") as fh:
+            np.savez(fh, keys=keys, vectors=self.store[rows])
+        return {"hnsw": graph, "npz": vectors}
+
+    def load(self, files: Files) -> None:
+        index = hnswlib.Index(space=SPACES[self.metric], dim=self.dim)
+        index.load_index(str(files["hnsw"]), allow_replace_deleted=True)
+        index.set_ef(self.ef_search)
+        with np.load(files["npz"], allow_pickle=False) as saved:
+            keys, vectors = saved["keys"], saved["vectors"]
+        self.index, self.store, self.free = index, np.ascontiguousarray(vectors, dtype=np.float32), []
+        self.rows = dict(zip(keys.tolist(), range(len(keys)), strict=True))
+
+
+class Graph:
+    """An engine's graph plus vectors searchable before they are linked into it (`pending`)."""
+
+    def __init__(self, engine: Backend, metric: str, dim: int) -> None:
+        self.engine = engine
+        self.metric = METRICS[metric]
+        self.dim = dim
+        self._chunks: list[tuple[Keys, Vectors]] = []
+        self._pending_keys: Keys = np.zeros(0, dtype=np.uint64)
+        self._pending: Vectors = np.zeros((0, dim), dtype=np.float32)
+        self._dropped: set[int] = set()
+        self._waiting: set[int] = set()
+
+    @classmethod
+    def build(
+        cls, engine: Engine, dim: int, metric: str, dtype: str, connectivity: int, ef_add: int, ef_search: int
+    ) -> Graph:
+        """An empty graph on the named engine."""
+        chosen: Backend
+        if engine == "hnswlib":
+            chosen = HnswGraph(dim, metric, connectivity, ef_add, ef_search)
+        else:
+            chosen = UsearchGraph(dim, metric, dtype, connectivity, ef_add, ef_search)
+        return cls(chosen, metric, dim)
+
+    @property
+    def pending(self) -> int:
+        """How many vectors wait to be linked into the graph."""
+        return len(self._waiting)
+
+    def add(self, keys: Keys, vectors: Vectors, defer: bool = False) -> None:
+        """Add new keys: into the graph, or (`defer`) into the pending set for `drain`."""
+        if defer:
+            self._chunks.append((keys, np.asarray(vectors, dtype=np.float32)))
+            self._waiting.update(keys.tolist())
+        else:
+            self.engine.add(keys, vectors)
+
+    def remove(self, keys: Keys) -> None:
+        """Drop keys, wherever they are."""
+        in_graph = keys
+        if self._waiting:
+            waiting = np.array([key in self._waiting for key in keys.tolist()], dtype=bool)
+            dropped = keys[waiting].tolist()
+            self._waiting.difference_update(dropped)
+            self._dropped.update(dropped)
+            in_graph = keys[~waiting]
+        if len(in_graph):
+            self.engine.remove(in_graph)
+
+    def search(self, queries: Vectors, k: int, threads: int) -> list[Found]:
+        """Per query, the k nearest keys among graph and pending, nearest first."""
+        found = self.engine.search(queries, k, threads)
+        self._settle()
+        if not len(self._pending_keys):
+            return found
+        near = exact_search(
+            self._pending, queries, min(k, len(self._pending_keys)), self.metric, exact=True, threads=THREADS
+        )
+        merged = []
+        for (keys, distances), (rows_of, near_distances) in zip(found, _per_query(near), strict=True):
+            all_keys = np.concatenate([keys.astype(np.uint64), self._pending_keys[rows_of.astype(np.int64)]])
+            all_distances = np.concatenate([distances, near_distances]).astype(np.float32)
+            best = np.argsort(all_distances, kind="stable")[:k]
+            merged.append((all_keys[best], all_distances[best]))
+        return merged
+
+    def get(self, keys: Keys) -> Vectors:
+        """The stored vectors of these keys, in order."""
+        self._settle()
+        if not len(self._pending_keys):
+            return self.engine.get(keys)
+        out = np.empty((len(keys), self.dim), dtype=np.float32)
+        waiting = self._pending_member(keys)
+        if waiting.any():
+            rows = np.searchsorted(self._pending_keys, keys[waiting])
+            out[waiting] = self._pending[rows]
+        if (~waiting).any():
+            out[~waiting] = self.engine.get(keys[~waiting])
+        return out
+
+    def drain(self, limit: int) -> int:
+        """Link up to `limit` pending vectors into the graph; return how many still wait."""
+        self._settle()
+        if len(self._pending_keys):
+            keys = self._pending_keys[:limit]
+            self.engine.add(keys, self._pending[:limit])
+            self._waiting.difference_update(keys.tolist())
+            self._pending_keys, self._pending = self._pending_keys[limit:], self._pending[limit:]
+        return len(self._pending_keys)
+
+    def save(self, stem: Path) -> Files:
+        """Write the graph (it must have nothing pending) to files named `stem` plus an extension."""
+        if self.pending:
+            raise RuntimeError("a graph with pending vectors cannot be saved")
+        return self.engine.save(stem)
+
+    def load(self, files: Files) -> None:
+        """Read a saved graph's files, by extension."""
+        self.engine.load(files)
+
+    def _pending_member(self, keys: Keys) -> npt.NDArray[np.bool_]:
+        if not len(self._pending_keys):
+            return np.zeros(len(keys), dtype=bool)
+        rows = np.minimum(np.searchsorted(self._pending_keys, keys), len(self._pending_keys) - 1)
+        return np.asarray(self._pending_keys[rows] == keys)
+
+    def _settle(self) -> None:
+        """Fold deferred chunks and drops into one sorted pending matrix."""
+        if not self._chunks and not self._dropped:
+            return
+        keys = np.concatenate([self._pending_keys, *(k for k, _ in self._chunks)]).astype(np.uint64)
+        vectors = np.concatenate([self._pending, *(v.reshape(-1, self.dim) for _, v in self._chunks)])
+        self._chunks = []
+        if self._dropped:
+            keep = ~np.isin(keys, np.fromiter(self._dropped, dtype=np.uint64, count=len(self._dropped)))
+            keys, vectors = keys[keep], vectors[keep]
+            self._dropped = set()
+        order = np.argsort(keys, kind="stable")
+        self._pending_keys, self._pending = keys[order], np.ascontiguousarray(vectors[order])
