@@ -4,6 +4,10 @@ Every error body comes back as the `lakehouse.errors` class of its code
 (`SqlError`, `NotFound`, `SchemaDrift`, ...) with its status, code, message
 and detail; a lakehouse that cannot be reached raises `Unavailable` saying
 how to start one. The CLI, the MCP server and `lakehouse doctor` use it too.
+A 503 with Retry-After (an index still loading answers `busy`) is waited out
+and retried, within `busy_wait` seconds in all, for calls that change
+nothing (GETs, searches, SQL); any other call raises it at once. Vectors go
+as float32 bytes (`client/vectors.py`), never as JSON float lists.
 
     with Client("http://127.0.0.1:3110") as lh:
         lh.ingest("people", "people.csv")
@@ -14,7 +18,9 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any, Literal, TypeVar
@@ -24,15 +30,22 @@ import httpx
 from pydantic import BaseModel
 
 from lakehouse.client import models as m
+from lakehouse.client.vectors import arrow_items, arrow_stream, base64_vector, json_items
 from lakehouse.errors import LakehouseError, Unavailable, UpstreamError, UpstreamTimeout
 
 if TYPE_CHECKING:  # pyarrow is imported when sql() runs
+    import numpy.typing as npt
     import pyarrow
 
 DEFAULT_URL = "http://127.0.0.1:3110"
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 CHUNK = 1024 * 1024
 START_HINT = "is it running? start it with `lakehouse serve`"
+# How long, in all, calls that change nothing wait out 503s with Retry-After.
+BUSY_WAIT_SECS = 30.0
+# A Retry-After of 0 (or in the past) still waits this long, so a retry never spins.
+MIN_RETRY_SECS = 0.25
+SAFE_METHODS = frozenset({"GET", "HEAD"})
 # Content types by file extension (the formats ingest takes); any other file goes without
 # one, and the server reads its format from the bytes.
 CONTENT_TYPES = {
@@ -56,7 +69,11 @@ def _segment(name: str) -> str:
 
 
 class Client:
-    """A lakehouse at `url` (else `$LAKEHOUSE_URL`, else :3110), with `token` (else `$LAKEHOUSE_TOKEN`)."""
+    """A lakehouse at `url` (else `$LAKEHOUSE_URL`, else :3110), with `token` (else `$LAKEHOUSE_TOKEN`).
+
+    `busy_wait`: how many seconds in all a call that changes nothing may spend waiting
+    out 503 answers with Retry-After before it raises (0: never retry).
+    """
 
     def __init__(
         self,
@@ -65,11 +82,13 @@ class Client:
         timeout: float = 120.0,
         *,
         transport: httpx.BaseTransport | None = None,
+        busy_wait: float = BUSY_WAIT_SECS,
     ) -> None:
         self.url = (url or os.environ.get("LAKEHOUSE_URL") or DEFAULT_URL).rstrip("/")
         token = (token if token is not None else os.environ.get("LAKEHOUSE_TOKEN", "")).strip()
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.timeout = timeout
+        self.busy_wait = busy_wait
         self._http = httpx.Client(
             base_url=self.url,
             headers=headers,
@@ -91,8 +110,32 @@ class Client:
 
     # -- transport ---------------------------------------------------------------------------
 
-    def _send(self, request: httpx.Request, *, stream: bool = False) -> httpx.Response:
-        """Send `request`; raise the typed error of a refusal or of a lakehouse out of reach."""
+    def _send(
+        self, request: httpx.Request, *, stream: bool = False, idempotent: bool | None = None
+    ) -> httpx.Response:
+        """Send `request`; raise the typed error of a refusal or of a lakehouse out of reach.
+
+        An idempotent request (by default GET and HEAD) that meets a 503 with Retry-After is
+        sent again after the wait it asks for, while the waits add up to at most `busy_wait`.
+        """
+        if idempotent is None:
+            idempotent = request.method in SAFE_METHODS
+        waited = 0.0
+        while True:
+            response = self._send_once(request, stream)
+            if not response.is_error:
+                return response
+            if stream:
+                response.read()
+                response.close()
+            delay = _retry_delay(response) if idempotent else None
+            if delay is None or waited + delay > self.busy_wait:
+                raise _error_of(response)
+            time.sleep(delay)
+            waited += delay
+
+    def _send_once(self, request: httpx.Request, stream: bool) -> httpx.Response:
+        """One attempt: the response, whatever its status, or the typed error of a failed connection."""
         try:
             response = self._http.send(request, stream=stream)
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
@@ -110,23 +153,25 @@ class Client:
                 f"the connection to the lakehouse gateway at {self.url} failed ({type(exc).__name__})",
                 url=self.url,
             ) from None
-        if response.is_error:
-            if stream:
-                response.read()
-                response.close()
-            raise _error_of(response)
         return response
 
-    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """One request to any route; the response when it succeeded, else the typed error."""
-        return self._send(self._http.build_request(method, path, **kwargs))
+    def request(
+        self, method: str, path: str, *, idempotent: bool | None = None, **kwargs: Any
+    ) -> httpx.Response:
+        """One request to any route; the response when it succeeded, else the typed error.
 
-    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = self.request(method, path, **kwargs)
+        `idempotent`: whether a 503 with Retry-After may be retried (default: GET and HEAD only).
+        """
+        return self._send(self._http.build_request(method, path, **kwargs), idempotent=idempotent)
+
+    def _json(self, method: str, path: str, *, idempotent: bool | None = None, **kwargs: Any) -> Any:
+        response = self.request(method, path, idempotent=idempotent, **kwargs)
         return None if response.status_code == 204 or not response.content else response.json()
 
-    def _model(self, model: type[Model], method: str, path: str, **kwargs: Any) -> Model:
-        return model.model_validate(self._json(method, path, **kwargs))
+    def _model(
+        self, model: type[Model], method: str, path: str, *, idempotent: bool | None = None, **kwargs: Any
+    ) -> Model:
+        return model.model_validate(self._json(method, path, idempotent=idempotent, **kwargs))
 
     # -- health ------------------------------------------------------------------------------
 
@@ -250,7 +295,7 @@ class Client:
         request = self._http.build_request(
             "POST", "/v1/sql", json={"sql": query}, headers={"Accept": ARROW_STREAM}
         )
-        response = self._send(request, stream=True)
+        response = self._send(request, stream=True, idempotent=True)  # read-only
         try:
             with pa.ipc.open_stream(_ResponseFile(response)) as reader:
                 table = reader.read_all()
@@ -265,7 +310,7 @@ class Client:
         body: dict[str, Any] = {"sql": query}
         if max_rows is not None:
             body["max_rows"] = max_rows
-        return self._model(m.SqlResult, "POST", "/v1/sql", json=body)
+        return self._model(m.SqlResult, "POST", "/v1/sql", idempotent=True, json=body)
 
     # -- storage -----------------------------------------------------------------------------
 
@@ -325,21 +370,45 @@ class Client:
         return self._model(m.IndexInfo, "POST", "/v1/vectors/index", json=body)
 
     def add(self, index: str, items: Sequence[Mapping[str, Any]]) -> m.AddResult:
-        """Upsert items (`{"id", "vector"?, "text"?, "metadata"?}`), all or none."""
+        """Upsert items (`{"id", "vector"?, "text"?, "metadata"?}`), all or none.
+
+        A vector may be a list or a numpy array. A batch whose every item has a vector is
+        sent as an Arrow stream; one with text-only items as JSON with base64 vectors.
+        """
         path = f"/v1/vectors/index/{_segment(index)}/add"
-        return self._model(m.AddResult, "POST", path, json={"items": list(items)})
+        stream = arrow_items(items)
+        if stream is None:
+            return self._model(m.AddResult, "POST", path, json={"items": json_items(items)})
+        return self._model(m.AddResult, "POST", path, content=stream, headers={"Content-Type": ARROW_STREAM})
+
+    def add_vectors(
+        self,
+        index: str,
+        ids: Sequence[str],
+        vectors: npt.ArrayLike,
+        *,
+        metadata: Sequence[Mapping[str, Any] | None] | None = None,
+        texts: Sequence[str | None] | None = None,
+    ) -> m.AddResult:
+        """Upsert `vectors` (an (n, dim) array, or n rows) under `ids`, all or none, as one Arrow stream."""
+        import numpy as np
+
+        rows = np.asarray(vectors, dtype=np.float32) if not isinstance(vectors, list) else vectors
+        stream = arrow_stream(ids, rows, texts=texts, metadata=metadata)
+        path = f"/v1/vectors/index/{_segment(index)}/add"
+        return self._model(m.AddResult, "POST", path, content=stream, headers={"Content-Type": ARROW_STREAM})
 
     def search(
         self,
         index: str,
         text: str | None = None,
-        vector: list[float] | None = None,
+        vector: Sequence[float] | npt.ArrayLike | None = None,
         k: int = 10,
         filter: Mapping[str, Any] | None = None,
         mode: str | None = None,
         **extra: Any,
     ) -> list[m.Hit]:
-        """The `k` best items for `text` or `vector`, best first.
+        """The `k` best items for `text` or `vector` (a list or numpy array, sent as base64), best first.
 
         `mode`: "vector" (the default), "keyword" (BM25 over the items' texts) or "hybrid" (both, fused).
         """
@@ -349,11 +418,13 @@ class Client:
         if text is not None:
             body["text"] = text
         if vector is not None:
-            body["vector"] = vector
+            body["vector"] = base64_vector(vector)
+        if body.get("vectors") is not None:
+            body["vectors"] = [base64_vector(v) for v in body["vectors"]]
         if filter:
             body["filter"] = dict(filter)
         path = f"/v1/vectors/index/{_segment(index)}/search"
-        return self._model(m.SearchResult, "POST", path, json=body).hits
+        return self._model(m.SearchResult, "POST", path, idempotent=True, json=body).hits
 
     def sync_index(self, name: str) -> m.IndexInfo:
         """Bring an index that follows a dataset up to the dataset's current version (write)."""
@@ -484,6 +555,22 @@ def _sse_events(lines: Iterator[str]) -> Iterator[tuple[str, Any]]:
             data.append(line[5:].removeprefix(" "))
     if data:
         yield kind, json.loads("\n".join(data))
+
+
+def _retry_delay(response: httpx.Response) -> float | None:
+    """Seconds a 503's Retry-After asks to wait (seconds or an HTTP date); None for any other answer."""
+    value = response.headers.get("retry-after", "").strip() if response.status_code == 503 else ""
+    if not value:
+        return None
+    if value.isdigit():
+        return max(float(value), MIN_RETRY_SECS)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(when.timestamp() - time.time(), MIN_RETRY_SECS)
 
 
 def _error_of(response: httpx.Response) -> LakehouseError:
