@@ -146,17 +146,17 @@ class SearchResult(BaseModel):
 Body = TypeVar("Body", bound=BaseModel)
 
 
-def takes_arrow(request: Request, *, arrow: bool) -> bool:
-    """Whether the body is an Arrow stream (else JSON, also when no Content-Type is given).
+def body_kind(request: Request, *, arrow: bool) -> Literal["json", "arrow"]:
+    """What the body is by its Content-Type: JSON (also when none is given) or, where taken, Arrow.
 
     Raises:
         InvalidRequest: a Content-Type the route does not read.
     """
     media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if not media or media == "application/json" or media.endswith("+json"):
-        return False
+        return "json"
     if arrow and media == ARROW_STREAM:
-        return True
+        return "arrow"
     accepted = f"application/json or {ARROW_STREAM}" if arrow else "application/json"
     raise InvalidRequest(f"Content-Type {media!r} is not read here; send {accepted}", content_type=media)
 
@@ -238,7 +238,7 @@ async def delete_index(name: str, deps: DepsDep) -> Response:
 )
 async def add_items(name: str, request: Request, deps: DepsDep) -> dict[str, int]:
     """Upsert a batch (JSON, or an Arrow stream); acknowledged once durably logged."""
-    if takes_arrow(request, arrow=True):
+    if body_kind(request, arrow=True) == "arrow":
         items = await run_blocking(items_of_arrow, await request.body(), deps.settings.vectord.max_batch)
     else:
         body = await parse(request, AddBody)
@@ -258,7 +258,7 @@ async def add_items(name: str, request: Request, deps: DepsDep) -> dict[str, int
 )
 async def search(name: str, request: Request, deps: DepsDep) -> JSONResponse:
     """The k best items by vector, keyword (BM25) or both (RRF), among those the filter keeps."""
-    takes_arrow(request, arrow=False)
+    body_kind(request, arrow=False)  # refuses any body but JSON
     body = await parse(request, SearchBody)
     given = body.vectors if body.vectors is not None else [body.vector] if body.vector is not None else None
     vectors = None if given is None else [vector_of(v) for v in given]
