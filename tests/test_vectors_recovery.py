@@ -213,7 +213,7 @@ async def test_a_long_log_is_searchable_at_once_then_linked_and_snapshotted(
         assert hits[0].id == f"v{n}"
     assert all(h.id != "v42" for h in (await again.search("long", [data[42].tolist()], k=5))[0])
     live = again._live["long"]
-    await until(lambda: live.index.pending == 0 and "unlinked" not in again.info("long"))
+    await until(lambda: live.index.pending == 0 and "unindexed" not in again.info("long"))
     await until(lambda: _none(keys_under(parts[1], "long", "wal")))
     assert await keys_under(parts[1], "long", "snap")
     third = await start(parts)

@@ -74,6 +74,9 @@ class IndexInfo(BaseModel):
     state: Literal["loading", "ready"] = "ready"
     progress: LoadProgress | None = None
     load_error: str | None = None
+    engine: Literal["hnswlib", "usearch"] = "usearch"
+    # replayed vectors, searched exactly until a background task links them into the graph
+    unindexed: int = 0
 
 
 class IndexList(BaseModel):

@@ -233,6 +233,7 @@ class VectorService:
             "synced_version": live.index.synced_version,
             "pending": live.sync.pending,
             "state": "ready",
+            "engine": spec.engine,
         }
         if live.sync.error is not None:
             info["sync_error"] = live.sync.error
@@ -240,7 +241,7 @@ class VectorService:
             info.update(live.load.info())
         elif live.index.pending:
             # replayed vectors found by exact scan until the background link puts them in the graph
-            info["unlinked"] = live.index.pending
+            info["unindexed"] = live.index.pending
         return info
 
     async def create(
