@@ -2,13 +2,14 @@
 
     .venv/bin/python bench/vector_adds.py [--n 100000] [--dim 384] [--batch 1000] [--engine usearch|hnswlib]
 
-The same clustered unit vectors go into a fresh index per wire format of one
-real `lakehouse serve` process, in batches of `--batch`, one request at a
-time, each timed from the client's encoding to the server's acknowledgement
-(durably logged and in the graph). Next to them, the engines' own in-process
-add of the same data with the server's settings ([vectord] connectivity and
-expansion_add): usearch's `Index.add` (in batches of `--batch`, as the server
-receives them, and the whole array at once) and hnswlib's `add_items`.
+The same clustered unit vectors go, in batches of `--batch`, into one fresh
+index per contender: usearch's `Index.add` and hnswlib's `add_items` in this
+process with the server's settings ([vectord] connectivity and
+expansion_add), and a real `lakehouse serve` process over loopback HTTP once
+per wire format, one request at a time, each timed from the client's
+encoding to the server's acknowledgement (durably logged and in the graph).
+The contenders take turns batch by batch, so a machine shared with other
+work slows them alike and the ratios hold even when the rates wander.
 `--engine` sets the server's `[vectord] engine`; without it the server runs
 its default. Prints vectors/s for each and the HTTP/engine ratios.
 """
@@ -35,6 +36,8 @@ from lakehouse.client.vectors import ARROW_STREAM, arrow_stream
 from lakehouse.config import VectordConfig
 
 DEFAULTS = VectordConfig()
+# Adds one batch: (its first id, its rows) -> None.
+Adder = Callable[[int, np.ndarray], None]
 
 
 def dataset(n: int, dim: int) -> np.ndarray:
@@ -45,53 +48,29 @@ def dataset(n: int, dim: int) -> np.ndarray:
     return (data / np.linalg.norm(data, axis=1, keepdims=True)).astype(np.float32)
 
 
-def timed(fn: Callable[[], Any]) -> float:
-    """Seconds `fn` took."""
-    started = time.perf_counter()
-    fn()
-    return time.perf_counter() - started
-
-
-def usearch_adds(data: np.ndarray, batch: int) -> dict[str, float]:
-    """usearch's own add, with the server's settings: in request-sized batches, then all at once."""
+def usearch_adder(n: int, dim: int) -> Adder:
+    """usearch's own `Index.add`, with the server's settings."""
     from usearch.index import Index
 
-    def fresh() -> Any:
-        return Index(
-            ndim=data.shape[1],
-            metric="cos",
-            dtype="f32",
-            connectivity=DEFAULTS.connectivity,
-            expansion_add=DEFAULTS.expansion_add,
-        )
-
-    batched = fresh()
-
-    def in_batches() -> None:
-        for start in range(0, len(data), batch):
-            batched.add(np.arange(start, min(start + batch, len(data))), data[start : start + batch])
-
-    whole = fresh()
-    return {
-        f"usearch Index.add, batches of {batch}": len(data) / timed(in_batches),
-        "usearch Index.add, one call": len(data) / timed(lambda: whole.add(np.arange(len(data)), data)),
-    }
+    index = Index(
+        ndim=dim,
+        metric="cos",
+        dtype="f32",
+        connectivity=DEFAULTS.connectivity,
+        expansion_add=DEFAULTS.expansion_add,
+    )
+    return lambda start, rows: index.add(np.arange(start, start + len(rows)), rows)
 
 
-def hnswlib_adds(data: np.ndarray, batch: int) -> dict[str, float]:
-    """hnswlib's own add_items with the same M and ef_construction, in request-sized batches."""
+def hnswlib_adder(n: int, dim: int) -> Adder | None:
+    """hnswlib's own `add_items` with the same M and ef_construction (None without hnswlib)."""
     try:
         import hnswlib
     except ImportError:
-        return {}
-    index = hnswlib.Index(space="cosine", dim=data.shape[1])
-    index.init_index(max_elements=len(data), M=DEFAULTS.connectivity, ef_construction=DEFAULTS.expansion_add)
-
-    def in_batches() -> None:
-        for start in range(0, len(data), batch):
-            index.add_items(data[start : start + batch], np.arange(start, min(start + batch, len(data))))
-
-    return {f"hnswlib add_items, batches of {batch}": len(data) / timed(in_batches)}
+        return None
+    index = hnswlib.Index(space="cosine", dim=dim)
+    index.init_index(max_elements=n, M=DEFAULTS.connectivity, ef_construction=DEFAULTS.expansion_add)
+    return lambda start, rows: index.add_items(rows, np.arange(start, start + len(rows)))
 
 
 def json_body(ids: list[str], rows: np.ndarray) -> dict[str, Any]:
@@ -117,39 +96,34 @@ FORMATS: dict[str, Callable[[list[str], np.ndarray], dict[str, Any]]] = {
 }
 
 
-def http_adds(data: np.ndarray, batch: int, root: Path, engine: str | None) -> dict[str, float]:
-    """Vectors/s adding `data` over loopback HTTP in each wire format, one index per format."""
-    vectord: dict[str, Any] = {"max_batch": max(batch, DEFAULTS.max_batch)}
-    if engine is not None:
-        vectord["engine"] = engine
-    sections = {
-        "storage": {"root": str(root / "data")},
-        "vectord": vectord,
-        "http": {"max_json_bytes": 256 * 1024 * 1024},  # JSON lists of 1,000 x 384 floats pass 16 MiB
-    }
-    proc = LakehouseProcess(write_config(root / "lakehouse.toml", sections)).start()
-    out: dict[str, float] = {}
-    try:
-        with httpx.Client(base_url=proc.url, timeout=600.0) as c:
-            for n, (label, encode) in enumerate(FORMATS.items()):
-                name = f"adds_{n}"
-                c.post("/v1/vectors/index", json={"name": name, "dim": data.shape[1]}).raise_for_status()
-                encoding = 0.0
-                started = time.perf_counter()
-                for start in range(0, len(data), batch):
-                    rows = data[start : start + batch]
-                    ids = [str(start + i) for i in range(len(rows))]
-                    began = time.perf_counter()
-                    request = c.build_request("POST", f"/v1/vectors/index/{name}/add", **encode(ids, rows))
-                    encoding += time.perf_counter() - began
-                    c.send(request).raise_for_status()
-                elapsed = time.perf_counter() - started
-                assert c.get(f"/v1/vectors/index/{name}").json()["count"] == len(data)
-                out[f"HTTP, {label}"] = len(data) / elapsed
-                print(f"  {label}: {len(data) / elapsed:,.0f} vectors/s ({encoding / elapsed:.0%} encoding)")
-    finally:
-        proc.kill9()
-    return out
+class HttpAdder:
+    """Adds batches to one index of a running lakehouse in one wire format, timing the encoding apart."""
+
+    def __init__(self, client: httpx.Client, name: str, dim: int, encode: Callable[..., dict[str, Any]]):
+        self.client, self.name, self.encode = client, name, encode
+        self.encoding = 0.0
+        client.post("/v1/vectors/index", json={"name": name, "dim": dim}).raise_for_status()
+
+    def __call__(self, start: int, rows: np.ndarray) -> None:
+        began = time.perf_counter()
+        ids = [str(start + i) for i in range(len(rows))]
+        request = self.client.build_request(
+            "POST", f"/v1/vectors/index/{self.name}/add", **self.encode(ids, rows)
+        )
+        self.encoding += time.perf_counter() - began
+        self.client.send(request).raise_for_status()
+
+
+def run(data: np.ndarray, batch: int, adders: dict[str, Adder]) -> dict[str, float]:
+    """Seconds each adder spent on all of `data`, the adders taking turns batch by batch."""
+    spent = dict.fromkeys(adders, 0.0)
+    for start in range(0, len(data), batch):
+        rows = data[start : start + batch]
+        for label, add in adders.items():
+            began = time.perf_counter()
+            add(start, rows)
+            spent[label] += time.perf_counter() - began
+    return spent
 
 
 def main() -> None:
@@ -160,29 +134,51 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--engine", choices=["usearch", "hnswlib"], default=None)
     args = parser.parse_args()
-    data = dataset(args.n, args.dim)
+    n, dim, batch = args.n, args.dim, args.batch
+    data = dataset(n, dim)
     engine = args.engine or getattr(DEFAULTS, "engine", "usearch")
     print(
-        f"{args.n:,} x {args.dim}-d vectors, batches of {args.batch}, connectivity {DEFAULTS.connectivity}, "
+        f"{n:,} x {dim}-d vectors, batches of {batch}, connectivity {DEFAULTS.connectivity}, "
         f"expansion_add {DEFAULTS.expansion_add}; the server's engine: {engine}"
     )
-    rates = usearch_adds(data, args.batch)
-    rates.update(hnswlib_adds(data, args.batch))
+    adders: dict[str, Adder] = {"usearch Index.add (in-process)": usearch_adder(n, dim)}
+    hnsw = hnswlib_adder(n, dim)
+    if hnsw is not None:
+        adders["hnswlib add_items (in-process)"] = hnsw
+    vectord: dict[str, Any] = {"max_batch": max(batch, DEFAULTS.max_batch)}
+    if args.engine is not None:
+        vectord["engine"] = args.engine
     with tempfile.TemporaryDirectory(prefix="bench-vector-adds-") as tmp:
-        rates.update(http_adds(data, args.batch, Path(tmp), args.engine))
+        sections = {
+            "storage": {"root": str(Path(tmp) / "data")},
+            "vectord": vectord,
+            "http": {"max_json_bytes": 256 * 1024 * 1024},  # JSON lists of 1,000 x 384 floats pass 16 MiB
+        }
+        proc = LakehouseProcess(write_config(Path(tmp) / "lakehouse.toml", sections)).start()
+        try:
+            with httpx.Client(base_url=proc.url, timeout=600.0) as client:
+                http = {
+                    f"HTTP, {label}": HttpAdder(client, f"adds_{k}", dim, encode)
+                    for k, (label, encode) in enumerate(FORMATS.items())
+                }
+                spent = run(data, batch, {**adders, **http})
+                for adder in http.values():
+                    assert client.get(f"/v1/vectors/index/{adder.name}").json()["count"] == n
+        finally:
+            proc.kill9()
+    rates = {label: n / seconds for label, seconds in spent.items()}
     width = max(len(label) for label in rates)
     for label, value in rates.items():
-        print(f"{label:<{width}}  {value:>10,.0f} vectors/s")
-    usearch_batched = rates[f"usearch Index.add, batches of {args.batch}"]
-    own_label = {"usearch": "usearch Index.add", "hnswlib": "hnswlib add_items"}[engine]
-    own = rates.get(f"{own_label}, batches of {args.batch}", usearch_batched)
+        note = f"  ({http[label].encoding / spent[label]:.0%} of it encoding)" if label in http else ""
+        print(f"{label:<{width}}  {value:>9,.0f} vectors/s{note}")
+    own = rates.get(f"{engine} {'Index.add' if engine == 'usearch' else 'add_items'} (in-process)")
     for label in FORMATS:
-        http = rates[f"HTTP, {label}"]
-        print(
-            f"HTTP {label}: {http / usearch_batched:.2f}x usearch's batched add, "
-            f"{http / rates['usearch Index.add, one call']:.2f}x its one-call add, "
-            f"{http / own:.2f}x the server engine's ({engine}) batched add"
+        line = (
+            f"HTTP {label}: {rates[f'HTTP, {label}'] / rates['usearch Index.add (in-process)']:.2f}x usearch"
         )
+        if engine != "usearch" and own is not None:
+            line += f", {rates[f'HTTP, {label}'] / own:.2f}x {engine} (the server's engine)"
+        print(line)
 
 
 if __name__ == "__main__":
