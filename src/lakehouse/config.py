@@ -89,6 +89,14 @@ class QuerydConfig(Section):
     memory_limit: str = "2GB"
     threads: int = Field(default=2, gt=0)
     workers: int = Field(default=2, gt=0)
+    # Fairness: a query running past long_query_secs is long; more workers start (up to
+    # max_workers) so short queries do not wait behind long ones. Workers run worker_nice
+    # steps below the server (long queries long_query_nice), so HTTP, storage, vectors
+    # and short queries keep the CPU under DuckDB load.
+    max_workers: int = Field(default=6, gt=0, le=30)
+    long_query_secs: float = Field(default=1.0, gt=0)
+    worker_nice: int = Field(default=10, ge=0, le=19)
+    long_query_nice: int = Field(default=19, ge=0, le=19)
 
 
 class VectordConfig(Section):

@@ -28,7 +28,7 @@ MAX_THREADS = 16
 # Capacity of each named pool; a name not listed gets MAX_THREADS.
 POOL_SIZES: dict[str, int] = {
     "default": MAX_THREADS,
-    "query": 8,
+    "query": 32,  # one per busy query worker ([queryd] max_workers) plus starting ones
     "storage": MAX_THREADS,
     "vectors": 8,
     "models": 4,

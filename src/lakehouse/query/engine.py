@@ -80,6 +80,10 @@ class QueryEngine:
                 "hidden": hidden,
             },
             self._cfg.workers,
+            max_size=self._cfg.max_workers,
+            long_secs=self._cfg.long_query_secs,
+            nice=self._cfg.worker_nice,
+            long_nice=self._cfg.long_query_nice,
         )
         self._views = ViewSync(catalog)
 

@@ -5,6 +5,17 @@ for one to be ready). A worker that dies, or that queryd kills because its
 query ran past the timeout plus a grace period, is replaced at once.
 Waiting on a worker's pipe happens on the "query" thread pool, never on the
 event loop, and no other kind of work shares that pool.
+
+Long queries do not hold up short ones: a query still running after
+`long_secs` stops counting as one of the `size` workers, and the pool starts
+another (up to `max_size` processes) so the next query finds one free
+instead of queueing behind it. Workers run at `nice` steps below queryd;
+a worker running a long query drops to `long_nice` steps below, so on
+shared cores short queries and queryd's own work run first. Its priority is
+raised back when the query ends, or, where the process may not do that
+(without CAP_SYS_NICE), the worker is stopped and replaced as needed. Idle workers past `size` retire after
+`IDLE_RETIRE_SECS`; the idle queue is last-in first-out, so under a steady
+load the same few workers stay warm and the rest age out.
 """
 
 from __future__ import annotations
@@ -20,7 +31,7 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from lakehouse.errors import QueryTimeout, Unavailable
-from lakehouse.query import protocol
+from lakehouse.query import priority, protocol
 from lakehouse.query.worker import main as worker_main
 from lakehouse.runner import run_in_pool
 
@@ -28,6 +39,9 @@ log = logging.getLogger("lakehouse.query")
 
 STARTUP_SECS = 120.0  # how long a starting worker may take to say it is ready
 RESPAWN_PAUSE_SECS = 1.0  # after a worker failed to start, before the next try
+# An extra worker idle this long retires. Long enough that back-to-back long
+# queries reuse the extras instead of starting (about a CPU-second each) new ones.
+IDLE_RETIRE_SECS = 30.0
 
 
 class WorkerProcess:
@@ -45,6 +59,9 @@ class WorkerProcess:
         self.views: dict[str, Any] = {}
         self.generation = -1
         self.killed = False  # killed by queryd (a timeout or an abandoned stream)
+        self.idle_since = time.monotonic()
+        self.long_timer: asyncio.TimerHandle | None = None
+        self.demoted = False  # running at the long-query priority
 
     def wait_ready(self, seconds: float) -> None:
         """Send the settings and wait for the worker to open its sandbox (blocking)."""
@@ -81,14 +98,31 @@ class WorkerProcess:
 
 
 class WorkerPool:
-    """`size` worker processes; `acquire` one, send it a query, `release` or `discard` it."""
+    """`size` worker processes (more while queries run long); `acquire` one, `release` or `discard` it."""
 
-    def __init__(self, init: dict[str, Any], size: int) -> None:
-        self._init = {**init, "parent_pid": os.getpid()}
+    def __init__(
+        self,
+        init: dict[str, Any],
+        size: int,
+        *,
+        max_size: int = 0,
+        long_secs: float = 1.0,
+        nice: int = 0,
+        long_nice: int = 0,
+    ) -> None:
+        base = priority.current()
+        self._nice = min(priority.MAX_NICE, base + nice)
+        self._long_nice = min(priority.MAX_NICE, base + max(nice, long_nice))
+        self._init = {**init, "parent_pid": os.getpid(), "nice": self._nice}
         self._size = size
+        self._max = max(size, max_size)
+        self._long_secs = long_secs
         self._ctx = multiprocessing.get_context("spawn")
-        self._idle: asyncio.Queue[WorkerProcess] | None = None
+        self._idle: asyncio.LifoQueue[WorkerProcess] | None = None
         self._all: set[WorkerProcess] = set()
+        self._long: set[WorkerProcess] = set()  # running a query past long_secs
+        self._unborn = 0  # spawned, process not started yet
+        self._retire: asyncio.TimerHandle | None = None
         self._starting = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
@@ -98,19 +132,30 @@ class WorkerPool:
         """Start every worker in the background (call on the event loop; returns at once)."""
         if self._idle is not None:
             return
-        self._idle = asyncio.Queue()
+        self._idle = asyncio.LifoQueue()
         for _ in range(self._size):
             self._spawn()
+
+    @property
+    def processes(self) -> int:
+        """Worker processes running or starting."""
+        return len(self._all) + self._unborn
+
+    def _short_of_free(self) -> bool:
+        """Fewer than `size` workers free for the next query (those running long ones aside)."""
+        return self.processes - len(self._long) < self._size and self.processes < self._max
 
     def _spawn(self, pause: float = 0.0) -> None:
         if self._closed:
             return
         self._starting += 1
+        self._unborn += 1
         task = asyncio.ensure_future(self._start_one(pause))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _start_one(self, pause: float) -> None:
+        born = False
         try:
             if pause:
                 await asyncio.sleep(pause)
@@ -125,6 +170,8 @@ class WorkerPool:
                 self._starting -= 1
                 self._spawn(RESPAWN_PAUSE_SECS)
                 return
+            born = True
+            self._unborn -= 1
             self._all.add(worker)
             try:
                 await run_in_pool("query", worker.wait_ready, STARTUP_SECS)
@@ -137,10 +184,13 @@ class WorkerPool:
             self.ready_once = True
             assert self._idle is not None
             self._starting -= 1
-            self._idle.put_nowait(worker)
+            self._make_idle(worker)
         except BaseException:
             self._starting = max(0, self._starting - 1)
             raise
+        finally:
+            if not born:
+                self._unborn -= 1
 
     async def acquire(self, wait: float) -> WorkerProcess:
         """A ready worker: waits up to `wait` s for a free one (longer while workers start).
@@ -163,25 +213,92 @@ class WorkerPool:
             except TimeoutError:
                 continue
             if worker.alive:
+                loop = asyncio.get_running_loop()
+                worker.long_timer = loop.call_later(self._long_secs, self._turned_long, worker)
                 return worker
             self.discard(worker)
+
+    def _turned_long(self, worker: WorkerProcess) -> None:
+        """`worker`'s query passed long_secs: start another worker if that leaves too few free."""
+        worker.long_timer = None
+        if worker not in self._all:
+            return
+        self._long.add(worker)
+        if self._long_nice > self._nice and worker.proc.pid:
+            try:
+                priority.renice(worker.proc.pid, self._long_nice)
+                worker.demoted = True
+            except OSError as exc:  # lowering one's own priority is always allowed; logged all the same
+                log.warning("query worker priority not lowered: %s", exc)
+        if self._short_of_free():
+            self._spawn()
+
+    def _done(self, worker: WorkerProcess) -> None:
+        """`worker` is no longer running a query."""
+        if worker.long_timer is not None:
+            worker.long_timer.cancel()
+            worker.long_timer = None
+        self._long.discard(worker)
 
     def release(self, worker: WorkerProcess) -> None:
         """Give back a worker that finished its query."""
         if self._idle is None or self._closed or not worker.alive:
             self.discard(worker)
             return
+        self._done(worker)
+        if worker.demoted and worker.proc.pid:
+            try:
+                priority.renice(worker.proc.pid, self._nice)
+                worker.demoted = False
+            except PermissionError:
+                # Only CAP_SYS_NICE may raise a priority back: the next query gets a fresh worker.
+                self.discard(worker)
+                return
+        self._make_idle(worker)
+
+    def _make_idle(self, worker: WorkerProcess) -> None:
+        assert self._idle is not None
+        worker.idle_since = time.monotonic()
         self._idle.put_nowait(worker)
+        if self.processes - len(self._long) > self._size and self._retire is None:
+            loop = asyncio.get_running_loop()
+            self._retire = loop.call_later(IDLE_RETIRE_SECS, self._retire_idle)
+
+    def _retire_idle(self) -> None:
+        """Stop extra workers idle for IDLE_RETIRE_SECS, keeping `size` free ones."""
+        self._retire = None
+        if self._idle is None or self._closed:
+            return
+        excess = self.processes - len(self._long) - self._size
+        now = time.monotonic()
+        drained: list[WorkerProcess] = []
+        while not self._idle.empty():
+            drained.append(self._idle.get_nowait())  # most recently idle first
+        kept: list[WorkerProcess] = []
+        for worker in reversed(drained):  # longest idle first
+            if excess > 0 and now - worker.idle_since >= IDLE_RETIRE_SECS:
+                excess -= 1
+                self._drop(worker)
+            else:
+                kept.append(worker)
+        for worker in kept:  # back in their order: the most recently idle on top
+            self._idle.put_nowait(worker)
+        if excess > 0:
+            loop = asyncio.get_running_loop()
+            self._retire = loop.call_later(IDLE_RETIRE_SECS, self._retire_idle)
 
     def discard(self, worker: WorkerProcess) -> None:
-        """Kill a worker (if it still runs) and start its replacement."""
+        """Kill a worker (if it still runs) and start its replacement if too few are left free."""
         if worker not in self._all:
             return
+        self._done(worker)
         worker.kill()
         self._drop(worker)
-        self._spawn()
+        if self.processes - len(self._long) < self._size:
+            self._spawn()
 
     def _drop(self, worker: WorkerProcess) -> None:
+        self._done(worker)
         self._all.discard(worker)
         worker.kill()
         # Reaped off the loop: join waits for the kernel to finish the kill.
@@ -191,6 +308,8 @@ class WorkerPool:
     async def close(self) -> None:
         """Stop every worker."""
         self._closed = True
+        if self._retire is not None:
+            self._retire.cancel()
         for task in list(self._tasks):
             task.cancel()
         workers = list(self._all)

@@ -2,7 +2,8 @@
 
 Started by `pool.py` with multiprocessing's "spawn" context. Before it opens
 DuckDB it drops every credential-looking variable from its environment,
-moves to "/", asks the kernel to kill it when queryd dies, and caps its own
+moves to "/", asks the kernel to kill it when queryd dies, lowers its CPU
+priority (`[queryd] worker_nice`) below the server's, and caps its own
 data segment (`RLIMIT_DATA`) at its size so far plus `memory_limit` and a
 margin, so an allocation DuckDB does not account for fails instead of
 growing the process. Credentials arrive over the pipe, never in argv or env.
@@ -26,6 +27,8 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any
 
+from lakehouse.query import priority
+
 log = logging.getLogger("lakehouse.query.worker")
 
 ARROW_BATCH_ROWS = 64 * 1024
@@ -36,7 +39,11 @@ def main(conn: Connection) -> None:
     """The worker's life: read its settings, open the sandbox, answer queries until the pipe closes."""
     init: dict[str, Any] = json.loads(conn.recv_bytes())
     _harden(int(init["parent_pid"]))
+    # Every thread, the spawn's own included; those DuckDB and pyarrow start inherit it.
+    nice = int(init.get("nice", priority.current()))
+    priority.renice(os.getpid(), nice)
     worker = Worker(init)
+    priority.renice(os.getpid(), nice)  # threads started by threads that were there before
     conn.send_bytes(b"R")
     while True:
         try:
