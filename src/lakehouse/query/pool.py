@@ -21,11 +21,15 @@ load the same few workers stay warm and the rest age out.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import multiprocessing
 import os
+import sys
 import time
+import types
+from collections.abc import Iterator
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
@@ -44,6 +48,24 @@ RESPAWN_PAUSE_SECS = 1.0  # after a worker failed to start, before the next try
 IDLE_RETIRE_SECS = 30.0
 
 
+@contextlib.contextmanager
+def _plain_main() -> Iterator[None]:
+    """Spawn without the parent's `__main__`.
+
+    "spawn" re-runs the parent's main script in the child first; for `lakehouse
+    serve` that imports the whole CLI and every service (about a CPU-second,
+    before the worker can lower its priority). The worker's target lives in
+    this package, so the child needs none of it.
+    """
+    main = sys.modules.get("__main__")
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        if main is not None:
+            sys.modules["__main__"] = main
+
+
 class WorkerProcess:
     """One worker process, its pipe, and the views it has been sent."""
 
@@ -53,7 +75,8 @@ class WorkerProcess:
         self.proc: BaseProcess = ctx.Process(
             target=worker_main, args=(child,), name="lakehouse-query-worker", daemon=True
         )
-        self.proc.start()
+        with _plain_main():
+            self.proc.start()
         child.close()
         self._init = json.dumps(init).encode("utf-8")
         self.views: dict[str, Any] = {}
