@@ -259,7 +259,7 @@ async def add_items(name: str, request: Request, deps: DepsDep) -> dict[str, int
     summary="Search an index",
     openapi_extra=documented(SearchBody),
 )
-async def search(name: str, request: Request, deps: DepsDep) -> JSONResponse:
+async def search(name: str, request: Request, deps: DepsDep) -> Response:
     """The k best items by vector, keyword (BM25) or both (RRF), among those the filter keeps."""
     body_kind(request, arrow=False)  # refuses any body but JSON
     body = await parse(request, SearchBody)
@@ -267,10 +267,17 @@ async def search(name: str, request: Request, deps: DepsDep) -> JSONResponse:
     vectors = None if given is None else [vector_of(v) for v in given]
     found = await deps.vectors.search(name, vectors, body.text, body.k, body.filter, body.mode)
     # Rendered directly: the hits are plain data, and skipping the response
-    # model's re-validation keeps large batch answers fast.
+    # model's re-validation keeps large batch answers fast. A batch's answer is
+    # rendered on a worker thread, so encoding thousands of hits never holds
+    # up the event loop.
     if body.vectors is not None:
-        return JSONResponse({"results": [{"hits": _hits(hits)} for hits in found]})
+        return Response(await run_blocking(_render_batch, found), media_type="application/json")
     return JSONResponse({"hits": _hits(found[0])})
+
+
+def _render_batch(found: list[list[Hit]]) -> bytes:
+    """A batch's answer as JSONResponse writes JSON."""
+    return bytes(JSONResponse({"results": [{"hits": _hits(hits)} for hits in found]}).body)
 
 
 def _hits(hits: list[Hit]) -> list[dict[str, Any]]:

@@ -16,7 +16,12 @@ RRF_C = 60
 
 def ranked(hits: list[Hit], by: str) -> list[Hit]:
     """The hits labelled with their place (1-based) and score in the ranking `by`."""
-    return [replace(hit, ranks={by: place}, scores={by: hit.score}) for place, hit in enumerate(hits, 1)]
+    # Built directly rather than with dataclasses.replace, which costs several times more per
+    # hit: a batch of a thousand queries labels ten thousand hits.
+    return [
+        Hit(hit.id, hit.score, hit.distance, hit.metadata, hit.text, {by: place}, {by: hit.score})
+        for place, hit in enumerate(hits, 1)
+    ]
 
 
 def fuse(rankings: dict[str, list[Hit]], k: int, c: int = RRF_C) -> list[Hit]:

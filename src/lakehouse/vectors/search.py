@@ -7,7 +7,7 @@ from typing import Any
 
 from lakehouse.errors import InvalidRequest
 from lakehouse.runner import run_blocking
-from lakehouse.vectors.filters import parse_filter
+from lakehouse.vectors.filters import Node, parse_filter
 from lakehouse.vectors.fusion import fuse, ranked
 from lakehouse.vectors.index import Hit, VectorIndex
 from lakehouse.vectors.items import Vector, query_vectors
@@ -60,9 +60,13 @@ async def search(
     else:
         raise InvalidRequest("give a vector, vectors or a non-empty text to search with")
     if mode == "vector":
-        found = await run_blocking(index.search, queries, k, node)
-        return [ranked(hits, "vector") for hits in found]
+        return await run_blocking(_by_vector, index, queries, k, node)
     assert text is not None
     depth = min(max(2 * k, HYBRID_DEPTH), MAX_K)
     by_vector, by_keyword = await run_blocking(index.hybrid_search, queries[0], text, depth, node)
     return [fuse({"vector": by_vector, "keyword": by_keyword}, k)]
+
+
+def _by_vector(index: VectorIndex, queries: Vectors, k: int, node: Node) -> list[list[Hit]]:
+    """Search and label the hits in one blocking call, so a large batch keeps off the event loop."""
+    return [ranked(hits, "vector") for hits in index.search(queries, k, node)]
