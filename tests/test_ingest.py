@@ -13,7 +13,7 @@ import pytest
 
 from lakehouse.catalog import Catalog
 from lakehouse.config import Settings
-from lakehouse.errors import InvalidCsv, InvalidName, InvalidRequest, SchemaDrift, TooLarge
+from lakehouse.errors import InvalidCsv, InvalidName, InvalidRequest, NotFound, SchemaDrift, TooLarge
 from lakehouse.ingest import Ingester
 from lakehouse.ingest.spool import spool
 from lakehouse.storage import DATASETS_PREFIX, open_store
@@ -337,3 +337,50 @@ async def test_a_deleted_dataset_starts_again_at_version_one(ingester: Ingester,
     await catalog.delete("jobs")
     other = await ingester.ingest("jobs", body(b"x\n1\n"))
     assert other.manifest.version == 1 and [c.name for c in other.schema] == ["x"]
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 65536, 3_000_000], ids=["1B", "7B", "64KiB", "3MB"])
+async def test_spool_keeps_every_byte_but_a_leading_bom_whatever_the_chunks(
+    tmp_path: Path, chunk: int
+) -> None:
+    import hashlib
+
+    data = b"\xef\xbb\xbf" + os.urandom(2_500_000) if chunk > 1 else b"\xef\xbb\xbfa,b\n1,2\n"
+    spooled = await spool(body(data, chunk), "text/csv", tmp_path, max_bytes=10**7)
+    assert spooled.sha256 == hashlib.sha256(data).hexdigest() and spooled.size == len(data)
+    assert spooled.path.read_bytes() == data[3:]
+
+
+async def test_a_large_upload_cancelled_mid_body_leaves_nothing(
+    ingester: Ingester, store: ObjectStore, settings: Settings
+) -> None:
+    started = asyncio.Event()
+
+    async def endless() -> AsyncIterator[bytes]:
+        yield b"a,b\n"
+        for i in range(25):  # under the 2 MB cap: the upload is cut off, not refused
+            if i == 20:  # over a megabyte in: a write is in flight
+                started.set()
+            yield b"1,2\n" * 16384
+            await asyncio.sleep(0)
+
+    task = asyncio.ensure_future(ingester.ingest("cancelled", endless()))
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert list((Path(settings.ingestd.tmp_dir) / "lakehouse-ingest").iterdir()) == []
+    assert await dataset_files(store) == []
+    with pytest.raises(NotFound):
+        await Catalog(store).get("cancelled")
+
+
+async def test_an_ingest_leaves_no_copy_behind(
+    ingester: Ingester, store: ObjectStore, settings: Settings
+) -> None:
+    result = await ingester.ingest("jobs", body(csv_bytes("jobs", 3000)))
+    files = await dataset_files(store)
+    assert len(files) == 1 and await parquet_rows(store, files) == 3000 == result.rows
+    # The converted file was moved into the store: neither the spool nor the store's temp folder keeps one.
+    assert list((Path(settings.ingestd.tmp_dir) / "lakehouse-ingest").iterdir()) == []
+    assert list((Path(settings.storage.root) / ".tmp").iterdir()) == []

@@ -104,16 +104,30 @@ class Ingester:
             Busy: other writers to the dataset kept winning the race to register.
         """
         validate_name(name)
+        clock = _Phases()
         spooled = await spool(body, content_type, self._tmp, self._cfg.max_upload_bytes)
+        clock.mark("spool")
         try:
             # One ingest per dataset at a time in this ingester; other writers are settled by
             # the catalog's compare-and-set in `_register`.
             async with self._locks.setdefault(name, asyncio.Lock()):
-                return await self._ingest_file(name, spooled, mode, sheet)
+                result = await self._ingest_file(name, spooled, mode, sheet, clock)
         finally:
             spooled.path.unlink(missing_ok=True)
+        log.info(
+            "ingested %s v%d: %d rows from %d bytes, created=%s (%s)",
+            name,
+            result.manifest.version,
+            result.rows,
+            spooled.size,
+            result.created,
+            clock,
+        )
+        return result
 
-    async def _ingest_file(self, name: str, spooled: Spooled, mode: Mode, sheet: str | None) -> IngestResult:
+    async def _ingest_file(
+        self, name: str, spooled: Spooled, mode: Mode, sheet: str | None, clock: _Phases
+    ) -> IngestResult:
         source = _source_id(spooled.sha256, sheet)
         current = await self._current(name)
         if current is not None:
@@ -133,8 +147,11 @@ class Ingester:
                 dataset=name,
                 current=current.schema if current is not None else None,
             )
+            clock.mark("convert")
             key = f"{DATASETS_PREFIX}{name}/{time.time_ns():020d}-{uuid.uuid4().hex[:12]}.parquet"
-            stored = await self._store.put_file(key, parquet)
+            # The file is ours to give: a local store takes it by rename instead of a copy.
+            stored = await self._store.put_file(key, parquet, move=True)
+            clock.mark("store")
         finally:
             parquet.unlink(missing_ok=True)
         upload = _Upload(
@@ -142,7 +159,9 @@ class Ingester:
         )
         # Shielded: a client gone mid-register must not cut the register short
         # after the manifest landed (the cleanup would then delete a live file).
-        return await asyncio.shield(self._commit(name, upload))
+        result = await asyncio.shield(self._commit(name, upload))
+        clock.mark("register")
+        return result
 
     async def _commit(self, name: str, upload: _Upload) -> IngestResult:
         """Register the uploaded file; delete it when no version ends up holding it."""
@@ -232,6 +251,23 @@ class Ingester:
         if removed:
             log.info("removed %d orphaned dataset file(s)", removed)
         return removed
+
+
+class _Phases:
+    """Seconds spent in each step of one ingest, for the log line that reports it."""
+
+    def __init__(self) -> None:
+        self._last = time.perf_counter()
+        self._spent: list[tuple[str, float]] = []
+
+    def mark(self, phase: str) -> None:
+        """The step `phase` ended now."""
+        now = time.perf_counter()
+        self._spent.append((phase, now - self._last))
+        self._last = now
+
+    def __str__(self) -> str:
+        return ", ".join(f"{phase} {secs:.2f} s" for phase, secs in self._spent)
 
 
 def _source_id(sha256: str, sheet: str | None) -> str:

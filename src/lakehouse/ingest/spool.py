@@ -1,7 +1,8 @@
 """Uploads to disk: the body (raw, or a multipart `file` field) streamed to a temp file.
 
 The sha256 is computed on the way, so idempotency costs no second read, and
-memory stays at one buffer whatever the upload's size. The format the request
+memory stays at two buffers whatever the upload's size: one being written
+and hashed on a worker thread while the next one arrives. The format the request
 declares is kept: the Content-Type of a raw body, or a multipart part's own
 Content-Type, else its filename's extension. A leading UTF-8 BOM is left out of
 the file (never out of the hash): DuckDB's CSV reader skips one, its JSON
@@ -10,6 +11,7 @@ reader does not, and no binary format starts with one.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import os
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+import anyio
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
@@ -66,24 +69,10 @@ async def spool(chunks: AsyncIterator[bytes], content_type: str, folder: Path, m
     fd, name = tempfile.mkstemp(prefix=SPOOL_PREFIX, suffix=".upload", dir=folder)
     path = Path(name)
     hasher = hashlib.sha256()
-    size = 0
-    blank = True  # only whitespace so far: blank lines count as an empty CSV
-    buffer = bytearray()
-    first = True
     try:
         with os.fdopen(fd, "wb") as fh:
-            async for chunk in chunks:
-                if blank and chunk:
-                    blank = not (chunk.removeprefix(BOM) if size == 0 else chunk).strip(BLANK)
-                size += len(chunk)
-                if size > max_bytes:
-                    raise TooLarge(f"the upload is larger than the {max_bytes}-byte limit", limit=max_bytes)
-                buffer += chunk
-                if len(buffer) >= FLUSH_BYTES:
-                    await run_blocking(_write, fh, hasher, bytes(buffer), first)
-                    buffer.clear()
-                    first = False
-            await run_blocking(_write, fh, hasher, bytes(buffer), first)
+            # `blank`: only whitespace, since blank lines count as an empty CSV.
+            size, blank = await _receive(chunks, fh, hasher, max_bytes)
     except BaseException:
         with contextlib.suppress(OSError):
             path.unlink()
@@ -98,7 +87,53 @@ async def spool(chunks: AsyncIterator[bytes], content_type: str, folder: Path, m
     return Spooled(path, size, hasher.hexdigest(), declared)
 
 
-def _write(fh: BinaryIO, hasher: hashlib._Hash, data: bytes, first: bool) -> None:
+async def _receive(
+    chunks: AsyncIterator[bytes], fh: BinaryIO, hasher: hashlib._Hash, max_bytes: int
+) -> tuple[int, bool]:
+    """Write and hash the body into `fh`; returns its size and whether it held only whitespace.
+
+    One megabyte is written and hashed on a worker thread while the next one
+    arrives: awaiting each write would stop reading the socket (uvicorn reads
+    at most 64 KiB ahead of the app), so receiving and writing would take
+    turns. The write in flight always ends before this returns or raises, so
+    the caller may close and remove the file.
+    """
+    size = 0
+    blank = True
+    pending: list[bytes] = []
+    pending_size = 0
+    first = True
+    writing: asyncio.Future[None] | None = None
+    try:
+        async for chunk in chunks:
+            if blank and chunk:
+                blank = not (chunk.removeprefix(BOM) if size == 0 else chunk).strip(BLANK)
+            size += len(chunk)
+            if size > max_bytes:
+                raise TooLarge(f"the upload is larger than the {max_bytes}-byte limit", limit=max_bytes)
+            pending.append(chunk)
+            pending_size += len(chunk)
+            if pending_size >= FLUSH_BYTES:
+                if writing is not None:
+                    await writing
+                writing = asyncio.ensure_future(run_blocking(_write, fh, hasher, pending, first))
+                pending, pending_size, first = [], 0, False
+        if writing is not None:
+            await writing
+        await run_blocking(_write, fh, hasher, pending, first)
+    finally:
+        if writing is not None:
+            if not writing.done():
+                # Cut off (or cancelled) mid-write: let the thread finish with the file first.
+                with anyio.CancelScope(shield=True):
+                    await asyncio.wait([writing])
+            if not writing.cancelled():
+                writing.exception()  # seen: the error already raising is the one reported
+    return size, blank
+
+
+def _write(fh: BinaryIO, hasher: hashlib._Hash, chunks: list[bytes], first: bool) -> None:
+    data = b"".join(chunks)
     hasher.update(data)
     fh.write(data.removeprefix(BOM) if first else data)
 

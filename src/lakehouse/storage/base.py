@@ -112,8 +112,13 @@ class ObjectStore(Protocol):
         """Store a small in-memory value atomically (see `put`)."""
         ...
 
-    async def put_file(self, key: str, path: Path) -> PutResult:
-        """Store a local file's contents atomically, streaming it."""
+    async def put_file(self, key: str, path: Path, *, move: bool = False) -> PutResult:
+        """Store a local file's contents atomically, streaming it.
+
+        `move`: the caller is done with the file, so a backend on the same
+        filesystem may take the file itself (a rename, no copy); the file may
+        then be gone, and the caller still removes it when it is not.
+        """
         ...
 
     async def get(self, key: str) -> tuple[ObjectInfo, AsyncIterator[bytes]]:

@@ -141,11 +141,17 @@ class LocalStore:
         finally:
             _discard(fh, tmp)
 
-    async def put_file(self, key: str, path: Path) -> PutResult:
-        """Store a copy of a local file atomically."""
-        return await run_blocking(self._put_file_sync, key, Path(path))
+    async def put_file(self, key: str, path: Path, *, move: bool = False) -> PutResult:
+        """Store a copy of a local file atomically; with `move`, the file itself when it can."""
+        return await run_blocking(self._put_file_sync, key, Path(path), move)
 
-    def _put_file_sync(self, key: str, source: Path) -> PutResult:
+    def _put_file_sync(self, key: str, source: Path, move: bool = False) -> PutResult:
+        if move and (moved := self._take(source)) is not None:
+            try:
+                return self._commit(moved, key, False)
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(moved)
         tmp, fh = self._tmp_file()
         try:
             with open(source, "rb") as src:
@@ -154,6 +160,27 @@ class LocalStore:
             return self._commit(tmp, key, False)
         finally:
             _discard(fh, tmp)
+
+    def _take(self, source: Path) -> Path | None:
+        """`source` renamed into the temp folder and fsynced, or None when it is on another filesystem."""
+        tmp = self.tmp / f"{os.getpid()}-{uuid.uuid4().hex}{TMP_SUFFIX}"
+        try:
+            os.rename(source, tmp)
+        except OSError as exc:
+            if exc.errno == errno.EXDEV:
+                return None
+            raise
+        try:
+            fd = os.open(tmp, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        return tmp
 
     def _commit(self, tmp: Path, key: str, if_absent: bool, if_match: str | None = None) -> PutResult:
         """Move a finished temp file to `key`: link (create) first, replace if allowed."""

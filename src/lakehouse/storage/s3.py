@@ -173,8 +173,8 @@ class S3Store:
             await obstore.put_async(self._store, key, data, mode="create" if if_absent else "overwrite")
         return PutResult(info=await self.head(key), replaced=existed)
 
-    async def put_file(self, key: str, path: Path) -> PutResult:
-        """Upload a local file, in parts when it is large."""
+    async def put_file(self, key: str, path: Path, *, move: bool = False) -> PutResult:
+        """Upload a local file, in parts when it is large (`move` changes nothing: it is uploaded)."""
         existed = await self._exists(key)
         with _s3_errors(key):
             await obstore.put_async(
