@@ -1,22 +1,33 @@
-"""CSV ingest through `lakehouse serve` vs DuckDB's own CSV -> Parquet COPY on the same file.
+"""CSV ingest through `lakehouse serve` vs DuckDB's and polars' own CSV -> Parquet on the same file.
 
-    .venv/bin/python bench/ingest.py [--rows 1000000] [--rounds 2]
+    .venv/bin/python bench/ingest.py [--rows 1000000 4000000] [--rounds 5] [--data DIR]
 
 Generates the staffing candidates CSV (1,000,000 rows by default) in a temp
-folder, then for each round: DuckDB in this process runs
-`COPY (SELECT * FROM read_csv(...)) TO ... (FORMAT parquet, COMPRESSION zstd)`,
-and the same file is uploaded to `POST /v1/ingest/<name>?mode=replace` of a
-real `lakehouse serve` (local storage). Prints both times, their ratio
-(target <= 1.5x) and the server's peak RSS (target < 1 GiB).
+folder (or in `--data`, kept and reused across runs), starts a real
+`lakehouse serve` (local storage) per size, then each round runs, one after
+the other on the same file:
+
+- DuckDB in this process: `COPY (SELECT * FROM read_csv(...)) TO ... (FORMAT parquet, COMPRESSION zstd)`;
+- polars (when installed): `scan_csv(...).sink_parquet(..., compression="zstd")`;
+- the file streamed from disk to `POST /v1/ingest/<name>` (one new dataset a round).
+
+Prints each round, the medians, the ratio of the medians (target <= 1.0x
+DuckDB COPY alone), the server's own phase timings from its log, and the
+server's peak RSS (VmHWM; target < 1 GiB). Check `uptime` first: the figures
+mean little on a loaded machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import re
+import resource
+import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import duckdb
@@ -28,6 +39,8 @@ from tests.support.procs import LakehouseProcess, write_config
 from tests.support.staffing import write_csv
 
 MIB = 1024 * 1024
+# The ingester's log line: "ingested <name> v<N>: ... spool 0.31 s, convert 0.95 s, ...".
+_PHASES = re.compile(r"ingested (\S+) v\d+: .*?\((.*)\)")
 
 
 def peak_rss_mib(pid: int) -> float:
@@ -38,6 +51,15 @@ def peak_rss_mib(pid: int) -> float:
     raise KeyError("VmHWM")
 
 
+def cpu_secs(pid: int | None = None) -> float:
+    """CPU seconds (user + system) used so far by this process, or by process `pid`."""
+    if pid is None:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def duckdb_copy(source: Path, target: Path) -> float:
     """Seconds DuckDB alone takes to turn the CSV into zstd Parquet."""
     started = time.perf_counter()
@@ -46,6 +68,21 @@ def duckdb_copy(source: Path, target: Path) -> float:
             f"COPY (SELECT * FROM read_csv('{source}')) TO '{target}' (FORMAT parquet, COMPRESSION zstd)"
         )
     return time.perf_counter() - started
+
+
+def polars_sink() -> Callable[[Path, Path], float] | None:
+    """polars' `scan_csv().sink_parquet()` timer, or None when polars is not installed."""
+    try:
+        import polars as pl
+    except ImportError:
+        return None
+
+    def run(source: Path, target: Path) -> float:
+        started = time.perf_counter()
+        pl.scan_csv(source).sink_parquet(target, compression="zstd")
+        return time.perf_counter() - started
+
+    return run
 
 
 def upload(url: str, source: Path, name: str) -> tuple[float, dict[str, object]]:
@@ -69,38 +106,87 @@ def upload(url: str, source: Path, name: str) -> tuple[float, dict[str, object]]
     return elapsed, answer.json()
 
 
+def source_csv(folder: Path, rows: int) -> Path:
+    """The candidates CSV of `rows` rows in `folder`, generated unless already there."""
+    path = folder / f"candidates-{rows}.csv"
+    if not path.exists():
+        started = time.perf_counter()
+        partial = path.with_suffix(".partial")
+        write_csv(partial, "candidates", rows)
+        partial.rename(path)
+        print(f"generated {rows} rows in {time.perf_counter() - started:.1f} s")
+    return path
+
+
+def bench_size(work: Path, source: Path, rows: int, rounds: int) -> None:
+    """All rounds at one size against one fresh server; prints rounds, medians and ratios."""
+    size = source.stat().st_size
+    print(f"\n== {rows} rows, {size / MIB:.0f} MiB; load average {os.getloadavg()[0]:.2f} ==")
+    polars = polars_sink()
+    root = work / f"data-{rows}"
+    config = write_config(work / f"lakehouse-{rows}.toml", {"storage": {"root": str(root)}})
+    server = LakehouseProcess(config).start()
+    times: dict[str, list[float]] = {"duckdb": [], "polars": [], "lakehouse": []}
+    # CPU seconds: DuckDB and polars in this process; the server's, and this client's, for an upload.
+    cpu: dict[str, list[float]] = {"duckdb": [], "polars": [], "lakehouse": [], "client": []}
+    try:
+        assert server.proc is not None
+        pid = server.proc.pid
+        base_rss = peak_rss_mib(pid)
+        for round_no in range(1, rounds + 1):
+            before = cpu_secs()
+            times["duckdb"].append(duckdb_copy(source, work / "direct.parquet"))
+            cpu["duckdb"].append(cpu_secs() - before)
+            if polars is not None:
+                before = cpu_secs()
+                times["polars"].append(polars(source, work / "polars.parquet"))
+                cpu["polars"].append(cpu_secs() - before)
+            # The same bytes again would be answered "already ingested": one dataset per round.
+            before, before_server = cpu_secs(), cpu_secs(pid)
+            served, answer = upload(server.url, source, f"bench_{round_no}")
+            cpu["client"].append(cpu_secs() - before)
+            cpu["lakehouse"].append(cpu_secs(pid) - before_server)
+            assert answer["rows"] == rows, answer
+            times["lakehouse"].append(served)
+            raw = times["duckdb"][-1]
+            line = f"round {round_no}: duckdb COPY {raw:.2f} s"
+            if polars is not None:
+                line += f" | polars sink {times['polars'][-1]:.2f} s"
+            line += f" | lakehouse {served:.2f} s ({size / MIB / served:.0f} MiB/s) | {served / raw:.2f}x"
+            print(line, flush=True)
+        peak = peak_rss_mib(pid)
+        phases = _PHASES.findall(server.log())
+    finally:
+        server.stop()
+        for leftover in (work / "direct.parquet", work / "polars.parquet"):
+            leftover.unlink(missing_ok=True)
+    medians = {k: statistics.median(v) for k, v in times.items() if v}
+    print(f"median of {rounds}: " + " | ".join(f"{k} {v:.2f} s" for k, v in medians.items()))
+    cpus = {k: statistics.median(v) for k, v in cpu.items() if v}
+    print("median CPU seconds: " + " | ".join(f"{k} {v:.2f}" for k, v in cpus.items()))
+    ratio = medians["lakehouse"] / medians["duckdb"]
+    print(f"lakehouse / duckdb COPY: {ratio:.2f}x (target <= 1.0x)")
+    if "polars" in medians:
+        print(f"lakehouse / polars sink: {medians['lakehouse'] / medians['polars']:.2f}x")
+    for name, timing in phases:
+        print(f"  server {name}: {timing}")
+    print(f"server peak RSS {peak:.0f} MiB (at start {base_rss:.0f} MiB; target < 1024 MiB)")
+    print(f"load average after {os.getloadavg()[0]:.2f}")
+
+
 def main() -> None:
-    """Run the comparison and print the figures."""
+    """Run the comparison at each size and print the figures."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--data", type=Path, help="keep the generated CSVs here and reuse them")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
         work = Path(tmp)
-        source = work / "candidates.csv"
-        started = time.perf_counter()
-        write_csv(source, "candidates", args.rows)
-        size = source.stat().st_size
-        print(f"generated {args.rows} rows, {size / MIB:.0f} MiB in {time.perf_counter() - started:.1f} s")
-        config = write_config(work / "lakehouse.toml", {"storage": {"root": str(work / "data")}})
-        server = LakehouseProcess(config).start()
-        try:
-            assert server.proc is not None
-            base_rss = peak_rss_mib(server.proc.pid)
-            for round_no in range(1, args.rounds + 1):
-                raw = duckdb_copy(source, work / "direct.parquet")
-                # The same bytes again would be answered "already ingested": one dataset per round.
-                served, answer = upload(server.url, source, f"bench_{round_no}")
-                assert answer["rows"] == args.rows, answer
-                print(
-                    f"round {round_no}: duckdb COPY {raw:.2f} s ({size / MIB / raw:.0f} MiB/s) | "
-                    f"lakehouse ingest {served:.2f} s ({size / MIB / served:.0f} MiB/s) | "
-                    f"ratio {served / raw:.2f}x (target <= 1.5x)"
-                )
-            peak = peak_rss_mib(server.proc.pid)
-            print(f"server peak RSS {peak:.0f} MiB (at start {base_rss:.0f} MiB; target < 1024 MiB)")
-        finally:
-            server.stop()
+        data = args.data or work
+        data.mkdir(parents=True, exist_ok=True)
+        for rows in args.rows:
+            bench_size(work, source_csv(data, rows), rows, args.rounds)
 
 
 if __name__ == "__main__":
