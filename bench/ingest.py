@@ -15,6 +15,10 @@ Prints each round, the medians, the ratio of the medians (target <= 1.0x
 DuckDB COPY alone), the server's own phase timings from its log, and the
 server's peak RSS (VmHWM; target < 1 GiB). Check `uptime` first: the figures
 mean little on a loaded machine.
+
+`--polars-agreement` instead runs the ingest tests' CSVs (and a few more)
+through today's converter and through polars told DuckDB's sniffed types, and
+prints where they disagree (why polars is not the converter).
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.support.procs import LakehouseProcess, write_config
-from tests.support.staffing import write_csv
+from tests.support.staffing import csv_bytes, write_csv
 
 MIB = 1024 * 1024
 # The ingester's log line: "ingested <name> v<N>: ... spool 0.31 s, convert 0.95 s, ...".
@@ -174,13 +178,79 @@ def bench_size(work: Path, source: Path, rows: int, rounds: int) -> None:
     print(f"load average after {os.getloadavg()[0]:.2f}")
 
 
+# CSVs the ingest tests use, and ones where polars was seen to read otherwise than DuckDB.
+AGREEMENT_CASES: dict[str, bytes] = {
+    "staffing placements": csv_bytes("placements", 2000),
+    "staffing candidates": csv_bytes("candidates", 2000),
+    "semicolon, decimal comma": b"city;amount\nLyon;1,50\nGent;2,75\n",
+    "quoted delimiters": b'id,name,price,note\n1,Ada,9.5,"a,b;c|d"\n2,Bo,7.25,"1,5"\n',
+    "ragged long": b"a,b\n1,2\n3,4,5\n",
+    "ragged short": b"a,b\n1,2\n3\n",
+    "unterminated quote": b'a,b\n1,"open\n',
+    "not UTF-8": b"a,b\n1,\xff\xfe\n",
+    "late type change": b"n\n" + b"1\n" * 30000 + b"n/a\n",
+    "late short row": b"a,b\n" + b"1,2\n" * 30000 + b"1\n",
+    "blank line inside": b"a,b\n1,2\n\n3,4\n",
+    'quoted empty ""': b'a,b\n1,""\n2,\n',
+    "month-first dates": b"a\n12/31/2020\n01/02/2021\n",
+    "t/f booleans": b"a\nt\nf\n",
+}
+
+
+def polars_agreement() -> None:
+    """Each case through today's converter and through polars given DuckDB's sniffed types; prints both."""
+    import polars as pl
+
+    from lakehouse.errors import LakehouseError
+    from lakehouse.ingest import csv_reader
+    from lakehouse.ingest.convert import to_parquet
+
+    types = {"BIGINT": pl.Int64, "DOUBLE": pl.Float64, "VARCHAR": pl.String, "DATE": pl.Date}
+    types |= {"BOOLEAN": pl.Boolean, "TIMESTAMP": pl.Datetime("us")}
+    read = "SELECT COLUMNS(*)::VARCHAR FROM read_parquet('{}')"
+    with tempfile.TemporaryDirectory(prefix="bench-polars-") as tmp, duckdb.connect() as conn:
+        source, ours, theirs = Path(tmp) / "in.csv", Path(tmp) / "ours.parquet", Path(tmp) / "theirs.parquet"
+        for case, data in AGREEMENT_CASES.items():
+            source.write_bytes(data)
+            try:
+                to_parquet(source, ours, threads=0, memory_limit="512MB", dataset="t", declared="csv")
+                today: object = conn.execute(read.format(ours)).fetchall()
+            except LakehouseError as exc:
+                today = f"{exc.code} at line {exc.detail.get('line')}"
+            delimiter = csv_reader.detect_delimiter(source)
+            try:
+                sniffed = conn.execute(
+                    f"DESCRIBE SELECT * FROM {csv_reader.reader_sql(source, delimiter)}"
+                ).fetchall()
+                schema = {str(row[0]): types[str(row[1])] for row in sniffed}
+                pl.scan_csv(source, separator=delimiter, schema=schema).sink_parquet(theirs)
+                other: object = conn.execute(read.format(theirs)).fetchall()
+            except Exception as exc:  # any refusal would fall back to today's path
+                other = f"refused ({type(exc).__name__})"
+            if today == other:
+                verdict = "same"
+            elif isinstance(other, str):
+                verdict = "polars refuses: a fallback to DuckDB would keep today's answer"
+            elif isinstance(today, str):
+                verdict = f"DIFFERENT: today {today}, polars reads {len(other)} rows"
+            else:
+                verdict = f"DIFFERENT rows: today {today[:3]}, polars {other[:3]}"
+            print(f"{case:26s} {verdict}")
+
+
 def main() -> None:
     """Run the comparison at each size and print the figures."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--data", type=Path, help="keep the generated CSVs here and reuse them")
+    parser.add_argument(
+        "--polars-agreement", action="store_true", help="only compare polars' reading with today's"
+    )
     args = parser.parse_args()
+    if args.polars_agreement:
+        polars_agreement()
+        return
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
         work = Path(tmp)
         data = args.data or work
