@@ -33,6 +33,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import httpx
@@ -205,8 +206,8 @@ def polars_agreement() -> None:
     from lakehouse.ingest import csv_reader
     from lakehouse.ingest.convert import to_parquet
 
-    types = {"BIGINT": pl.Int64, "DOUBLE": pl.Float64, "VARCHAR": pl.String, "DATE": pl.Date}
-    types |= {"BOOLEAN": pl.Boolean, "TIMESTAMP": pl.Datetime("us")}
+    types: dict[str, Any] = {"BIGINT": pl.Int64, "DOUBLE": pl.Float64, "VARCHAR": pl.String}
+    types |= {"DATE": pl.Date, "BOOLEAN": pl.Boolean, "TIMESTAMP": pl.Datetime("us")}
     read = "SELECT COLUMNS(*)::VARCHAR FROM read_parquet('{}')"
     with tempfile.TemporaryDirectory(prefix="bench-polars-") as tmp, duckdb.connect() as conn:
         source, ours, theirs = Path(tmp) / "in.csv", Path(tmp) / "ours.parquet", Path(tmp) / "theirs.parquet"
@@ -214,7 +215,7 @@ def polars_agreement() -> None:
             source.write_bytes(data)
             try:
                 to_parquet(source, ours, threads=0, memory_limit="512MB", dataset="t", declared="csv")
-                today: object = conn.execute(read.format(ours)).fetchall()
+                today: str | list[Any] = conn.execute(read.format(ours)).fetchall()
             except LakehouseError as exc:
                 today = f"{exc.code} at line {exc.detail.get('line')}"
             delimiter = csv_reader.detect_delimiter(source)
@@ -224,7 +225,7 @@ def polars_agreement() -> None:
                 ).fetchall()
                 schema = {str(row[0]): types[str(row[1])] for row in sniffed}
                 pl.scan_csv(source, separator=delimiter, schema=schema).sink_parquet(theirs)
-                other: object = conn.execute(read.format(theirs)).fetchall()
+                other: str | list[Any] = conn.execute(read.format(theirs)).fetchall()
             except Exception as exc:  # any refusal would fall back to today's path
                 other = f"refused ({type(exc).__name__})"
             if today == other:
