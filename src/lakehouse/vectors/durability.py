@@ -167,13 +167,23 @@ class IndexFiles:
     async def _load_snapshot(self, seq: int) -> VectorIndex:
         state = await self.store.get_bytes(f"{self.base}snap/{_seq(seq)}.json")
         with tempfile.TemporaryDirectory(prefix="lakehouse-vec-") as tmp:
-            files = {suffix: Path(tmp) / f"graph.{suffix}" for suffix in self.suffixes}
-            for suffix, path in files.items():
-                _, chunks = await self.store.get(self.graph_key(seq, suffix))
-                with open(path, "wb") as fh:
-                    async for chunk in chunks:
-                        await run_blocking(fh.write, chunk)
+            files = {
+                suffix: await self._local_copy(self.graph_key(seq, suffix), Path(tmp) / f"graph.{suffix}")
+                for suffix in self.suffixes
+            }
             return await run_blocking(VectorIndex.load, self.spec, files, state)
+
+    async def _local_copy(self, key: str, path: Path) -> Path:
+        """A file holding the object: the local backend's own file (objects are never rewritten in
+        place, and an open file outlives a prune), else a download to `path`."""
+        stored = Path(self.store.engine_path(key))
+        if stored.is_absolute() and await run_blocking(stored.is_file):
+            return stored
+        _, chunks = await self.store.get(key)
+        with open(path, "wb") as fh:
+            async for chunk in chunks:
+                await run_blocking(fh.write, chunk)
+        return path
 
 
 def _number(key: str) -> int | None:

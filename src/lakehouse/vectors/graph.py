@@ -69,6 +69,9 @@ class Backend(Protocol):
     def get(self, keys: Keys) -> Vectors:
         """The stored vectors of these keys, as float32 rows."""
 
+    def reserve(self, more: int) -> None:
+        """Make room for `more` keys at once, rather than growing as they come."""
+
     def save(self, stem: Path) -> Files:
         """Write the graph to files named `stem` plus an extension; return them by extension."""
 
@@ -101,6 +104,9 @@ class UsearchGraph:
     def get(self, keys: Keys) -> Vectors:
         rows: Any = self.index.get(keys, dtype="f32")
         return np.vstack(rows).astype(np.float32).reshape(len(keys), -1)
+
+    def reserve(self, more: int) -> None:
+        """Nothing to do: usearch's Python index grows its own capacity as keys arrive."""
 
     def save(self, stem: Path) -> Files:
         path = stem.with_suffix(".usearch")
@@ -138,6 +144,11 @@ class HnswGraph:
         )
         index.set_ef(self.ef_search)
         return index
+
+    def reserve(self, more: int) -> None:
+        need = self.index.get_current_count() + more
+        if need > self.index.get_max_elements():
+            self.index.resize_index(need)
 
     def add(self, keys: Keys, vectors: Vectors) -> None:
         need = self.index.get_current_count() + len(keys)
@@ -281,6 +292,7 @@ class Graph:
         """Link up to `limit` pending vectors into the graph; return how many still wait."""
         self._settle()
         if len(self._pending_keys):
+            self.engine.reserve(len(self._pending_keys))  # room for all that waits, made once
             keys = self._pending_keys[:limit]
             self.engine.add(keys, self._pending[:limit])
             self._waiting.difference_update(keys.tolist())
