@@ -161,12 +161,17 @@ class WorkerPool:
 
     @property
     def processes(self) -> int:
-        """Worker processes running or starting."""
-        return len(self._all) + self._unborn
+        """Worker processes running or starting (dead ones not yet discarded aside)."""
+        return sum(1 for worker in self._all if worker.alive) + self._unborn
+
+    @property
+    def _not_long(self) -> int:
+        """Live workers (and starting ones) not running a long query."""
+        return self.processes - sum(1 for worker in self._long if worker.alive)
 
     def _short_of_free(self) -> bool:
         """Fewer than `size` workers free for the next query (those running long ones aside)."""
-        return self.processes - len(self._long) < self._size and self.processes < self._max
+        return self._not_long < self._size and self.processes < self._max
 
     def _spawn(self, pause: float = 0.0) -> None:
         if self._closed:
@@ -240,6 +245,8 @@ class WorkerPool:
                 worker.long_timer = loop.call_later(self._long_secs, self._turned_long, worker)
                 return worker
             self.discard(worker)
+            if self._starting:  # its replacement may take a while: wait for it as at start-up
+                deadline = max(deadline, time.monotonic() + wait + STARTUP_SECS)
 
     def _turned_long(self, worker: WorkerProcess) -> None:
         """`worker`'s query passed long_secs: start another worker if that leaves too few free."""
@@ -283,7 +290,7 @@ class WorkerPool:
         assert self._idle is not None
         worker.idle_since = time.monotonic()
         self._idle.put_nowait(worker)
-        if self.processes - len(self._long) > self._size and self._retire is None:
+        if self._not_long > self._size and self._retire is None:
             loop = asyncio.get_running_loop()
             self._retire = loop.call_later(IDLE_RETIRE_SECS, self._retire_idle)
 
@@ -292,7 +299,7 @@ class WorkerPool:
         self._retire = None
         if self._idle is None or self._closed:
             return
-        excess = self.processes - len(self._long) - self._size
+        excess = self._not_long - self._size
         now = time.monotonic()
         drained: list[WorkerProcess] = []
         while not self._idle.empty():
@@ -317,7 +324,7 @@ class WorkerPool:
         self._done(worker)
         worker.kill()
         self._drop(worker)
-        if self.processes - len(self._long) < self._size:
+        if self._not_long < self._size:
             self._spawn()
 
     def _drop(self, worker: WorkerProcess) -> None:
