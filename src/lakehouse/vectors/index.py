@@ -195,20 +195,29 @@ class VectorIndex:
             if batch.op == "add":
                 keys = np.array(batch.keys, dtype=np.uint64)
                 self.graph.add(keys, batch.vectors, defer=defer)
-                digests = batch.digests or [None] * len(batch.ids)
-                for key, item_id, meta, text, digest in zip(
-                    batch.keys, batch.ids, batch.metadata, batch.texts, digests, strict=True
-                ):
-                    self._remember(key, Item(item_id, meta, text, digest))
+                self._remember_all(batch.keys, batch.ids, batch.metadata, batch.texts, batch.digests)
             if batch.keys:
                 self.next_key = max(self.next_key, max(batch.keys) + 1)
 
-    def _remember(self, key: int, item: Item) -> None:
-        self.items[key] = item
-        self.keys[item.id] = key
-        self.columns.put(key, item.metadata)
-        if item.text is not None:
-            self.texts += 1
+    def _remember_all(
+        self,
+        keys: list[int],
+        ids: list[str],
+        metadata: list[dict[str, Any]],
+        texts: list[str | None],
+        digests: list[str | None] | None,
+    ) -> None:
+        """Record new items (their keys and ids must not be present) in one pass."""
+        items = [
+            Item(item_id, meta, text, digest)
+            for item_id, meta, text, digest in zip(
+                ids, metadata, texts, digests or [None] * len(ids), strict=True
+            )
+        ]
+        self.items.update(zip(keys, items, strict=True))
+        self.keys.update(zip(ids, keys, strict=True))
+        self.columns.put_all(keys, metadata)
+        self.texts += len(texts) - texts.count(None)
 
     def _forget(self, key: int) -> None:
         item = self.items.pop(key)
@@ -382,9 +391,6 @@ class VectorIndex:
         index.graph.load(files)
         index.next_key = int(data["next_key"])
         index.synced_version = data.get("synced_version")
-        digests = data.get("digests") or [None] * len(data["keys"])
-        for key, item_id, meta, text, digest in zip(
-            data["keys"], data["ids"], data["metadata"], data["texts"], digests, strict=True
-        ):
-            index._remember(int(key), Item(item_id, meta, text, digest))
+        keys = [int(key) for key in data["keys"]]
+        index._remember_all(keys, data["ids"], data["metadata"], data["texts"], data.get("digests"))
         return index

@@ -70,19 +70,20 @@ class MetadataColumns:
     def __len__(self) -> int:
         return len(self._metadata)
 
-    def put(self, key: int, metadata: dict[str, Any]) -> None:
-        """Record a new item's metadata (its key must not be present)."""
-        row = len(self._metadata)
-        if row == len(self._keys):
-            capacity = 2 * len(self._keys)
-            self._keys = np.concatenate([self._keys, np.zeros(capacity - row, dtype=np.uint64)])
+    def put_all(self, keys: list[int], metadata: list[dict[str, Any]]) -> None:
+        """Record new items' metadata in one pass (no key may be present)."""
+        start, end = len(self._metadata), len(self._metadata) + len(keys)
+        if end > len(self._keys):
+            capacity = max(2 * len(self._keys), end)
+            self._keys = np.concatenate([self._keys, np.zeros(capacity - len(self._keys), dtype=np.uint64)])
             for column in self._columns.values():
                 column.grow(capacity)
-        self._keys[row] = key
-        self._metadata.append(metadata)
-        self._rows[key] = row
+        self._keys[start:end] = keys
+        self._metadata.extend(metadata)
+        self._rows.update(zip(keys, range(start, end), strict=True))
         for name, column in self._columns.items():
-            column.set(row, metadata.get(name), name in metadata)
+            for row, meta in enumerate(metadata, start):
+                column.set(row, meta.get(name), name in meta)
 
     def remove(self, key: int) -> None:
         """Forget an item's metadata."""

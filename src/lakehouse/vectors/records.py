@@ -85,7 +85,8 @@ def decode(data: bytes) -> Batch:
     try:
         head = json.loads(header)
         shape = tuple(int(n) for n in head["shape"])
-        array = np.frombuffer(vectors, dtype="<f4").astype(np.float32).reshape(shape)
+        # A read-only view over the record's bytes where float32 is little-endian (no copy).
+        array = np.frombuffer(vectors, dtype="<f4").astype(np.float32, copy=False).reshape(shape)
         return Batch(
             op=head["op"],
             ids=[str(i) for i in head["ids"]],
