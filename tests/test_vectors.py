@@ -185,6 +185,19 @@ async def test_non_finite_values_are_refused(local: Opened, bad: float) -> None:
     assert svc.info("n")["count"] == 0
 
 
+@pytest.mark.parametrize(
+    "metadata", [{"rate": math.nan}, {"a": [1.0, math.inf]}, {"deep": {"x": [{"y": -math.inf}]}}]
+)
+async def test_metadata_json_cannot_carry_is_refused(local: Opened, metadata: dict[str, Any]) -> None:
+    svc = await local.service()
+    await svc.create("meta", 2)
+    with pytest.raises(InvalidRequest, match="metadata holds NaN"):
+        await svc.add(
+            "meta", [NewItem("ok", [1, 0], None, {"rate": 1.5}), NewItem("bad", [0, 1], None, metadata)]
+        )
+    assert svc.info("meta")["count"] == 0
+
+
 async def test_bad_batches_and_queries(local: Opened) -> None:
     svc = await local.service()
     await svc.create("b", 2)

@@ -94,6 +94,8 @@ def test_index_lifecycle_and_every_bad_input(lakehouse: LakehouseProcess) -> Non
         assert_error(c.post("/v1/vectors/index/docs/add", content=nan), 400, "invalid_request")
         inf = b'{"items": [{"id": "n", "vector": [Infinity, 0, 0]}]}'
         assert_error(c.post("/v1/vectors/index/docs/add", content=inf), 400, "invalid_request")
+        nan_meta = b'{"items": [{"id": "n", "vector": [1, 0, 0], "metadata": {"rate": NaN}}]}'
+        assert_error(c.post("/v1/vectors/index/docs/add", content=nan_meta), 400, "invalid_request")
         for body in ({"items": []}, {"items": [{"id": "x"}]}, {"items": [{"vector": [1, 0, 0]}]}, {}):
             assert_error(c.post("/v1/vectors/index/docs/add", json=body), 400, "invalid_request")
         assert_error(c.post("/v1/vectors/index/nope/add", json={"items": items}), 404, "not_found")

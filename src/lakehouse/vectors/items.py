@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -81,6 +82,9 @@ def checked_items(items: list[NewItem], spec: IndexSpec, max_batch: int) -> tupl
                 expected=spec.dim,
                 got=len(item.vector),
             )
+        if item.metadata and not _finite(item.metadata):
+            # JSON has no NaN or Infinity: such metadata could be stored but never answered.
+            raise InvalidRequest(f"item {item.id!r}: metadata holds NaN or an infinite number", id=item.id)
         unique.pop(item.id, None)
         unique[item.id] = item  # the last of repeated ids wins, in its position
     batch_items = list(unique.values())
@@ -90,6 +94,17 @@ def checked_items(items: list[NewItem], spec: IndexSpec, max_batch: int) -> tupl
             if item.vector is not None:
                 vectors[row] = item.vector
     return batch_items, vectors
+
+
+def _finite(value: Any) -> bool:
+    """Whether a JSON value holds only finite numbers, however deeply nested."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(_finite(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_finite(v) for v in value)
+    return True
 
 
 def query_vectors(vectors: Sequence[Vector] | Vectors, spec: IndexSpec) -> Vectors:
