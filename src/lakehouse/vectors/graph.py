@@ -326,5 +326,7 @@ class Graph:
             keep = ~np.isin(keys, np.fromiter(self._dropped, dtype=np.uint64, count=len(self._dropped)))
             keys, vectors = keys[keep], vectors[keep]
             self._dropped = set()
-        order = np.argsort(keys, kind="stable")
-        self._pending_keys, self._pending = keys[order], np.ascontiguousarray(vectors[order])
+        if len(keys) > 1 and not bool(np.all(keys[1:] > keys[:-1])):  # keys are assigned rising: rare
+            order = np.argsort(keys, kind="stable")
+            keys, vectors = keys[order], vectors[order]
+        self._pending_keys, self._pending = keys, np.ascontiguousarray(vectors)
