@@ -27,7 +27,7 @@ from lakehouse.errors import (
     Unavailable,
 )
 from tests.fakes.ollama import FakeOllama, run_fake_ollama
-from tests.support.procs import LakehouseProcess, closed_url, write_config
+from tests.support.procs import LakehouseProcess, closed_url, serving, write_config
 from tests.support.tokens import mint
 
 pytestmark = pytest.mark.e2e
@@ -54,11 +54,8 @@ def lakehouse(tmp_path_factory: pytest.TempPathFactory, ollama: FakeOllama) -> I
             "chatd": {"ollama_url": ollama.url},
         },
     )
-    proc = LakehouseProcess(config).start()
-    try:
+    with serving(config) as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 @pytest.fixture

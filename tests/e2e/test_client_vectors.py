@@ -18,7 +18,7 @@ from lakehouse import Client
 from lakehouse.errors import Busy, DimMismatch, InvalidRequest
 from tests.fakes.ollama import FakeOllama, run_fake_ollama
 from tests.fakes.server import serve_in_thread
-from tests.support.procs import LakehouseProcess, write_config
+from tests.support.procs import LakehouseProcess, serving, write_config
 
 pytestmark = pytest.mark.e2e
 
@@ -40,11 +40,8 @@ def lakehouse(tmp_path_factory: pytest.TempPathFactory, ollama: FakeOllama) -> I
         root / "lakehouse.toml",
         {"storage": {"root": str(root / "data")}, "embedd": {"ollama_url": ollama.url}},
     )
-    proc = LakehouseProcess(config).start()
-    try:
+    with serving(config) as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 @pytest.fixture

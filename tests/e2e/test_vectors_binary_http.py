@@ -13,7 +13,7 @@ import pyarrow as pa
 import pytest
 
 from tests.conftest import StartCluster
-from tests.support.procs import LakehouseProcess, closed_url, write_config
+from tests.support.procs import LakehouseProcess, closed_url, serving, write_config
 
 pytestmark = pytest.mark.e2e
 
@@ -72,11 +72,8 @@ def lakehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LakehousePro
             "embedd": {"ollama_url": dead, "timeout_secs": 2.0},
         },
     )
-    proc = LakehouseProcess(config).start()
-    try:
+    with serving(config) as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import re
@@ -10,7 +11,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,16 @@ def write_config(path: Path, sections: Mapping[str, Mapping[str, Any]]) -> Path:
         lines.append("")
     path.write_text("\n".join(lines))
     return path
+
+
+@contextlib.contextmanager
+def serving(config: Path) -> Iterator[LakehouseProcess]:
+    """A started `lakehouse serve` over `config`, stopped afterwards even when the test fails."""
+    proc = LakehouseProcess(config).start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
 
 
 class LakehouseProcess:
