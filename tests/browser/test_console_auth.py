@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 from playwright.sync_api import expect
 
@@ -30,8 +32,19 @@ def secured(tmp_path_factory: pytest.TempPathFactory, fake_ollama: FakeOllama) -
 
 @pytest.fixture(scope="module")
 def tokens(secured: Lakehouse) -> dict[str, str]:
-    """A read and an admin token."""
-    return {"read": secured.mint("reader", Scope.READ), "admin": secured.mint("boss", Scope.ADMIN)}
+    """A read and an admin token, once the server knows them.
+
+    A server learns of a new token at its next token refresh, at most a second
+    after a miss; the tab must not race that with its first sign-in.
+    """
+    made = {"read": secured.mint("reader", Scope.READ), "admin": secured.mint("boss", Scope.ADMIN)}
+    deadline = time.monotonic() + 30
+    for token in made.values():
+        headers = {"authorization": f"Bearer {token}"}
+        while httpx.get(f"{secured.url}/v1/catalog/datasets", headers=headers).status_code != 200:
+            assert time.monotonic() < deadline, "the server never accepted a new token"
+            time.sleep(0.1)
+    return made
 
 
 @pytest.fixture
