@@ -11,7 +11,6 @@ reader does not, and no binary format starts with one.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import os
@@ -21,15 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-import anyio
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from lakehouse.errors import InvalidCsv, InvalidFile, InvalidRequest, TooLarge
+from lakehouse.errors import InvalidCsv, InvalidFile, InvalidRequest
 from lakehouse.ingest.formats import TEXT_TABLES, Format, from_filename, from_media_type
-from lakehouse.runner import run_blocking
+from lakehouse.storage.base import write_streamed
 
-FLUSH_BYTES = 1024 * 1024
 SPOOL_PREFIX = "upload-"
 BOM = b"\xef\xbb\xbf"
 BLANK = b" \t\r\n"
@@ -68,74 +65,48 @@ async def spool(chunks: AsyncIterator[bytes], content_type: str, folder: Path, m
     folder.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=SPOOL_PREFIX, suffix=".upload", dir=folder)
     path = Path(name)
-    hasher = hashlib.sha256()
     try:
         with os.fdopen(fd, "wb") as fh:
-            # `blank`: only whitespace, since blank lines count as an empty CSV.
-            size, blank = await _receive(chunks, fh, hasher, max_bytes)
+            sink = _Sink(fh)
+            size = await write_streamed(chunks, sink, max_bytes, what="upload")
     except BaseException:
         with contextlib.suppress(OSError):
             path.unlink()
         raise
     declared = from_media_type(content_type) if part is None else part.declared()
     text_table = declared is None or declared in TEXT_TABLES
-    if size == 0 or (blank and text_table):
+    # Blank lines count as an empty CSV.
+    if size == 0 or (sink.blank and text_table):
         path.unlink()
         if not text_table:
             raise InvalidFile("the file is empty")
         raise InvalidCsv("the CSV is empty" if size == 0 else "the CSV holds only blank lines", line=1)
-    return Spooled(path, size, hasher.hexdigest(), declared)
+    return Spooled(path, size, sink.hasher.hexdigest(), declared)
 
 
-async def _receive(
-    chunks: AsyncIterator[bytes], fh: BinaryIO, hasher: hashlib._Hash, max_bytes: int
-) -> tuple[int, bool]:
-    """Write and hash the body into `fh`; returns its size and whether it held only whitespace.
+class _Sink:
+    """Writes an upload's batches to its file (on a worker thread, one at a time, in order).
 
-    One megabyte is written and hashed on a worker thread while the next one
-    arrives: awaiting each write would stop reading the socket (uvicorn reads
-    at most 64 KiB ahead of the app), so receiving and writing would take
-    turns. The write in flight always ends before this returns or raises, so
-    the caller may close and remove the file.
+    Each batch is hashed as it arrives, and the upload's leading BOM is left out
+    of the file, never out of the hash. `blank`: the upload so far holds only
+    whitespace (after a leading BOM).
     """
-    size = 0
-    blank = True
-    pending: list[bytes] = []
-    pending_size = 0
-    first = True
-    writing: asyncio.Future[None] | None = None
-    try:
-        async for chunk in chunks:
-            if blank and chunk:
-                blank = not (chunk.removeprefix(BOM) if size == 0 else chunk).strip(BLANK)
-            size += len(chunk)
-            if size > max_bytes:
-                raise TooLarge(f"the upload is larger than the {max_bytes}-byte limit", limit=max_bytes)
-            pending.append(chunk)
-            pending_size += len(chunk)
-            if pending_size >= FLUSH_BYTES:
-                if writing is not None:
-                    await writing
-                writing = asyncio.ensure_future(run_blocking(_write, fh, hasher, pending, first))
-                pending, pending_size, first = [], 0, False
-        if writing is not None:
-            await writing
-        await run_blocking(_write, fh, hasher, pending, first)
-    finally:
-        if writing is not None:
-            if not writing.done():
-                # Cut off (or cancelled) mid-write: let the thread finish with the file first.
-                with anyio.CancelScope(shield=True):
-                    await asyncio.wait([writing])
-            if not writing.cancelled():
-                writing.exception()  # seen: the error already raising is the one reported
-    return size, blank
 
+    def __init__(self, fh: BinaryIO) -> None:
+        self.fh = fh
+        self.hasher = hashlib.sha256()
+        self.blank = True
+        self._first = True
 
-def _write(fh: BinaryIO, hasher: hashlib._Hash, chunks: list[bytes], first: bool) -> None:
-    data = b"".join(chunks)
-    hasher.update(data)
-    fh.write(data.removeprefix(BOM) if first else data)
+    def __call__(self, chunks: list[bytes]) -> None:
+        data = b"".join(chunks)
+        self.hasher.update(data)
+        if self._first:
+            data = data.removeprefix(BOM)
+            self._first = False
+        if self.blank and data:
+            self.blank = not data.strip(BLANK)
+        self.fh.write(data)
 
 
 @dataclass

@@ -10,13 +10,17 @@ backend `Conflict` when one key would be both an object and a folder ("a" and
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
-from lakehouse.errors import RangeNotSatisfiable
+import anyio
+
+from lakehouse.errors import RangeNotSatisfiable, TooLarge
+from lakehouse.runner import run_blocking
 
 # Keys under this prefix belong to the lakehouse itself (dataset files,
 # manifests, vector snapshots and logs): read-only through the storage API.
@@ -26,6 +30,8 @@ CATALOG_PREFIX = RESERVED_PREFIX + "catalog/"
 VECTORS_PREFIX = RESERVED_PREFIX + "vectors/"
 # Token records: hashes only, yet the storage API neither lists nor serves them.
 PRIVATE_PREFIX = RESERVED_PREFIX + "auth/"
+# What `write_streamed` gathers before each write: one thread hop per megabyte.
+WRITE_BATCH = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -205,3 +211,61 @@ async def list_all(store: ObjectStore, prefix: str) -> list[ObjectInfo]:
 async def one_chunk(data: bytes) -> AsyncIterator[bytes]:
     """`data` as the one-chunk stream `ObjectStore.put` takes (for a conditional small write)."""
     yield data
+
+
+async def write_streamed(
+    chunks: AsyncIterator[bytes],
+    write: Callable[[list[bytes]], None],
+    max_bytes: int | None,
+    *,
+    what: str = "body",
+) -> int:
+    """Feed a streamed body to a blocking `write`, about a megabyte per call; returns its size.
+
+    Small network chunks are gathered to `WRITE_BATCH` bytes, and one call of
+    `write` runs on a worker thread while the next batch arrives: awaiting each
+    write would stop reading the socket (uvicorn reads at most 64 KiB ahead of
+    the app), so receiving and writing would take turns. Calls never overlap
+    and come in the stream's order, so `write` may keep state (a hash, a
+    first-batch flag); it is never called with no chunks. The write in
+    flight always ends before this returns or raises, also when the stream is
+    cut off or the task cancelled, so the caller may then close and remove its file.
+
+    Args:
+        chunks: the body, consumed once.
+        write: a blocking function given each batch of chunks.
+        max_bytes: the most the body may hold; None for no cap.
+        what: how `TooLarge`'s message names the body ("body", "upload").
+
+    Raises:
+        TooLarge: the stream passed `max_bytes` (checked on every chunk, before it is written).
+    """
+    size = 0
+    pending: list[bytes] = []
+    pending_size = 0
+    writing: asyncio.Future[None] | None = None
+    try:
+        async for chunk in chunks:
+            size += len(chunk)
+            if max_bytes is not None and size > max_bytes:
+                raise TooLarge(f"the {what} is larger than the {max_bytes}-byte limit", limit=max_bytes)
+            pending.append(chunk)
+            pending_size += len(chunk)
+            if pending_size >= WRITE_BATCH:
+                if writing is not None:
+                    await writing
+                writing = asyncio.ensure_future(run_blocking(write, pending))
+                pending, pending_size = [], 0
+        if writing is not None:
+            await writing
+        if pending:
+            await run_blocking(write, pending)
+    finally:
+        if writing is not None:
+            if not writing.done():
+                # Cut off (or cancelled) mid-write: let the thread finish with the file first.
+                with anyio.CancelScope(shield=True):
+                    await asyncio.wait([writing])
+            if not writing.cancelled():
+                writing.exception()  # seen: the error already raising is the one reported
+    return size

@@ -37,9 +37,9 @@ from typing import BinaryIO
 
 import anyio
 
-from lakehouse.errors import AlreadyExists, Conflict, InvalidKey, NotFound, PreconditionFailed, TooLarge
+from lakehouse.errors import AlreadyExists, Conflict, InvalidKey, NotFound, PreconditionFailed
 from lakehouse.runner import run_blocking
-from lakehouse.storage.base import ByteRange, ObjectInfo, PutResult
+from lakehouse.storage.base import ByteRange, ObjectInfo, PutResult, write_streamed
 from lakehouse.storage.keys import validate_key
 
 CHUNK = 1024 * 1024
@@ -97,35 +97,13 @@ class LocalStore:
     ) -> PutResult:
         """Store the streamed bytes atomically under `key` (see ObjectStore.put)."""
         tmp, fh = await run_blocking(self._tmp_file)
-        # One write in flight while the next megabyte arrives: disk and network overlap.
-        writing: asyncio.Future[None] | None = None
         try:
-            size = 0
-            pending: list[bytes] = []
-            pending_size = 0
-            async for chunk in chunks:
-                size += len(chunk)
-                if max_bytes is not None and size > max_bytes:
-                    raise TooLarge(f"the body is larger than the {max_bytes}-byte limit", limit=max_bytes)
-                pending.append(chunk)
-                pending_size += len(chunk)
-                # Batch small network chunks so each thread hop writes about 1 MiB.
-                if pending_size >= CHUNK:
-                    if writing is not None:
-                        await writing
-                    writing = asyncio.ensure_future(run_blocking(fh.writelines, pending))
-                    pending, pending_size = [], 0
-            if writing is not None:
-                await writing
-            if pending:
-                await run_blocking(fh.writelines, pending)
+            await write_streamed(chunks, fh.writelines, max_bytes)
             await run_blocking(_flush_and_close, fh)
             return await run_blocking(self._commit, tmp, key, if_absent, if_match)
         finally:
             # Shielded: a cancelled request must still remove its temp file.
             with anyio.CancelScope(shield=True):
-                if writing is not None:
-                    await asyncio.wait([writing])
                 await run_blocking(_discard, fh, tmp)
 
     async def put_bytes(self, key: str, data: bytes, *, if_absent: bool = False) -> PutResult:
