@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -26,43 +25,13 @@ from lakehouse.errors import (
     Unauthorized,
     Unavailable,
 )
-from tests.fakes.ollama import FakeOllama, run_fake_ollama
-from tests.support.procs import LakehouseProcess, closed_url, serving, write_config
+from tests.fakes.ollama import FakeOllama
+from tests.support.procs import closed_url, serving, write_config
 from tests.support.tokens import mint
 
 pytestmark = pytest.mark.e2e
 
 PEOPLE = b"id,name,score,joined\n1,Ada,1.5,2024-01-02\n2,Bo,2.5,2024-03-04\n"
-
-
-@pytest.fixture(scope="module")
-def ollama() -> Iterator[FakeOllama]:
-    """A fake Ollama for embeddings and chat."""
-    with run_fake_ollama({"nomic-embed-text": 4}) as fake:
-        yield fake
-
-
-@pytest.fixture(scope="module")
-def lakehouse(tmp_path_factory: pytest.TempPathFactory, ollama: FakeOllama) -> Iterator[LakehouseProcess]:
-    """One open lakehouse (loopback: no token needed)."""
-    root = tmp_path_factory.mktemp("client")
-    config = write_config(
-        root / "lakehouse.toml",
-        {
-            "storage": {"root": str(root / "data")},
-            "embedd": {"ollama_url": ollama.url},
-            "chatd": {"ollama_url": ollama.url},
-        },
-    )
-    with serving(config) as proc:
-        yield proc
-
-
-@pytest.fixture
-def client(lakehouse: LakehouseProcess) -> Iterator[Client]:
-    """A client of the module's lakehouse."""
-    with Client(lakehouse.url, token="") as c:
-        yield c
 
 
 def test_ingest_a_path_bytes_and_a_file_then_sql_as_an_arrow_table(client: Client, tmp_path: Path) -> None:
@@ -218,8 +187,7 @@ def test_tokens_with_auth_on(tmp_path: Path) -> None:
     )
     reader = mint(root, "reader", Scope.READ)
     writer = mint(root, "writer", Scope.WRITE)
-    proc = LakehouseProcess(config).start()
-    try:
+    with serving(config) as proc:
         with Client(proc.url, token="") as anonymous, pytest.raises(Unauthorized) as refused:
             anonymous.datasets()
         assert refused.value.status == 401 and refused.value.code == "unauthorized"
@@ -231,5 +199,3 @@ def test_tokens_with_auth_on(tmp_path: Path) -> None:
         with Client(proc.url, token=writer) as client:
             assert client.ingest("ok", b"a\n1\n").created
             assert client.sql("SELECT a FROM ok").column("a").to_pylist() == [1]
-    finally:
-        proc.stop()

@@ -16,9 +16,7 @@ from starlette.routing import Route
 
 from lakehouse import Client
 from lakehouse.errors import Busy, DimMismatch, InvalidRequest
-from tests.fakes.ollama import FakeOllama, run_fake_ollama
 from tests.fakes.server import serve_in_thread
-from tests.support.procs import LakehouseProcess, serving, write_config
 
 pytestmark = pytest.mark.e2e
 
@@ -26,29 +24,9 @@ DIM = 8
 
 
 @pytest.fixture(scope="module")
-def ollama() -> Iterator[FakeOllama]:
-    """A fake Ollama whose model gives DIM-dimensional vectors."""
-    with run_fake_ollama({"nomic-embed-text": DIM}) as fake:
-        yield fake
-
-
-@pytest.fixture(scope="module")
-def lakehouse(tmp_path_factory: pytest.TempPathFactory, ollama: FakeOllama) -> Iterator[LakehouseProcess]:
-    """One open lakehouse (loopback: no token needed)."""
-    root = tmp_path_factory.mktemp("client-vectors")
-    config = write_config(
-        root / "lakehouse.toml",
-        {"storage": {"root": str(root / "data")}, "embedd": {"ollama_url": ollama.url}},
-    )
-    with serving(config) as proc:
-        yield proc
-
-
-@pytest.fixture
-def client(lakehouse: LakehouseProcess) -> Iterator[Client]:
-    """A client of the module's lakehouse."""
-    with Client(lakehouse.url, token="") as c:
-        yield c
+def ollama_dim() -> int:
+    """The module's fake Ollama gives DIM-dimensional vectors."""
+    return DIM
 
 
 def unit_rows(n: int, seed: int = 0) -> np.ndarray:
