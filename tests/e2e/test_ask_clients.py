@@ -15,7 +15,7 @@ from lakehouse import Client
 from lakehouse.client import models as m
 from lakehouse.errors import NotFound, UpstreamError
 from tests.fakes.scripted import ScriptedModel, Turn, run_scripted_model
-from tests.support.procs import LAKEHOUSE, LakehouseProcess, write_config
+from tests.support.procs import LAKEHOUSE, LakehouseProcess, serving, write_config
 
 pytestmark = pytest.mark.e2e
 
@@ -42,16 +42,13 @@ def lakehouse(model: ScriptedModel, tmp_path_factory: pytest.TempPathFactory) ->
             "ingestd": {"tmp_dir": str(root / "spool")},
         },
     )
-    proc = LakehouseProcess(config).start()
-    try:
+    with serving(config) as proc:
         with proc.client() as client:
             answer = client.post(
                 "/v1/ingest/people", content=PEOPLE_CSV, headers={"content-type": "text/csv"}
             )
             assert answer.status_code == 201, answer.text
         yield proc
-    finally:
-        proc.kill9()
 
 
 def oslo_script(model: ScriptedModel) -> None:

@@ -26,7 +26,7 @@ from mcp.client.stdio import StdioServerParameters, stdio_client
 
 from lakehouse.auth import Scope
 from tests.support.cluster import LakehouseCluster
-from tests.support.procs import LAKEHOUSE, LakehouseProcess, write_config
+from tests.support.procs import LAKEHOUSE, LakehouseProcess, serving, write_config
 from tests.support.tokens import mint, revoke
 
 pytestmark = pytest.mark.e2e
@@ -77,16 +77,13 @@ def lakehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lakehouse]:
         "garbage": GARBAGE,
     }
     revoke(root, "revoked")
-    proc = LakehouseProcess(config).start()
-    try:
+    with serving(config) as proc:
         with proc.client(headers=bearer(tokens["write"])) as client:
             answer = client.post(
                 "/v1/ingest/people", content=PEOPLE_CSV, headers={"content-type": "text/csv"}
             )
             assert answer.status_code == 201, answer.text
         yield Lakehouse(proc, config, root, tokens)
-    finally:
-        proc.kill9()
 
 
 # (method, path, request kwargs, scope needed)
@@ -356,15 +353,12 @@ def test_split_mode_checks_at_the_service_and_at_the_gateway(tmp_path: Path) -> 
 
 def test_auto_on_loopback_needs_no_token(tmp_path: Path) -> None:
     config = write_config(tmp_path / "lakehouse.toml", {"storage": {"root": str(tmp_path / "data")}})
-    proc = LakehouseProcess(config).start()
-    try:
+    with serving(config) as proc:
         with proc.client() as client:
             assert client.get("/v1/catalog/datasets").status_code == 200
             put = client.put("/v1/storage/objects/open.txt", content=b"x")
             assert put.status_code == 201, put.text
         assert "AUTHENTICATION IS OFF" not in proc.log()
-    finally:
-        proc.kill9()
 
 
 def test_token_records_are_not_served_by_the_storage_api(lakehouse: Lakehouse) -> None:

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.conftest import StartLakehouse
-from tests.support.procs import LakehouseProcess, write_config
+from tests.support.procs import LakehouseProcess, serving, write_config
 
 SCHEMA = [{"name": "id", "type": "BIGINT"}, {"name": "city", "type": "VARCHAR"}]
 
@@ -44,11 +44,8 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LakehouseProces
     """One process for the tests that each use their own dataset (process starts are slow)."""
     root = tmp_path_factory.mktemp("catalog-shared")
     config = write_config(root / "lakehouse.toml", {"storage": {"root": str(root / "data")}})
-    proc = LakehouseProcess(config)
-    try:
-        yield proc.start()
-    finally:
-        proc.kill9()
+    with serving(config) as proc:
+        yield proc
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from lakehouse import __version__
-from tests.support.procs import LAKEHOUSE, LakehouseProcess, closed_url, write_config
+from tests.support.procs import LAKEHOUSE, LakehouseProcess, closed_url, serving, write_config
 
 pytestmark = pytest.mark.e2e
 
@@ -36,8 +36,7 @@ def lakehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LakehousePro
     """One open lakehouse with a `people` dataset (two versions) and a vector index."""
     root = tmp_path_factory.mktemp("cli")
     config = write_config(root / "lakehouse.toml", {"storage": {"root": str(root / "data")}})
-    proc = LakehouseProcess(config).start()
-    try:
+    with serving(config) as proc:
         with proc.client() as client:
             for body in (b"id,name\n1,Ada\n", b"id,name\n2,Bo\n"):
                 answer = client.post("/v1/ingest/people", content=body, headers={"content-type": "text/csv"})
@@ -45,8 +44,6 @@ def lakehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LakehousePro
             created = client.post("/v1/vectors/index", json={"name": "notes", "dim": 3})
             assert created.status_code == 201, created.text
         yield proc
-    finally:
-        proc.stop()
 
 
 def test_version_and_short_help() -> None:
@@ -122,11 +119,8 @@ def test_sql_json_and_the_server_cap_is_said(lakehouse: LakehouseProcess, tmp_pa
     config = write_config(
         tmp_path / "capped.toml", {"storage": {"root": str(root)}, "queryd": {"max_rows": 5}}
     )
-    capped = LakehouseProcess(config).start()
-    try:
+    with serving(config) as capped:
         done = run("sql", "SELECT * FROM range(100)", "--max-rows", "50", "--gateway", capped.url)
-    finally:
-        capped.stop()
     assert done.returncode == 0, done.stderr
     assert "server caps" in done.stderr and "5" in done.stderr
     bad = run("sql", "SELEC 1", *gw)

@@ -23,7 +23,7 @@ from lakehouse.query.sandbox import httpfs_path
 from tests.conftest import StartLakehouse
 from tests.e2e.test_auth_http import mint
 from tests.fakes.ollama import FakeOllama, run_fake_ollama
-from tests.support.procs import LakehouseProcess, write_config
+from tests.support.procs import LakehouseProcess, serving, write_config
 
 pytestmark = pytest.mark.e2e
 
@@ -47,11 +47,8 @@ def server(tmp_path_factory: pytest.TempPathFactory, ollama: FakeOllama) -> Iter
     config = write_config(root / "lakehouse.toml", sections)
     with config.open("a") as fh:  # a list, which write_config does not write
         fh.write(f'\n[http]\ncors_origins = ["{ALLOWED}"]\n')
-    proc = LakehouseProcess(config)
-    try:
-        yield proc.start()
-    finally:
-        proc.kill9()
+    with serving(config) as proc:
+        yield proc
 
 
 def metric_samples(client: httpx.Client) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:

@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.procs import LakehouseProcess, write_config
+from tests.support.procs import LakehouseProcess, serving, write_config
 from tests.support.rawhttp import (
     Answer,
     closed_by_server,
@@ -58,11 +58,8 @@ def server(root: Path) -> Iterator[LakehouseProcess]:
             "http": {"max_json_bytes": JSON_CAP, "idle_timeout_secs": 1, "max_connections": MAX_CONNECTIONS},
         },
     )
-    proc = LakehouseProcess(config)
-    try:
-        yield proc.start()
-    finally:
-        proc.stop()
+    with serving(config) as proc:
+        yield proc
 
 
 def assert_error(answer: Answer | httpx.Response, status: int, code: str) -> None:

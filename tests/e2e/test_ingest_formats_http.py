@@ -14,7 +14,7 @@ import pytest
 
 from lakehouse.client import Client
 from tests.support.cluster import LakehouseCluster
-from tests.support.procs import LAKEHOUSE, LakehouseProcess, write_config
+from tests.support.procs import LAKEHOUSE, LakehouseProcess, serving, write_config
 from tests.support.uploads import (
     CONTENT_TYPES,
     EXTENSIONS,
@@ -45,11 +45,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lakehouse
             "ingestd": {"tmp_dir": str(root / "spool"), "max_upload_bytes": 64 * 1024 * 1024},
         },
     )
-    proc = LakehouseProcess(config).start()
-    try:
+    with serving(config) as proc:
         yield proc, root
-    finally:
-        proc.stop()
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ import pytest
 
 from tests.conftest import StartLakehouse
 from tests.support.cluster import LakehouseCluster
-from tests.support.procs import LAKEHOUSE, LakehouseProcess, write_config
+from tests.support.procs import LAKEHOUSE, LakehouseProcess, serving, write_config
 from tests.support.staffing import csv_bytes
 
 pytestmark = pytest.mark.e2e
@@ -70,10 +70,8 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lakehouse
     """
     root = tmp_path_factory.mktemp("shared")
     config = write_config(root / "lakehouse.toml", {"storage": {"root": str(root / "data")}, **SHARED_CONFIG})
-    proc = LakehouseProcess(config)
-    proc.start()
-    yield proc, root / "data"
-    proc.kill9()
+    with serving(config) as proc:
+        yield proc, root / "data"
 
 
 @pytest.fixture
@@ -284,17 +282,13 @@ def test_timeout_stops_the_query_and_the_server_stays_responsive(server: Lakehou
 def test_views_follow_versions_from_another_process(shared: tuple[LakehouseProcess, Path]) -> None:
     writer, root = shared
     config = write_config(root.parent / "reader.toml", {"storage": {"root": str(root)}})
-    reader = LakehouseProcess(config).start()
-    try:
-        with writer.client() as wc, reader.client() as rc:
-            wc.post("/v1/ingest/shared_jobs", content=csv_bytes("jobs", 100))
-            assert sql(rc, "SELECT count(*) FROM shared_jobs") == [[100]]
-            wc.post("/v1/ingest/shared_jobs", content=csv_bytes("jobs", 20, start=101))
-            assert sql(rc, 'SELECT count(*), (SELECT count(*) FROM "shared_jobs@1") FROM shared_jobs') == [
-                [120, 100]
-            ]
-    finally:
-        reader.kill9()
+    with serving(config) as reader, writer.client() as wc, reader.client() as rc:
+        wc.post("/v1/ingest/shared_jobs", content=csv_bytes("jobs", 100))
+        assert sql(rc, "SELECT count(*) FROM shared_jobs") == [[100]]
+        wc.post("/v1/ingest/shared_jobs", content=csv_bytes("jobs", 20, start=101))
+        assert sql(rc, 'SELECT count(*), (SELECT count(*) FROM "shared_jobs@1") FROM shared_jobs') == [
+            [120, 100]
+        ]
 
 
 def slow_upload(url: str, path: str, parts: list[bytes]) -> socket.socket:

@@ -15,7 +15,7 @@ from mcp.shared.exceptions import MCPError
 from mcp.types import CallToolResult
 
 from tests.fakes.ollama import run_fake_ollama
-from tests.support.procs import LAKEHOUSE, LakehouseProcess, closed_url, write_config
+from tests.support.procs import LAKEHOUSE, LakehouseProcess, closed_url, serving, write_config
 
 pytestmark = pytest.mark.e2e
 
@@ -58,12 +58,9 @@ def lakehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LakehousePro
                 "chatd": {"ollama_url": ollama.url},
             },
         )
-        proc = LakehouseProcess(config).start()
-        try:
+        with serving(config) as proc:
             ingest(proc, "people", PEOPLE_CSV)
             yield proc
-        finally:
-            proc.kill9()
 
 
 def ingest(proc: LakehouseProcess, name: str, csv: bytes) -> None:

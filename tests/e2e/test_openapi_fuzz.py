@@ -20,7 +20,7 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
 from lakehouse.services.app import full_openapi
-from tests.support.procs import LakehouseProcess, closed_url, write_config
+from tests.support.procs import LakehouseProcess, closed_url, serving, write_config
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -45,11 +45,8 @@ def lakehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LakehousePro
             "chatd": {"ollama_url": dead, "timeout_secs": 2.0},
         },
     )
-    proc = LakehouseProcess(config).start()
-    try:
+    with serving(config) as proc:
         yield proc
-    finally:
-        proc.kill9()
 
 
 # The operations come from the same routers the live server mounts (checked below), so

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from tests.conftest import StartLakehouse
-from tests.support.procs import LakehouseProcess, write_config
+from tests.support.procs import LakehouseProcess, serving, write_config
 
 pytestmark = pytest.mark.e2e
 
@@ -117,11 +117,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LakehouseProces
     config = write_config(
         root / "lakehouse.toml", {"storage": {"root": str(root / "data"), "max_object_bytes": MIB}}
     )
-    proc = LakehouseProcess(config)
-    try:
-        yield proc.start()
-    finally:
-        proc.kill9()
+    with serving(config) as proc:
+        yield proc
 
 
 def data_dir(server: LakehouseProcess) -> Path:
