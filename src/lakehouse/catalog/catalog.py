@@ -34,11 +34,11 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from lakehouse.catalog import lifecycle
+from lakehouse.catalog import iceberg, lifecycle
 from lakehouse.catalog.changes import FULL_RESCAN_SECS, ChangeLog
-from lakehouse.catalog.iceberg import IcebergTables, iceberg_schema
+from lakehouse.catalog.iceberg import iceberg_schema
 from lakehouse.catalog.manifest import (
     Column,
     Manifest,
@@ -73,6 +73,9 @@ from lakehouse.storage.base import (
     one_chunk,
 )
 
+if TYPE_CHECKING:
+    from lakehouse.catalog.tables import IcebergTables
+
 _EPOCH = datetime.fromtimestamp(0, UTC)
 _MANIFEST_FILE = re.compile(r"(\d{10})\.json\Z")
 # Enough rounds for every writer of a crowded dataset to win one; each round
@@ -97,7 +100,8 @@ class Catalog:
 
     def __init__(self, store: ObjectStore, tables: IcebergTables | None = None) -> None:
         self.store = store
-        self.tables = tables or IcebergTables(warehouse_for(store))
+        self._warehouse = warehouse_for(store)
+        self._tables = tables
         self.changes = ChangeLog(store)
         # What the last look at the catalog found, and the change log as it was then.
         self._known: dict[str, DatasetHistory] | None = None
@@ -110,6 +114,16 @@ class Catalog:
         # key -> (etag it was read with, manifest); checked against listings and HEADs.
         self._cache: dict[str, tuple[str, Manifest]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+
+    @property
+    def tables(self) -> IcebergTables:
+        """The datasets' Iceberg tables (pyiceberg is imported on first use, see `iceberg.load`)."""
+        if self._tables is None:
+            iceberg.load()
+            from lakehouse.catalog.tables import IcebergTables
+
+            self._tables = IcebergTables(self._warehouse)
+        return self._tables
 
     async def register(
         self,
@@ -149,6 +163,7 @@ class Catalog:
                 expected=expected_parent,
             )
         columns = normalize_schema(schema)
+        await iceberg.ready()  # pyiceberg imported off the event loop, the first time
         iceberg_schema(columns)  # a type no Iceberg table can hold is refused before anything is copied
         specs = [ObjectRef(o.key, o.size if o.size is not None else 0, o.rows) for o in objects]
         validate_parts(columns, specs, row_count)

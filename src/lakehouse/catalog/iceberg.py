@@ -1,122 +1,56 @@
 """Each dataset is an Apache Iceberg table (format version 2); each version is one snapshot.
 
 The catalog's version pointer (`_lakehouse/catalog/<name>/<N>.json`, created
-with a conditional create) stays the compare-and-set; this module writes what
-the pointer names: the table's metadata file, manifest list and manifests,
-with pyiceberg, in the dataset's own area beside its data files:
+with a conditional create) stays the compare-and-set; `catalog.tables`
+writes what the pointer names: the table's metadata file, manifest list and
+manifests, with pyiceberg, in the dataset's own area beside its data files.
 
-    staged = tables.stage(name, version=4, columns=..., parent=v3_metadata_key,
-                          before=v3.objects, after=objects)
-    # write pointer 4 naming staged.metadata_key; on losing the race:
-    tables.discard(staged)
-
-A version whose files are a superset of its parent's is an Iceberg append,
-any other an overwrite (the parent's files no longer listed are deleted from
-the snapshot, not from storage). Data files are described from what the
-catalog already knows (size and rows), so staging never opens a data file:
-its cost does not grow with the files a version keeps. Column types map from
-DuckDB's to Iceberg's; a table also carries a name mapping, since the
-Parquet files DuckDB writes have no field ids.
-
-Everything here is blocking file I/O through pyiceberg's FileIO: callers run
-it on a worker thread.
+This module is what the rest of the lakehouse imports: names, key rules and
+the schema mapping, without pyiceberg. pyiceberg takes about 0.3 s to import,
+so the server starts without it and `load` imports it on first use (a start
+warms it on a worker thread once listening). `load` is the one way in: one
+thread imports, the others wait for it, since two threads importing pyiceberg
+through different modules at once can deadlock on Python's import locks.
 """
 
 from __future__ import annotations
 
-import contextlib
 import threading
-import time
-import uuid
-from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
-from duckdb.sqltypes import DuckDBPyType
-from pyiceberg.io import FileIO
-from pyiceberg.manifest import (
-    DataFile,
-    DataFileContent,
-    FileFormat,
-    ManifestEntry,
-    ManifestEntryStatus,
-    ManifestFile,
-    write_manifest,
-    write_manifest_list,
-)
-from pyiceberg.partitioning import UNPARTITIONED_PARTITION_SPEC
-from pyiceberg.schema import Schema, assign_fresh_schema_ids
-from pyiceberg.serializers import FromInputFile, ToOutputFile
-from pyiceberg.table import Table, TableProperties
-from pyiceberg.table.metadata import TableMetadata, new_table_metadata
-from pyiceberg.table.name_mapping import create_mapping_from_schema
-from pyiceberg.table.refs import MAIN_BRANCH, SnapshotRefType
-from pyiceberg.table.snapshots import (
-    Operation,
-    Snapshot,
-    SnapshotSummaryCollector,
-    Summary,
-    update_snapshot_summaries,
-)
-from pyiceberg.table.sorting import UNSORTED_SORT_ORDER
-from pyiceberg.table.update import AddSnapshotUpdate, SetSnapshotRefUpdate, update_table_metadata
-from pyiceberg.typedef import Record
-from pyiceberg.types import (
-    BinaryType,
-    BooleanType,
-    DateType,
-    DecimalType,
-    DoubleType,
-    FloatType,
-    IcebergType,
-    IntegerType,
-    ListType,
-    LongType,
-    MapType,
-    NestedField,
-    StringType,
-    StructType,
-    TimestampType,
-    TimestamptzType,
-    TimeType,
-    UUIDType,
-)
-
-from lakehouse.catalog.manifest import Column, ObjectRef
-from lakehouse.catalog.types import parsed_type
-from lakehouse.catalog.warehouse import Warehouse
-from lakehouse.errors import InvalidRequest
+from lakehouse.runner import run_blocking
 from lakehouse.storage.base import DATASETS_PREFIX
+
+if TYPE_CHECKING:
+    from pyiceberg.schema import Schema
+
+    from lakehouse.catalog.manifest import Column
 
 # The snapshot summary property naming the dataset version a snapshot is.
 VERSION_PROPERTY = "lakehouse.version"
 NAMESPACE = "default"
-_METADATA_CACHE = 256
 
-_SIMPLE: dict[str, IcebergType] = {
-    "BOOLEAN": BooleanType(),
-    "TINYINT": IntegerType(),
-    "SMALLINT": IntegerType(),
-    "INTEGER": IntegerType(),
-    "UTINYINT": IntegerType(),
-    "USMALLINT": IntegerType(),
-    "BIGINT": LongType(),
-    "UINTEGER": LongType(),
-    "FLOAT": FloatType(),
-    "DOUBLE": DoubleType(),
-    "DATE": DateType(),
-    "TIME": TimeType(),
-    "TIMESTAMP": TimestampType(),
-    "TIMESTAMP_S": TimestampType(),
-    "TIMESTAMP_MS": TimestampType(),
-    "TIMESTAMP_NS": TimestampType(),
-    "TIMESTAMP WITH TIME ZONE": TimestamptzType(),
-    "VARCHAR": StringType(),
-    "JSON": StringType(),
-    "BLOB": BinaryType(),
-    "UUID": UUIDType(),
-}
+_loading = threading.Lock()
+_loaded = False
+
+
+def load() -> None:
+    """Import pyiceberg and `catalog.tables` (blocking, once; other threads wait for the first)."""
+    global _loaded
+    if _loaded:
+        return
+    with _loading:
+        import lakehouse.catalog.tables  # noqa: F401  (the module that imports pyiceberg)
+
+        _loaded = True
+
+
+async def ready() -> None:
+    """`load` on a worker thread, so the event loop keeps serving; returns at once once loaded."""
+    if not _loaded:
+        await run_blocking(load)
 
 
 @dataclass(frozen=True)
@@ -128,285 +62,16 @@ class Staged:
     written: tuple[str, ...]
 
 
-class IcebergTables:
-    """Stage, read and prune the Iceberg tables of one warehouse (blocking; call from a thread)."""
-
-    def __init__(self, warehouse: Warehouse) -> None:
-        self.warehouse = warehouse
-        self._io: FileIO = warehouse.io()
-        self._cache: OrderedDict[str, TableMetadata] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def metadata(self, metadata_key: str) -> TableMetadata:
-        """A table metadata file, parsed (cached: metadata files never change)."""
-        with self._lock:
-            cached = self._cache.get(metadata_key)
-            if cached is not None:
-                self._cache.move_to_end(metadata_key)
-                return cached
-        parsed = FromInputFile.table_metadata(self._io.new_input(self.warehouse.uri(metadata_key)))
-        self._remember(metadata_key, parsed)
-        return parsed
-
-    def stage(
-        self,
-        name: str,
-        *,
-        version: int,
-        columns: Sequence[Column],
-        parent: str | None,
-        before: Sequence[ObjectRef],
-        after: Sequence[ObjectRef],
-    ) -> Staged:
-        """Write version `version` as a snapshot on top of metadata file `parent` (None: a new table).
-
-        Raises:
-            InvalidRequest: a column type has no Iceberg equivalent.
-        """
-        if parent is None:
-            base = self.new_table(name, columns)
-            before = ()
-        else:
-            base = self.metadata(parent)
-        kept = {ref.key for ref in after}
-        removed = [ref for ref in before if ref.key not in kept]
-        known = {ref.key for ref in before}
-        added = [ref for ref in after if ref.key not in known]
-        if removed:
-            staged, written = self._overwrite(name, version, base, parent, removed, added)
-        else:
-            staged, written = self._append(name, version, base, added)
-        snapshot = staged.current_snapshot()
-        assert snapshot is not None
-        metadata_key = self.write(name, version, staged)
-        return Staged(metadata_key, snapshot.snapshot_id, (metadata_key, *written))
-
-    def _append(
-        self, name: str, version: int, base: TableMetadata, added: Sequence[ObjectRef]
-    ) -> tuple[TableMetadata, list[str]]:
-        """A fast append: the parent's manifests kept as they are, one new manifest for `added`.
-
-        Written here rather than through a pyiceberg transaction, which copies
-        the whole table metadata (every snapshot) many times per commit.
-        """
-        parent = base.current_snapshot()
-        snapshot_id = base.new_snapshot_id()
-        sequence = base.next_sequence_number()
-        schema, spec = base.schema(), base.spec()
-        compression: Any = base.properties.get(
-            TableProperties.WRITE_AVRO_COMPRESSION, TableProperties.WRITE_AVRO_COMPRESSION_DEFAULT
-        )
-        folder = f"{self._table_key(name)}/metadata"
-        commit = uuid.uuid4()
-        manifests: list[ManifestFile] = list(parent.manifests(self._io)) if parent is not None else []
-        collector = SnapshotSummaryCollector()
-        written: list[str] = []
-        if added:
-            manifest_key = f"{folder}/{commit}-m0.avro"
-            output = self._io.new_output(self.warehouse.uri(manifest_key))
-            with write_manifest(2, spec, schema, output, snapshot_id, compression) as writer:
-                for ref in added:
-                    data_file = self.data_file(ref)
-                    writer.add(
-                        ManifestEntry.from_args(
-                            status=ManifestEntryStatus.ADDED,
-                            snapshot_id=snapshot_id,
-                            sequence_number=None,
-                            file_sequence_number=None,
-                            data_file=data_file,
-                        )
-                    )
-                    collector.add_file(data_file, partition_spec=spec, schema=schema)
-            manifests.insert(0, writer.to_manifest_file())
-            written.append(manifest_key)
-        list_key = f"{folder}/snap-{snapshot_id}-0-{commit}.avro"
-        parent_id = parent.snapshot_id if parent is not None else None
-        output = self._io.new_output(self.warehouse.uri(list_key))
-        with write_manifest_list(2, output, snapshot_id, parent_id, sequence, compression) as lister:
-            lister.add_manifests(manifests)
-        written.append(list_key)
-        summary = update_snapshot_summaries(
-            Summary(Operation.APPEND, **collector.build(), **{VERSION_PROPERTY: str(version)}),
-            parent.summary if parent is not None else None,
-        )
-        snapshot = Snapshot.model_validate(
-            {
-                "snapshot-id": snapshot_id,
-                "parent-snapshot-id": parent_id,
-                "sequence-number": sequence,
-                "timestamp-ms": int(time.time() * 1000),
-                "manifest-list": self.warehouse.uri(list_key),
-                "summary": summary,
-                "schema-id": base.current_schema_id,
-            }
-        )
-        branch = SetSnapshotRefUpdate.model_validate(
-            {"ref-name": MAIN_BRANCH, "type": SnapshotRefType.BRANCH, "snapshot-id": snapshot_id}
-        )
-        return update_table_metadata(base, (AddSnapshotUpdate(snapshot=snapshot), branch)), written
-
-    def _overwrite(
-        self,
-        name: str,
-        version: int,
-        base: TableMetadata,
-        parent: str | None,
-        removed: Sequence[ObjectRef],
-        added: Sequence[ObjectRef],
-    ) -> tuple[TableMetadata, list[str]]:
-        """An overwrite through a pyiceberg transaction: `removed` leave the snapshot, `added` join it."""
-        table = Table((NAMESPACE, name), base, self.warehouse.uri(parent or ""), self._io, None)  # type: ignore[arg-type]
-        tx = table.transaction()
-        update = tx.update_snapshot(snapshot_properties={VERSION_PROPERTY: str(version)})
-        with update.overwrite() as overwrite:
-            for data_file in self._current_files(base, {ref.key for ref in removed}):
-                overwrite.delete_data_file(data_file)
-            for ref in added:
-                overwrite.append_data_file(self.data_file(ref))
-        staged = tx.table_metadata
-        snapshot = staged.current_snapshot()
-        assert snapshot is not None
-        written = self._keys([snapshot.manifest_list])
-        manifests = snapshot.manifests(self._io)
-        written += self._keys(
-            m.manifest_path for m in manifests if m.added_snapshot_id == snapshot.snapshot_id
-        )
-        return staged, written
-
-    def discard(self, staged: Staged) -> None:
-        """Remove the files of a version that lost the race to be committed (best effort)."""
-        for key in staged.written:
-            with contextlib.suppress(OSError, FileNotFoundError):
-                self._io.delete(self.warehouse.uri(key))
-        with self._lock:
-            self._cache.pop(staged.metadata_key, None)
-
-    def new_table(self, name: str, columns: Sequence[Column]) -> TableMetadata:
-        """The metadata of an empty table holding `columns`, at the dataset's location.
-
-        Raises:
-            InvalidRequest: a column type has no Iceberg equivalent.
-        """
-        schema = iceberg_schema(columns)
-        properties = {
-            TableProperties.DEFAULT_NAME_MAPPING: create_mapping_from_schema(schema).model_dump_json(),
-            "write.parquet.compression-codec": "zstd",
-        }
-        return new_table_metadata(
-            schema,
-            UNPARTITIONED_PARTITION_SPEC,
-            UNSORTED_SORT_ORDER,
-            self.warehouse.table_location(name),
-            properties,
-        )
-
-    def data_file(self, ref: ObjectRef) -> DataFile:
-        """The Iceberg description of one Parquet object, from its size and row count."""
-        return DataFile.from_args(
-            content=DataFileContent.DATA,
-            file_path=self.warehouse.uri(ref.key),
-            file_format=FileFormat.PARQUET,
-            partition=Record(),
-            record_count=ref.rows,
-            file_size_in_bytes=ref.size,
-        )
-
-    def snapshot_files(self, metadata: TableMetadata, snapshot_id: int) -> list[DataFile]:
-        """Every data file of one snapshot (delete files too: callers refuse them)."""
-        snapshot = metadata.snapshot_by_id(snapshot_id)
-        if snapshot is None:
-            return []
-        return [entry.data_file for m in snapshot.manifests(self._io) for entry in self._live(m)]
-
-    def manifest_files(self, metadata: TableMetadata, snapshot_id: int) -> list[str]:
-        """The keys of a snapshot's manifest list and manifests."""
-        snapshot = metadata.snapshot_by_id(snapshot_id)
-        if snapshot is None:
-            return []
-        paths = [snapshot.manifest_list, *(m.manifest_path for m in snapshot.manifests(self._io))]
-        return self._keys(paths)
-
-    def write(self, name: str, version: int, metadata: TableMetadata) -> str:
-        """Write `metadata` as a new metadata file of table `name`; returns its key."""
-        key = f"{self._table_key(name)}/metadata/{version:05d}-{uuid.uuid4()}.metadata.json"
-        ToOutputFile.table_metadata(metadata, self._io.new_output(self.warehouse.uri(key)))
-        self._remember(key, metadata)
-        return key
-
-    def _current_files(self, metadata: TableMetadata, keys: set[str]) -> Iterable[DataFile]:
-        snapshot = metadata.current_snapshot()
-        if snapshot is None:
-            return []
-        return [
-            entry.data_file
-            for m in snapshot.manifests(self._io)
-            for entry in self._live(m)
-            if (self.warehouse.key(entry.data_file.file_path) or "") in keys
-        ]
-
-    def _live(self, manifest: ManifestFile) -> list[ManifestEntry]:
-        return list(manifest.fetch_manifest_entry(self._io, discard_deleted=True))
-
-    def _table_key(self, name: str) -> str:
-        return f"{DATASETS_PREFIX}{name}"
-
-    def _keys(self, uris: Iterable[str]) -> list[str]:
-        return [key for key in (self.warehouse.key(uri) for uri in uris) if key is not None]
-
-    def _remember(self, key: str, metadata: TableMetadata) -> None:
-        with self._lock:
-            self._cache[key] = metadata
-            self._cache.move_to_end(key)
-            while len(self._cache) > _METADATA_CACHE:
-                self._cache.popitem(last=False)
-
-
 def iceberg_schema(columns: Sequence[Column]) -> Schema:
-    """The Iceberg schema of a dataset's columns, with fresh field ids.
+    """The Iceberg schema of a dataset's columns, with fresh field ids (see `tables.iceberg_schema`).
 
     Raises:
-        InvalidRequest: a column's DuckDB type has no Iceberg equivalent
-            (HUGEINT, UBIGINT, INTERVAL, UNION, BIT, TIME WITH TIME ZONE ...).
+        InvalidRequest: a column's DuckDB type has no Iceberg equivalent.
     """
-    ids = iter(range(1, 1 << 30))
-    fields = [
-        NestedField(next(ids), column.name, _iceberg_type(column.name, parsed_type(column.type), ids), False)
-        for column in columns
-    ]
-    return assign_fresh_schema_ids(Schema(*fields))
+    load()
+    from lakehouse.catalog.tables import iceberg_schema as schema_of
 
-
-def _iceberg_type(column: str, kind: DuckDBPyType, ids: Iterator[int]) -> IcebergType:
-    text = str(kind)
-    if text in _SIMPLE:
-        return _SIMPLE[text]
-    family = kind.id
-    parts: dict[str, Any] = dict(kind.children) if family in ("decimal", "list", "array", "map") else {}
-    if family == "decimal":
-        return DecimalType(int(parts["precision"]), int(parts["scale"]))
-    if family == "enum":
-        return StringType()
-    if family in ("list", "array"):
-        return ListType(next(ids), _iceberg_type(column, parts["child"], ids), element_required=False)
-    if family == "struct":
-        members: list[tuple[str, Any]] = list(kind.children)
-        return StructType(
-            *(NestedField(next(ids), str(n), _iceberg_type(column, t, ids), False) for n, t in members)
-        )
-    if family == "map":
-        key_id, value_id = next(ids), next(ids)
-        return MapType(
-            key_id,
-            _iceberg_type(column, parts["key"], ids),
-            value_id,
-            _iceberg_type(column, parts["value"], ids),
-            value_required=False,
-        )
-    raise InvalidRequest(
-        f"column {column!r} has type {text}, which an Apache Iceberg table cannot hold",
-        column=column,
-        type=text,
-    )
+    return schema_of(columns)
 
 
 def is_table_metadata(key: str) -> bool:
@@ -417,35 +82,12 @@ def is_table_metadata(key: str) -> bool:
 
 
 def field_ids_sql(columns: Sequence[Column]) -> str:
-    """DuckDB's `FIELD_IDS` copy option giving each column (nested ones too) its Iceberg field id.
-
-    Parquet files written with it carry the ids of `iceberg_schema(columns)`,
-    which is the schema of the dataset's table, so engines that match columns
-    by id only (Daft) read them. Names are written as quoted string literals.
+    """DuckDB's `FIELD_IDS` copy option giving each column its Iceberg field id (see `tables.field_ids_sql`).
 
     Raises:
         InvalidRequest: a column type has no Iceberg equivalent.
     """
-    schema = iceberg_schema(columns)
-    return (
-        "FIELD_IDS {"
-        + ", ".join(_field_id_entry(f.name, f.field_id, f.field_type) for f in schema.fields)
-        + "}"
-    )
+    load()
+    from lakehouse.catalog.tables import field_ids_sql as field_ids
 
-
-def _field_id_entry(name: str, field_id: int, kind: IcebergType) -> str:
-    key = "'" + name.replace("'", "''") + "'"
-    children: list[str] = []
-    if isinstance(kind, StructType):
-        children = [_field_id_entry(f.name, f.field_id, f.field_type) for f in kind.fields]
-    elif isinstance(kind, ListType):
-        children = [_field_id_entry("element", kind.element_id, kind.element_type)]
-    elif isinstance(kind, MapType):
-        children = [
-            _field_id_entry("key", kind.key_id, kind.key_type),
-            _field_id_entry("value", kind.value_id, kind.value_type),
-        ]
-    if not children:
-        return f"{key}: {field_id}"
-    return f"{key}: {{__duckdb_field_id: {field_id}, {', '.join(children)}}}"
+    return field_ids(columns)

@@ -24,8 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from pyiceberg.table.update import RemoveSnapshotsUpdate, update_table_metadata
-
+from lakehouse.catalog import iceberg
 from lakehouse.catalog.manifest import Manifest, manifest_key
 from lakehouse.errors import Busy, InvalidRequest, NotFound
 from lakehouse.runner import run_blocking
@@ -52,6 +51,7 @@ async def upgrade(catalog: Catalog, name: str) -> int:
     A dataset whose stored columns Iceberg cannot hold (or that no longer
     validate) is left as it is and logged: it stays readable by SQL.
     """
+    await iceberg.ready()
     done = 0
     parent: Manifest | None = None
     for number, etag in sorted((await catalog._version_etags(name)).items()):
@@ -134,6 +134,9 @@ async def expire(
 async def _expire(
     catalog: Catalog, name: str, current: Manifest, doomed: list[Manifest], remaining: list[Manifest]
 ) -> Expired | None:
+    await iceberg.ready()
+    from pyiceberg.table.update import RemoveSnapshotsUpdate, update_table_metadata
+
     tables = catalog.tables
     assert current.metadata_key is not None
     base = await run_blocking(tables.metadata, current.metadata_key)

@@ -21,34 +21,24 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
-from pyiceberg.exceptions import CommitFailedException
-from pyiceberg.manifest import DataFileContent, FileFormat
-from pyiceberg.table import CommitTableRequest
-from pyiceberg.table.metadata import TableMetadata
-from pyiceberg.table.refs import MAIN_BRANCH
-from pyiceberg.table.snapshots import Operation, Summary
-from pyiceberg.table.update import (
-    AddSnapshotUpdate,
-    AssignUUIDUpdate,
-    RemovePropertiesUpdate,
-    SetPropertiesUpdate,
-    SetSnapshotRefUpdate,
-    TableUpdate,
-    update_table_metadata,
-)
 
+from lakehouse.catalog import iceberg
 from lakehouse.catalog.iceberg import NAMESPACE, VERSION_PROPERTY
 from lakehouse.catalog.manifest import Manifest, ObjectRef, manifest_key, validate_name
 from lakehouse.errors import CommitFailed, Forbidden, InvalidName, InvalidRequest, NotFound, VersionConflict
 from lakehouse.runner import run_blocking
 from lakehouse.storage.base import DATASETS_PREFIX
 
+if TYPE_CHECKING:
+    # pyiceberg is imported by the commit itself, after `iceberg.ready()` (see `catalog.iceberg`).
+    from pyiceberg.table.metadata import TableMetadata
+    from pyiceberg.table.update import TableUpdate
+
 # Properties the lakehouse itself keeps: a commit may not change them.
 _OWN_PROPERTIES = frozenset({"schema.name-mapping.default"})
-_ALLOWED_UPDATES = (AddSnapshotUpdate, SetSnapshotRefUpdate, SetPropertiesUpdate, RemovePropertiesUpdate)
 # Paging of table listings.
 MAX_PAGE = 1000
 
@@ -106,6 +96,7 @@ class IcebergRest:
         current = await self._current(namespace, name)
         assert current.metadata_key is not None
         raw = await self.catalog.store.get_bytes(current.metadata_key)
+        await iceberg.ready()
         return LoadedTable(self.catalog.tables.warehouse.uri(current.metadata_key), json.loads(raw))
 
     async def commit(self, namespace: str, name: str, body: dict[str, Any]) -> LoadedTable:
@@ -118,6 +109,11 @@ class IcebergRest:
             InvalidRequest: a malformed commit, or an update a dataset cannot take.
             Forbidden: a file outside the dataset's area.
         """
+        await iceberg.ready()
+        from pyiceberg.exceptions import CommitFailedException
+        from pyiceberg.table import CommitTableRequest
+        from pyiceberg.table.update import update_table_metadata
+
         try:
             request = CommitTableRequest.model_validate(
                 {"identifier": {"namespace": [namespace], "name": name}, **body}
@@ -151,6 +147,9 @@ class IcebergRest:
         return LoadedTable(tables.warehouse.uri(key), json.loads(updated.model_dump_json()))
 
     async def _commit_version(self, name: str, current: Manifest, updated: TableMetadata) -> LoadedTable:
+        from pyiceberg.manifest import DataFileContent, FileFormat
+        from pyiceberg.table.snapshots import Operation, Summary
+
         tables = self.catalog.tables
         snapshot = updated.current_snapshot()
         assert snapshot is not None
@@ -233,6 +232,16 @@ ENDPOINTS = (
 
 
 def _check_updates(base: TableMetadata, updates: tuple[TableUpdate, ...]) -> None:
+    from pyiceberg.table.refs import MAIN_BRANCH
+    from pyiceberg.table.update import (
+        AddSnapshotUpdate,
+        AssignUUIDUpdate,
+        RemovePropertiesUpdate,
+        SetPropertiesUpdate,
+        SetSnapshotRefUpdate,
+    )
+
+    allowed = (AddSnapshotUpdate, SetSnapshotRefUpdate, SetPropertiesUpdate, RemovePropertiesUpdate)
     for update in updates:
         if isinstance(update, AssignUUIDUpdate) and update.uuid == base.table_uuid:
             continue
@@ -242,7 +251,7 @@ def _check_updates(base: TableMetadata, updates: tuple[TableUpdate, ...]) -> Non
                 "ingest into a new dataset instead",
                 iceberg_type="CommitFailedException",
             )
-        if not isinstance(update, _ALLOWED_UPDATES):
+        if not isinstance(update, allowed):
             raise InvalidRequest(f"a dataset's table does not take the update {update.action!r}")
         if isinstance(update, SetSnapshotRefUpdate) and update.ref_name != MAIN_BRANCH:
             raise InvalidRequest("a dataset's table has one branch, main: no other refs")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -13,7 +13,9 @@ from lakehouse.cli.app import app
 from lakehouse.cli.common import GatewayOption, console, err_console, gateway_client, print_json
 from lakehouse.cli.serve import ConfigOption
 from lakehouse.cli.token import TokenOption
-from lakehouse.client import models as m
+
+if TYPE_CHECKING:
+    from lakehouse.client import models as m
 
 SHOWN = 160  # characters of a step's input or output printed
 
@@ -46,6 +48,8 @@ def ask_command(
 
     Each step is printed on stderr as it runs; the answer goes to stdout, then its citations.
     """
+    from lakehouse.client import models as m
+
     text = sys.stdin.read() if question == "-" else question
     with gateway_client(gateway, config, token, timeout=timeout) as client:
         if as_json:

@@ -11,17 +11,19 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
-from pydantic import BaseModel
 from rich.console import Console
 from rich.markup import escape
 
 from lakehouse.cli.serve import settings_or_exit
-from lakehouse.client import START_HINT, Client
 from lakehouse.config import split_bind
 from lakehouse.errors import LakehouseError, Unavailable
+
+if TYPE_CHECKING:
+    # The client (httpx, numpy, its models) loads when a command talks to the gateway, not for `serve`.
+    from lakehouse.client import Client
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -53,6 +55,8 @@ def gateway_client(
     gateway: str | None, config: str | None, token: str | None, timeout: float = 600.0
 ) -> Iterator[Client]:
     """A client of the gateway; a lakehouse error inside the block prints and exits 1."""
+    from lakehouse.client import Client
+
     # An empty --token means none, not $LAKEHOUSE_TOKEN (typer already read the env var).
     client = Client(gateway_url(gateway, config), token=token or "", timeout=timeout)
     try:
@@ -65,6 +69,8 @@ def gateway_client(
 
 def fail(exc: LakehouseError) -> NoReturn:
     """Print a lakehouse error (code, message, detail) on stderr and exit 1."""
+    from lakehouse.client import START_HINT
+
     if isinstance(exc, Unavailable) and START_HINT in exc.message:
         err_console.print(f"[red]error:[/red] {escape(exc.message)}")
         raise typer.Exit(1)
@@ -86,6 +92,8 @@ def print_json(value: Any) -> None:
 
 
 def _plain(value: Any) -> Any:
+    from pydantic import BaseModel
+
     if isinstance(value, BaseModel):
         return value.model_dump(mode="json", by_alias=True)
     if isinstance(value, list):

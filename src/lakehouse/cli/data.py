@@ -9,11 +9,10 @@ import csv
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 from rich.table import Table
 
 from lakehouse.cli.app import app
@@ -29,9 +28,11 @@ from lakehouse.cli.common import (
 )
 from lakehouse.cli.serve import ConfigOption
 from lakehouse.cli.token import TokenOption
-from lakehouse.client import Client
-from lakehouse.client.models import IngestResult
 from lakehouse.errors import NotFound
+
+if TYPE_CHECKING:
+    from lakehouse.client import Client
+    from lakehouse.client.models import IngestResult
 
 
 @app.command("ingest")
@@ -91,6 +92,8 @@ def _upload(
     sheet: str | None,
 ) -> IngestResult:
     """Stream `path` with a progress bar on stderr, then wait for the conversion."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
     total = path.stat().st_size
     sent = 0
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())

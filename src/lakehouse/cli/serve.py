@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import logging
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-import uvicorn
 from rich.console import Console
 from rich.markup import escape
-from starlette.types import ASGIApp
 
 from lakehouse.cli.app import app
-from lakehouse.cli.listen import bind_socket
 from lakehouse.config import ConfigError, Settings, load_settings, split_bind
 from lakehouse.services.table import SERVICES
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp
 
 err_console = Console(stderr=True)
 
@@ -92,6 +92,10 @@ def serve(
     except ConfigError as exc:
         err_console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None
+    import uvicorn
+
+    from lakehouse.cli.listen import bind_socket
+
     # Bound here, so port 0 works and the port actually got is reported once serving.
     try:
         sock = bind_socket(host, port)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import logging
+import threading
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -13,6 +15,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from lakehouse import __version__
 from lakehouse.auth import with_auth
+from lakehouse.catalog import iceberg
 from lakehouse.config import Settings
 from lakehouse.console import add_console_routes
 from lakehouse.services.compression import GzipJson
@@ -24,6 +27,10 @@ from lakehouse.services.iceberg import IcebergErrors
 from lakehouse.services.limits import BodyLimits
 from lakehouse.services.metrics import Metrics, MetricsMiddleware, RouteNamer, add_metrics_route
 from lakehouse.services.table import SERVICES, ServiceSpec
+
+log = logging.getLogger("lakehouse.app")
+# The services whose requests write Iceberg tables (register, ingest, the REST catalog, expire).
+_ICEBERG_SERVICES = frozenset({"catalogd", "ingestd"})
 
 
 def create_app(
@@ -48,6 +55,7 @@ def create_app(
         try:
             for spec in specs:
                 await _startup(spec, deps)
+            _warm_up({spec.name for spec in specs})
             yield
         finally:
             await deps.aclose()
@@ -98,6 +106,24 @@ async def _startup(spec: ServiceSpec, deps: Deps) -> None:
     hook = getattr(importlib.import_module(spec.module), "startup", None)
     if hook is not None:
         await hook(deps)
+
+
+def _warm_up(services: set[str]) -> None:
+    """Import pyiceberg on a worker thread while the server starts answering.
+
+    Start-up leaves it out (about 0.3 s, see `catalog.iceberg`); importing it
+    now means a first ingest or Iceberg request rarely waits for it, and one
+    that does waits for this same import (`iceberg.load`), never a half-done one.
+    """
+    if services & _ICEBERG_SERVICES:
+        threading.Thread(target=_load_iceberg, name="lakehouse-warm-up", daemon=True).start()
+
+
+def _load_iceberg() -> None:
+    try:
+        iceberg.load()
+    except ImportError as exc:  # the first request needing it raises it again, to its caller
+        log.warning("could not import pyiceberg ahead of use: %s", exc)
 
 
 def full_openapi() -> dict[str, Any]:

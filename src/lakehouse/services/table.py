@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from fastapi import APIRouter
+if TYPE_CHECKING:
+    # Only for annotations: the CLI reads this table without loading FastAPI.
+    from fastapi import APIRouter
 
-from lakehouse.config import Settings
+    from lakehouse.config import Settings
 
 
 @dataclass(frozen=True)

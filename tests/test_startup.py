@@ -1,0 +1,104 @@
+"""What `lakehouse serve` loads before it answers, and what it leaves for later.
+
+A start has under a second to reach a healthy `/health` (issue 14), so the
+modules only some commands or some requests need stay out of it: the CLI
+does not load the client its other commands use, and pyiceberg waits for
+the first request that writes or reads an Iceberg table (`catalog.iceberg`).
+Each check runs in a fresh interpreter, so no other test's imports count.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.support.procs import write_config
+
+# Needed by a request or a command, never by a start.
+LEFT_FOR_LATER = ("pyiceberg", "lakehouse.catalog.tables", "lakehouse.client", "rich.progress")
+
+
+def loaded_after(code: str) -> set[str]:
+    """The top-level packages and lakehouse modules in `sys.modules` once `code` has run."""
+    probe = f"{code}\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))\n"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    names = json.loads(done.stdout.strip().splitlines()[-1])
+    return {n for n in names if n.startswith("lakehouse.")} | {n.split(".")[0] for n in names}
+
+
+def test_the_cli_loads_no_client_no_web_framework_and_no_iceberg() -> None:
+    loaded = loaded_after("import lakehouse.cli")
+    for name in (*LEFT_FOR_LATER, "fastapi", "uvicorn", "httpx", "numpy"):
+        assert name not in loaded
+
+
+def test_serving_every_service_on_an_empty_folder_starts_without_pyiceberg(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "lakehouse.toml", {"storage": {"root": str(tmp_path / "data")}})
+    # What `lakehouse serve` does up to listening: the app, then each service's start-up hook.
+    loaded = loaded_after(
+        f"""
+import asyncio, importlib
+import lakehouse.cli
+from lakehouse.config import load_settings
+from lakehouse.services.app import create_app
+from lakehouse.services.table import SERVICES
+
+app = create_app(load_settings({str(config)!r}), name="gateway", bind_host="127.0.0.1")
+
+async def start() -> None:
+    deps = app.state.deps
+    try:
+        for spec in SERVICES.values():
+            hook = getattr(importlib.import_module(spec.module), "startup", None)
+            if hook is not None:
+                await hook(deps)
+    finally:
+        await deps.aclose()
+
+asyncio.run(start())
+"""
+    )
+    assert "lakehouse.services.vectord" in loaded  # the app really was built
+    for name in LEFT_FOR_LATER:
+        assert name not in loaded
+
+
+def test_threads_needing_pyiceberg_at_once_all_get_it_whole() -> None:
+    # One gate (`iceberg.load`): threads entering pyiceberg through different modules at once
+    # would otherwise risk a deadlock or a half-initialised module.
+    code = """
+import threading
+from lakehouse.catalog.iceberg import field_ids_sql, iceberg_schema
+from lakehouse.catalog.manifest import Column
+
+columns = [Column("id", "BIGINT"), Column("tags", "VARCHAR[]")]
+results, errors = [], []
+
+def use(i: int) -> None:
+    try:
+        if i % 3 == 0:
+            results.append(field_ids_sql(columns))
+        elif i % 3 == 1:
+            results.append(len(iceberg_schema(columns).fields))
+        else:
+            from lakehouse.catalog import iceberg
+            iceberg.load()
+            from pyiceberg.table import CommitTableRequest
+            results.append(CommitTableRequest.__name__)
+    except BaseException as exc:
+        errors.append(repr(exc))
+
+threads = [threading.Thread(target=use, args=(i,)) for i in range(9)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+assert not errors, errors
+assert len(results) == 9
+assert "FIELD_IDS {'id': 1, 'tags': {__duckdb_field_id: 2, 'element': 3}}" in results
+"""
+    loaded = loaded_after(code)
+    assert "pyiceberg" in loaded
