@@ -39,6 +39,8 @@ SPACES = {"cosine": "cosine", "l2": "l2", "ip": "ip"}
 # hnswlib reserves room for this many more vectors at a time, and grows by half when full.
 HNSW_MIN_CAPACITY = 1024
 THREADS = os.cpu_count() or 1
+# Pending chunks smaller than this are merged into one for scanning (see `Graph`).
+MIN_CHUNK = 4096
 # The files of a snapshot's graph, by extension, for each engine.
 SUFFIXES: dict[str, tuple[str, ...]] = {"hnswlib": ("hnsw", "npz"), "usearch": ("usearch",)}
 Files = dict[str, Path]
@@ -208,17 +210,27 @@ class HnswGraph:
 
 
 class Graph:
-    """An engine's graph plus vectors searchable before they are linked into it (`pending`)."""
+    """An engine's graph plus vectors searchable before they are linked into it (`pending`).
+
+    Pending vectors stay in the chunks they arrived in (a replayed record's
+    vectors, read in place from its bytes): gathering 300,000 of them into
+    one matrix cost the first search after a restart 0.5-1.5 s on fresh
+    memory. Each chunk is scanned exactly on its own and the results merged;
+    chunks under `MIN_CHUNK` rows are merged once, so many small records do
+    not mean many small scans.
+    """
 
     def __init__(self, engine: Backend, metric: str, dim: int) -> None:
         self.engine = engine
         self.metric = METRICS[metric]
         self.dim = dim
+        # Settled pending chunks (no dropped key in them) and those added since the last settle.
         self._chunks: list[tuple[Keys, Vectors]] = []
-        self._pending_keys: Keys = np.zeros(0, dtype=np.uint64)
-        self._pending: Vectors = np.zeros((0, dim), dtype=np.float32)
+        self._fresh: list[tuple[Keys, Vectors]] = []
         self._dropped: set[int] = set()
         self._waiting: set[int] = set()
+        # Every settled pending key, sorted, with its chunk and row: built when `get` needs it.
+        self._lookup: tuple[Keys, npt.NDArray[np.int64], npt.NDArray[np.int64]] | None = None
 
     @classmethod
     def build(
@@ -240,8 +252,9 @@ class Graph:
     def add(self, keys: Keys, vectors: Vectors, defer: bool = False) -> None:
         """Add new keys: into the graph, or (`defer`) into the pending set for `drain`."""
         if defer:
-            self._chunks.append((keys, np.asarray(vectors, dtype=np.float32)))
-            self._waiting.update(keys.tolist())
+            if len(keys):
+                self._fresh.append((keys, np.asarray(vectors, dtype=np.float32).reshape(len(keys), self.dim)))
+                self._waiting.update(keys.tolist())
         else:
             self.engine.add(keys, vectors)
 
@@ -261,29 +274,40 @@ class Graph:
         """Per query, the k nearest keys among graph and pending, nearest first."""
         found = self.engine.search(queries, k, threads)
         self._settle()
-        if not len(self._pending_keys):
+        if not self._chunks:
             return found
-        near = exact_search(
-            self._pending, queries, min(k, len(self._pending_keys)), self.metric, exact=True, threads=THREADS
-        )
+        near_keys, near_distances = [], []
+        for keys, vectors in self._chunks:
+            near = exact_search(vectors, queries, min(k, len(keys)), self.metric, exact=True, threads=THREADS)
+            rows, distances = _matrix(near, len(queries))
+            near_keys.append(keys[rows])
+            near_distances.append(distances)
+        pending_keys = np.concatenate(near_keys, axis=1)
+        pending_distances = np.concatenate(near_distances, axis=1)
         merged = []
-        for (keys, distances), (rows_of, near_distances) in zip(found, _per_query(near), strict=True):
-            all_keys = np.concatenate([keys.astype(np.uint64), self._pending_keys[rows_of.astype(np.int64)]])
-            all_distances = np.concatenate([distances, near_distances]).astype(np.float32)
+        for row, (keys, distances) in enumerate(found):
+            all_keys = np.concatenate([keys.astype(np.uint64), pending_keys[row]])
+            all_distances = np.concatenate([distances, pending_distances[row]]).astype(np.float32)
             best = np.argsort(all_distances, kind="stable")[:k]
+            best = best[np.isfinite(all_distances[best])]
             merged.append((all_keys[best], all_distances[best]))
         return merged
 
     def get(self, keys: Keys) -> Vectors:
         """The stored vectors of these keys, in order."""
         self._settle()
-        if not len(self._pending_keys):
+        if not self._chunks:
             return self.engine.get(keys)
+        sorted_keys, chunk_of, row_of = self._lookup or self._build_lookup()
+        at = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
+        waiting = sorted_keys[at] == keys
         out = np.empty((len(keys), self.dim), dtype=np.float32)
-        waiting = self._pending_member(keys)
         if waiting.any():
-            rows = np.searchsorted(self._pending_keys, keys[waiting])
-            out[waiting] = self._pending[rows]
+            where = np.flatnonzero(waiting)
+            chunks, rows = chunk_of[at[where]], row_of[at[where]]
+            for chunk in np.unique(chunks).tolist():
+                mine = chunks == chunk
+                out[where[mine]] = self._chunks[chunk][1][rows[mine]]
         if (~waiting).any():
             out[~waiting] = self.engine.get(keys[~waiting])
         return out
@@ -291,13 +315,20 @@ class Graph:
     def drain(self, limit: int) -> int:
         """Link up to `limit` pending vectors into the graph; return how many still wait."""
         self._settle()
-        if len(self._pending_keys):
-            self.engine.reserve(len(self._pending_keys))  # room for all that waits, made once
-            keys = self._pending_keys[:limit]
-            self.engine.add(keys, self._pending[:limit])
-            self._waiting.difference_update(keys.tolist())
-            self._pending_keys, self._pending = self._pending_keys[limit:], self._pending[limit:]
-        return len(self._pending_keys)
+        if self._chunks:
+            self.engine.reserve(self.pending)  # room for all that waits, made once
+            self._lookup = None
+        while limit > 0 and self._chunks:
+            keys, vectors = self._chunks[0]
+            take = min(limit, len(keys))
+            self.engine.add(keys[:take], vectors[:take])
+            self._waiting.difference_update(keys[:take].tolist())
+            if take == len(keys):
+                self._chunks.pop(0)
+            else:
+                self._chunks[0] = (keys[take:], vectors[take:])
+            limit -= take
+        return self.pending
 
     def save(self, stem: Path) -> Files:
         """Write the graph (it must have nothing pending) to files named `stem` plus an extension."""
@@ -309,24 +340,64 @@ class Graph:
         """Read a saved graph's files, by extension."""
         self.engine.load(files)
 
-    def _pending_member(self, keys: Keys) -> npt.NDArray[np.bool_]:
-        if not len(self._pending_keys):
-            return np.zeros(len(keys), dtype=bool)
-        rows = np.minimum(np.searchsorted(self._pending_keys, keys), len(self._pending_keys) - 1)
-        return np.asarray(self._pending_keys[rows] == keys)
-
-    def _settle(self) -> None:
-        """Fold deferred chunks and drops into one sorted pending matrix."""
-        if not self._chunks and not self._dropped:
-            return
-        keys = np.concatenate([self._pending_keys, *(k for k, _ in self._chunks)]).astype(np.uint64)
-        vectors = np.concatenate([self._pending, *(v.reshape(-1, self.dim) for _, v in self._chunks)])
-        self._chunks = []
-        if self._dropped:
-            keep = ~np.isin(keys, np.fromiter(self._dropped, dtype=np.uint64, count=len(self._dropped)))
-            keys, vectors = keys[keep], vectors[keep]
-            self._dropped = set()
+    def _build_lookup(self) -> tuple[Keys, npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        keys = np.concatenate([k for k, _ in self._chunks]).astype(np.uint64)
+        chunk_of = np.repeat(np.arange(len(self._chunks)), [len(k) for k, _ in self._chunks])
+        row_of = np.concatenate([np.arange(len(k)) for k, _ in self._chunks])
         if len(keys) > 1 and not bool(np.all(keys[1:] > keys[:-1])):  # keys are assigned rising: rare
             order = np.argsort(keys, kind="stable")
-            keys, vectors = keys[order], vectors[order]
-        self._pending_keys, self._pending = keys, np.ascontiguousarray(vectors)
+            keys, chunk_of, row_of = keys[order], chunk_of[order], row_of[order]
+        self._lookup = keys, chunk_of.astype(np.int64), row_of.astype(np.int64)
+        return self._lookup
+
+    def _settle(self) -> None:
+        """Take dropped keys out of the pending chunks, and merge small chunks."""
+        if not self._fresh and not self._dropped:
+            return
+        chunks, self._fresh = self._chunks + self._fresh, []
+        if self._dropped:
+            dropped = np.fromiter(self._dropped, dtype=np.uint64, count=len(self._dropped))
+            kept = []
+            for keys, vectors in chunks:
+                gone = np.isin(keys, dropped)
+                if gone.any():
+                    keys, vectors = keys[~gone], vectors[~gone]
+                if len(keys):
+                    kept.append((keys, vectors))
+            chunks, self._dropped = kept, set()
+        self._chunks, self._lookup = _coalesced(chunks), None
+
+
+def _coalesced(chunks: list[tuple[Keys, Vectors]]) -> list[tuple[Keys, Vectors]]:
+    """The chunks in order, runs of ones under `MIN_CHUNK` rows merged (copying only those)."""
+    out: list[tuple[Keys, Vectors]] = []
+    run: list[tuple[Keys, Vectors]] = []
+
+    def close_run() -> None:
+        if len(run) == 1:
+            out.append(run[0])
+        elif run:
+            out.append((np.concatenate([k for k, _ in run]), np.concatenate([v for _, v in run])))
+        run.clear()
+
+    for chunk in chunks:
+        if len(chunk[0]) >= MIN_CHUNK:
+            close_run()
+            out.append(chunk)
+            continue
+        run.append(chunk)
+        if sum(len(k) for k, _ in run) >= MIN_CHUNK:
+            close_run()
+    close_run()
+    return out
+
+
+def _matrix(found: Any, queries: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+    """An exact search's rows and distances as (queries, k) arrays; missing places are at infinity."""
+    rows = np.asarray(found.keys).reshape(queries, -1).astype(np.int64)
+    distances = np.asarray(found.distances, dtype=np.float32).reshape(queries, -1)
+    if isinstance(found, BatchMatches):
+        beyond = np.arange(rows.shape[1])[None, :] >= np.asarray(found.counts)[:, None]
+        if beyond.any():
+            rows, distances = np.where(beyond, 0, rows), np.where(beyond, np.inf, distances)
+    return rows, distances

@@ -7,6 +7,7 @@ calls it through `run_blocking` so the event loop never waits on the graph.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import threading
@@ -70,9 +71,9 @@ class IndexSpec:
         return cls(**json.loads(data))
 
 
-@dataclass
+@dataclass(slots=True)
 class Item:
-    """What an index keeps beside each vector."""
+    """What an index keeps beside each vector (slotted: an index holds one per item)."""
 
     id: str
     metadata: dict[str, Any]
@@ -183,9 +184,11 @@ class VectorIndex:
             if batch.op == "synced":
                 self.synced_version = batch.version
                 return
-            old = [self.keys[i] for i in batch.ids if i in self.keys]
-            if any(self.items[key].text is not None for key in old) or any(
-                t is not None for t in batch.texts
+            # A replayed batch of new ids (the usual case) is told apart at C speed.
+            known = self.keys.keys()
+            old = [] if known.isdisjoint(batch.ids) else [self.keys[i] for i in batch.ids if i in known]
+            if any(self.items[key].text is not None for key in old) or batch.texts.count(None) != len(
+                batch.texts
             ):
                 self.text_version += 1
             if old:
@@ -208,12 +211,13 @@ class VectorIndex:
         digests: list[str | None] | None,
     ) -> None:
         """Record new items (their keys and ids must not be present) in one pass."""
-        items = [
-            Item(item_id, meta, text, digest)
-            for item_id, meta, text, digest in zip(
-                ids, metadata, texts, digests or [None] * len(ids), strict=True
+        if len({len(keys), len(ids), len(metadata), len(texts)}) > 1 or (
+            digests and len(digests) != len(ids)
+        ):
+            raise ValueError(
+                f"{len(keys)} keys, {len(ids)} ids, {len(metadata)} metadata, {len(texts)} texts"
             )
-        ]
+        items = map(Item, ids, metadata, texts, digests or itertools.repeat(None))
         self.items.update(zip(keys, items, strict=True))
         self.keys.update(zip(ids, keys, strict=True))
         self.columns.put_all(keys, metadata)
