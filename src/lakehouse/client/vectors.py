@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-ARROW_STREAM = "application/vnd.apache.arrow.stream"
+from lakehouse.client.streams import ARROW_STREAM as ARROW_STREAM  # where the benches take it from
+
 ITEM_KEYS = frozenset({"id", "vector", "text", "metadata"})
 
 Floats = npt.NDArray[np.float32]
