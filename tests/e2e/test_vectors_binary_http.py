@@ -370,3 +370,87 @@ def test_arrow_adds_and_base64_searches_cross_the_gateway(start_cluster: StartCl
         assert answer.status_code == 200 and answer.json()["count"] == len(data), answer.text
         assert hits_of(client, "through", {"vector": b64(data[9]), "k": 1})[0][0][0] == "g9"
         assert_error(add_arrow(client, "through", b"not arrow"), 400, "invalid_request")
+
+
+def arrow_hits(c: httpx.Client, name: str, body: dict[str, Any], accept: str = ARROW) -> pa.Table:
+    """The search's answer as an Arrow table, asked for with `accept`."""
+    answer = c.post(f"/v1/vectors/index/{name}/search", json=body, headers={"Accept": accept})
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["content-type"] == ARROW
+    assert "content-encoding" not in answer.headers  # Arrow is never gzipped
+    return pa.ipc.open_stream(answer.content).read_all()
+
+
+def test_an_arrow_answer_holds_the_json_answer_row_for_row(c: httpx.Client) -> None:
+    create(c, "answers")
+    data = clustered(300, DIM)
+    items = [
+        {"id": f"a{n}", "vector": b64(data[n]), "metadata": {"n": n, "tag": "é" if n % 3 else None}}
+        | ({"text": f"forklift operator {n}"} if n % 2 else {})
+        for n in range(len(data))
+    ]
+    assert c.post("/v1/vectors/index/answers/add", json={"items": items}).status_code == 200
+    queries = clustered(7, DIM, seed=2)
+    body = {"vectors": [b64(q) for q in queries], "k": 6, "filter": {"n": {"$gte": 10}}}
+    as_json = c.post("/v1/vectors/index/answers/search", json=body).json()["results"]
+    table = arrow_hits(c, "answers", body)
+    assert table.schema.names == [
+        "query", "id", "score", "metadata", "text",
+        "vector_rank", "vector_score", "keyword_rank", "keyword_score",
+    ]  # fmt: skip
+    rows = table.to_pylist()
+    expected = [(q, h) for q, result in enumerate(as_json) for h in result["hits"]]
+    assert len(rows) == len(expected) == 7 * 6
+    for row, (query, hit) in zip(rows, expected, strict=True):
+        assert row["query"] == query and row["id"] == hit["id"]
+        assert row["score"] == hit["score"] == row["vector_score"]
+        assert json.loads(row["metadata"]) == hit["metadata"] and hit["metadata"]["n"] >= 10
+        assert row["text"] == hit.get("text")
+        assert row["vector_rank"] == hit["ranks"]["vector"] and row["keyword_rank"] is None
+
+    # One query: query 0; a hybrid answer carries both rankings where they found the hit.
+    single = arrow_hits(c, "answers", {"vector": b64(data[41]), "k": 3}).to_pylist()
+    assert [r["query"] for r in single] == [0, 0, 0] and single[0]["id"] == "a41"
+    hybrid = {"vector": b64(data[41]), "text": "forklift operator 41", "mode": "hybrid", "k": 5}
+    fused = c.post("/v1/vectors/index/answers/search", json=hybrid).json()["hits"]
+    rows = arrow_hits(c, "answers", hybrid).to_pylist()
+    assert [r["id"] for r in rows] == [h["id"] for h in fused] and rows[0]["id"] == "a41"
+    for row, hit in zip(rows, fused, strict=True):
+        for by in ("vector", "keyword"):
+            assert row[f"{by}_rank"] == hit["ranks"].get(by)
+            assert row[f"{by}_score"] == hit["scores"].get(by)
+    # Nothing found: the schema and no rows.
+    none = arrow_hits(c, "answers", {"vector": b64(data[0]), "k": 3, "filter": {"n": -1}})
+    assert none.num_rows == 0 and none.schema.names[0] == "query"
+
+
+def test_json_is_answered_unless_arrow_is_named_and_errors_stay_json(c: httpx.Client) -> None:
+    create(c, "negotiated")
+    data = clustered(20, DIM)
+    items = [{"id": f"n{i}", "vector": b64(v)} for i, v in enumerate(data)]
+    assert c.post("/v1/vectors/index/negotiated/add", json={"items": items}).status_code == 200
+    body = {"vector": b64(data[3]), "k": 2}
+    for accept in ("", "*/*", "application/*", f"{ARROW};q=0", f"application/json, {ARROW};q=0.5", "text/x"):
+        answer = c.post("/v1/vectors/index/negotiated/search", json=body, headers={"Accept": accept})
+        assert answer.status_code == 200, (accept, answer.text)
+        assert answer.headers["content-type"] == "application/json", accept
+        assert answer.json()["hits"][0]["id"] == "n3"
+    for accept in (ARROW, f"application/json;q=0.9, {ARROW}", f"{ARROW.upper()}; q=1", f"*/*;q=0.1, {ARROW}"):
+        assert arrow_hits(c, "negotiated", body, accept=accept).column("id")[0].as_py() == "n3", accept
+    # Refusals are the contract's JSON errors whatever the client accepts.
+    headers = {"Accept": ARROW}
+    answer = c.post("/v1/vectors/index/absent/search", json=body, headers=headers)
+    assert_error(answer, 404, "not_found")
+    answer = c.post("/v1/vectors/index/negotiated/search", json={"vector": b64(data[0][:3])}, headers=headers)
+    assert_error(answer, 400, "dim_mismatch")
+    answer = c.post(
+        "/v1/vectors/index/negotiated/search", json={"vector": b64(data[0]), "k": 0}, headers=headers
+    )
+    assert_error(answer, 400, "invalid_request")
+
+
+def test_the_openapi_document_names_the_arrow_answer(c: httpx.Client) -> None:
+    spec = c.get("/openapi.json").json()
+    answer = spec["paths"]["/v1/vectors/index/{name}/search"]["post"]["responses"]["200"]
+    assert set(answer["content"]) == {"application/json", ARROW}
+    assert "vector_rank" in answer["description"]

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from lakehouse.services.deps import Deps, DepsDep
+from lakehouse.services.negotiation import wants
 
 router = APIRouter(tags=["sql"])
 
@@ -54,7 +55,7 @@ class SqlResponse(BaseModel):
 )
 async def run_sql(body: SqlRequest, deps: DepsDep, accept: str = Header(default="")) -> Any:
     """Every dataset is a view by its name, and version N of it the view `"<name>@<N>"`."""
-    if ARROW_STREAM in accept:
+    if wants(accept, ARROW_STREAM):
         stream = await deps.query.arrow(body.sql)
         return StreamingResponse(stream.chunks(), media_type=ARROW_STREAM)
     result = await deps.query.run(body.sql, body.max_rows)

@@ -12,7 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from lakehouse.errors import InvalidRequest
 from lakehouse.runner import run_blocking
 from lakehouse.services.deps import Deps, DepsDep
+from lakehouse.services.negotiation import wants
 from lakehouse.vectors import Hit, NewItem
+from lakehouse.vectors.answers import hits_arrow
 from lakehouse.vectors.items import Vector
 from lakehouse.vectors.wire import ARROW_STREAM, COLUMNS, items_of_arrow, vector_of_base64
 
@@ -25,6 +27,13 @@ ARROW_ADD = (
     "or list<float32> (float32 only; a null vector is embedded from the row's text), `text` string, "
     "`metadata` a JSON object as a string. Either way at most `[vectord] max_batch` items and "
     "`[http] max_json_bytes` bytes, applied whole or not at all."
+)
+
+ARROW_HITS = (
+    f"JSON, or with `Accept: {ARROW_STREAM}` an Arrow IPC stream of one row per hit: `query` int32 "
+    "(the query's place in `vectors`, 0 for one query), `id`, `score`, `metadata` (a JSON object as "
+    "a string), `text`, and `vector_rank`, `vector_score`, `keyword_rank`, `keyword_score` "
+    "(null where that ranking did not find the hit)."
 )
 
 
@@ -258,6 +267,7 @@ async def add_items(name: str, request: Request, deps: DepsDep) -> dict[str, int
     response_model=SearchResult,
     summary="Search an index",
     openapi_extra=documented(SearchBody),
+    responses={200: {"content": {ARROW_STREAM: {}}, "description": ARROW_HITS}},
 )
 async def search(name: str, request: Request, deps: DepsDep) -> Response:
     """The k best items by vector, keyword (BM25) or both (RRF), among those the filter keeps."""
@@ -266,6 +276,8 @@ async def search(name: str, request: Request, deps: DepsDep) -> Response:
     given = body.vectors if body.vectors is not None else [body.vector] if body.vector is not None else None
     vectors = None if given is None else [vector_of(v) for v in given]
     found = await deps.vectors.search(name, vectors, body.text, body.k, body.filter, body.mode)
+    if wants(request.headers.get("accept"), ARROW_STREAM):
+        return Response(await run_blocking(hits_arrow, found), media_type=ARROW_STREAM)
     # Rendered directly: the hits are plain data, and skipping the response
     # model's re-validation keeps large batch answers fast. A batch's answer is
     # rendered on a worker thread, so encoding thousands of hits never holds
