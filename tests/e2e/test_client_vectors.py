@@ -73,6 +73,29 @@ def test_numpy_arrays_lists_and_texts_add_and_search_alike(client: Client) -> No
     assert client.search("arrays", vector=np.full(DIM, 0.5), k=1)[0].id == "t2"
 
 
+def test_a_batch_search_answers_each_query_as_its_own_search_does(client: Client) -> None:
+    data = unit_rows(200, seed=3)
+    client.create_index("batched", dim=DIM)
+    meta = [{"n": n, "name": f"José {n}"} for n in range(len(data))]
+    texts = [f"picker {n}" if n % 2 else None for n in range(len(data))]
+    client.add_vectors("batched", [f"b{n}" for n in range(200)], data, metadata=meta, texts=texts)
+    queries = unit_rows(25, seed=4)
+    for where in (None, {"n": {"$lt": 50}}):
+        found = client.search_batch("batched", queries, k=4, filter=where)
+        assert len(found) == len(queries)
+        for query, hits in zip(queries, found, strict=True):
+            alone = client.search("batched", vector=query, k=4, filter=where)
+            assert [h.model_dump() for h in hits] == [h.model_dump() for h in alone]
+            assert [h.ranks for h in hits] == [{"vector": place} for place in (1, 2, 3, 4)]
+    # A list of rows works as an array does; a query that finds nothing has an empty list.
+    rows = client.search_batch("batched", [q.tolist() for q in queries[:3]], k=2, filter={"n": -1})
+    assert rows == [[], [], []]
+    with pytest.raises(TypeError, match="search_batch"):
+        client.search("batched", vectors=queries)
+    with pytest.raises(DimMismatch):
+        client.search_batch("batched", [queries[0][:3]])
+
+
 def test_bad_vectors_raise_the_servers_errors_and_add_nothing(client: Client) -> None:
     client.create_index("strict", dim=DIM)
     client.add_vectors("strict", ["a"], unit_rows(1))

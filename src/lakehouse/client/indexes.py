@@ -6,12 +6,14 @@ numpy is imported by the first call that sends one, so importing the client stay
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from lakehouse.client import models as m
 from lakehouse.client.streams import ARROW_STREAM
 from lakehouse.client.transport import Transport, segment
+from lakehouse.errors import UpstreamError
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -89,14 +91,52 @@ class IndexesAPI(Transport):
             body["mode"] = mode
         if text is not None:
             body["text"] = text
+        if "vectors" in body:
+            raise TypeError("search() takes one vector; search_batch() takes many")
         if vector is not None:
             body["vector"] = _base64(vector)
-        if body.get("vectors") is not None:
-            body["vectors"] = [_base64(v) for v in body["vectors"]]
         if filter:
             body["filter"] = dict(filter)
         path = f"/v1/vectors/index/{segment(index)}/search"
         return self._model(m.SearchResult, "POST", path, idempotent=True, json=body).hits
+
+    def search_batch(
+        self,
+        index: str,
+        vectors: Sequence[Sequence[float]] | npt.ArrayLike,
+        k: int = 10,
+        filter: Mapping[str, Any] | None = None,
+    ) -> list[list[m.Hit]]:
+        """The `k` best items for each of `vectors` (an (n, dim) array or n rows), one list per vector.
+
+        Sent as base64 float32 and answered as an Arrow stream: a thousand queries cost
+        the server and the client a fraction of what a JSON answer does.
+        """
+        import pyarrow as pa
+
+        body: dict[str, Any] = {"vectors": [_base64(v) for v in vectors], "k": k}
+        if filter:
+            body["filter"] = dict(filter)
+        path = f"/v1/vectors/index/{segment(index)}/search"
+        answer = self.request("POST", path, idempotent=True, json=body, headers={"Accept": ARROW_STREAM})
+        try:
+            table = pa.ipc.open_stream(answer.content).read_all()
+        except pa.ArrowInvalid as exc:
+            raise UpstreamError(f"the Arrow answer from {self.url} cannot be read: {exc}") from None
+        found: list[list[m.Hit]] = [[] for _ in body["vectors"]]
+        columns = table.select(["query", "id", "score", "metadata", "text", "vector_rank"]).to_pydict()
+        for query, hit_id, score, metadata, text, rank in zip(*columns.values(), strict=True):
+            hit = m.Hit(
+                id=hit_id,
+                score=score,
+                metadata=json.loads(metadata),
+                text=text,
+                found_by=["vector"],
+                ranks={"vector": rank},
+                scores={"vector": score},
+            )
+            found[query].append(hit)
+        return found
 
     def sync_index(self, name: str) -> m.IndexInfo:
         """Bring an index that follows a dataset up to the dataset's current version (write)."""
