@@ -103,7 +103,7 @@ class IndexesAPI(Transport):
     def search_batch(
         self,
         index: str,
-        vectors: Sequence[Sequence[float]] | npt.ArrayLike,
+        vectors: Sequence[Sequence[float]] | npt.NDArray[Any],
         k: int = 10,
         filter: Mapping[str, Any] | None = None,
     ) -> list[list[m.Hit]]:

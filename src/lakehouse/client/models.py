@@ -174,6 +174,7 @@ class Hit(Answer):
     text: str | None = None
     found_by: list[str] = Field(default_factory=list)
     ranks: dict[str, int] = Field(default_factory=dict)
+    scores: dict[str, float] = Field(default_factory=dict)
 
 
 class SearchResult(Answer):
