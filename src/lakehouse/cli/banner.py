@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import uvicorn
@@ -42,8 +43,15 @@ def banner_lines(settings: Settings, service: str | None, url: str) -> list[str]
 class BannerServer(ReportingServer):
     """A `ReportingServer` that prints the banner after its listening line."""
 
-    def __init__(self, config: uvicorn.Config, label: str, settings: Settings, service: str | None) -> None:
-        super().__init__(config, label)
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        label: str,
+        settings: Settings,
+        service: str | None,
+        on_listening: Callable[[], None] | None = None,
+    ) -> None:
+        super().__init__(config, label, on_listening)
         self.settings = settings
         self.service = service
 

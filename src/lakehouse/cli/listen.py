@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import socket
 import sys
+from collections.abc import Callable
 
 import uvicorn
 
@@ -48,11 +49,18 @@ def public_url(sock: socket.socket) -> str:
 
 
 class ReportingServer(uvicorn.Server):
-    """A uvicorn server that prints `lakehouse <label> listening on <url>` once it accepts connections."""
+    """A uvicorn server that prints `lakehouse <label> listening on <url>` once it accepts connections.
 
-    def __init__(self, config: uvicorn.Config, label: str) -> None:
+    `on_listening`, if given, is called once after that line (work that may
+    wait until the server answers, such as warming imports).
+    """
+
+    def __init__(
+        self, config: uvicorn.Config, label: str, on_listening: Callable[[], None] | None = None
+    ) -> None:
         super().__init__(config)
         self.label = label
+        self.on_listening = on_listening
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         """Start serving, then report where (uvicorn logs nothing itself for passed sockets)."""
@@ -60,3 +68,5 @@ class ReportingServer(uvicorn.Server):
         if self.started and sockets:
             urls = ", ".join(public_url(sock) for sock in sockets)
             print(f"{READY_PREFIX}{self.label}{READY_MARKER}{urls}", file=sys.stderr, flush=True)
+        if self.started and self.on_listening is not None:
+            self.on_listening()

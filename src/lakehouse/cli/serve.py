@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -50,6 +51,16 @@ def _bind_host(address: str) -> str:
         return split_bind(address)[0]
     except ConfigError:
         return address  # reported below; treated as beyond loopback meanwhile
+
+
+def _warm_up_for(service: str | None) -> Callable[[], None] | None:
+    """What to import once listening: what requests to the services served here will need."""
+    if service == "gateway":
+        return None  # the split-mode gateway only proxies
+    from lakehouse.services.app import warm_up
+
+    served = list(SERVICES) if service is None else [service]
+    return lambda: warm_up(served)
 
 
 @app.command()
@@ -115,7 +126,13 @@ def serve(
     )
     from lakehouse.cli.banner import BannerServer
 
-    server = BannerServer(served, label=service or "all", settings=settings, service=service)
+    server = BannerServer(
+        served,
+        label=service or "all",
+        settings=settings,
+        service=service,
+        on_listening=_warm_up_for(service),
+    )
     server.run(sockets=[sock])
     if not server.started:
         raise typer.Exit(3)

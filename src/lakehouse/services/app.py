@@ -55,7 +55,6 @@ def create_app(
         try:
             for spec in specs:
                 await _startup(spec, deps)
-            _warm_up({spec.name for spec in specs})
             yield
         finally:
             await deps.aclose()
@@ -108,14 +107,15 @@ async def _startup(spec: ServiceSpec, deps: Deps) -> None:
         await hook(deps)
 
 
-def _warm_up(services: set[str]) -> None:
-    """Import pyiceberg on a worker thread while the server starts answering.
+def warm_up(services: Iterable[str]) -> None:
+    """Import, on a worker thread, what requests to `services` need and start-up left out.
 
-    Start-up leaves it out (about 0.3 s, see `catalog.iceberg`); importing it
-    now means a first ingest or Iceberg request rarely waits for it, and one
-    that does waits for this same import (`iceberg.load`), never a half-done one.
+    Called by `lakehouse serve` once it is listening, so the import does not
+    slow the start down. That is pyiceberg (about 0.3 s, see `catalog.iceberg`):
+    a first ingest or Iceberg request then rarely waits for it, and one that
+    does waits for this same import (`iceberg.load`), never a half-done one.
     """
-    if services & _ICEBERG_SERVICES:
+    if _ICEBERG_SERVICES & set(services):
         threading.Thread(target=_load_iceberg, name="lakehouse-warm-up", daemon=True).start()
 
 
