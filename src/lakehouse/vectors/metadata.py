@@ -63,7 +63,8 @@ class MetadataColumns:
     def __init__(self) -> None:
         self._keys: Keys = np.zeros(16, dtype=np.uint64)
         self._metadata: list[dict[str, Any]] = []
-        self._rows: dict[int, int] = {}
+        # Each key's row, built on the first removal: a replayed or loaded index need not pay for it.
+        self._rows: dict[int, int] | None = None
         self._columns: OrderedDict[str, _Column] = OrderedDict()
         self._building = threading.Lock()
 
@@ -80,13 +81,17 @@ class MetadataColumns:
                 column.grow(capacity)
         self._keys[start:end] = keys
         self._metadata.extend(metadata)
-        self._rows.update(zip(keys, range(start, end), strict=True))
+        if self._rows is not None:
+            self._rows.update(zip(keys, range(start, end), strict=True))
         for name, column in self._columns.items():
             for row, meta in enumerate(metadata, start):
                 column.set(row, meta.get(name), name in meta)
 
     def remove(self, key: int) -> None:
         """Forget an item's metadata."""
+        if self._rows is None:
+            count = len(self._metadata)
+            self._rows = dict(zip(self._keys[:count].tolist(), range(count), strict=True))
         row = self._rows.pop(key)
         last = len(self._metadata) - 1
         if row != last:
