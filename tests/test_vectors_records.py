@@ -5,6 +5,7 @@ from __future__ import annotations
 import struct
 import zlib
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -244,3 +245,21 @@ def test_pending_chunks_of_any_size_answer_exactly(engine: str) -> None:
     while index.link_pending(3000):
         pass
     assert index.pending == 0 and index.count == len(live)
+
+
+def test_searches_racing_to_be_first_after_a_replay_all_see_every_vector() -> None:
+    dim, n = 8, 6000
+    data = clustered(n, dim, seed=11)
+    queries, expected = data[[10, 2000, n - 1]], ["v10", "v2000", f"v{n - 1}"]
+    for _ in range(5):
+        index = VectorIndex.empty(spec("hnswlib", dim=dim))
+        for start in range(0, n, 500):
+            ids = [f"v{i}" for i in range(start, start + 500)]
+            keys = list(range(start, start + 500))
+            index.apply(Batch("add", ids, keys, data[start : start + 500], [{}] * 500, [None] * 500), True)
+        index.apply(Batch("delete", ["v3"], []))
+        with ThreadPoolExecutor(8) as pool:
+            searches = [pool.submit(index.search, queries, 1) for _ in range(16)]
+            found = [[hits[0].id for hits in search.result()] for search in searches]
+        assert found == [expected] * 16
+        assert index.link_pending(n) == 0 and index.count == n - 1

@@ -18,6 +18,7 @@ an acknowledged item while that runs.
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -229,8 +230,12 @@ class Graph:
         self._fresh: list[tuple[Keys, Vectors]] = []
         self._dropped: set[int] = set()
         self._waiting: set[int] = set()
-        # Every settled pending key, sorted, with its chunk and row: built when `get` needs it.
-        self._lookup: tuple[Keys, npt.NDArray[np.int64], npt.NDArray[np.int64]] | None = None
+        # Searches settle under the index's shared lock, so the first to find work does it alone.
+        self._settling = threading.Lock()
+        # For one list of settled chunks: every key in them, sorted, with its chunk and row (for `get`).
+        self._lookup: (
+            tuple[list[tuple[Keys, Vectors]], Keys, npt.NDArray[np.int64], npt.NDArray[np.int64]] | None
+        ) = None
 
     @classmethod
     def build(
@@ -273,11 +278,11 @@ class Graph:
     def search(self, queries: Vectors, k: int, threads: int) -> list[Found]:
         """Per query, the k nearest keys among graph and pending, nearest first."""
         found = self.engine.search(queries, k, threads)
-        self._settle()
-        if not self._chunks:
+        chunks = self._settled()
+        if not chunks:
             return found
         near_keys, near_distances = [], []
-        for keys, vectors in self._chunks:
+        for keys, vectors in chunks:
             near = exact_search(vectors, queries, min(k, len(keys)), self.metric, exact=True, threads=THREADS)
             rows, distances = _matrix(near, len(queries))
             near_keys.append(keys[rows])
@@ -295,39 +300,39 @@ class Graph:
 
     def get(self, keys: Keys) -> Vectors:
         """The stored vectors of these keys, in order."""
-        self._settle()
-        if not self._chunks:
+        chunks = self._settled()
+        if not chunks:
             return self.engine.get(keys)
-        sorted_keys, chunk_of, row_of = self._lookup or self._build_lookup()
+        sorted_keys, chunk_of, row_of = self._lookup_of(chunks)
         at = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
         waiting = sorted_keys[at] == keys
         out = np.empty((len(keys), self.dim), dtype=np.float32)
         if waiting.any():
             where = np.flatnonzero(waiting)
-            chunks, rows = chunk_of[at[where]], row_of[at[where]]
-            for chunk in np.unique(chunks).tolist():
-                mine = chunks == chunk
-                out[where[mine]] = self._chunks[chunk][1][rows[mine]]
+            in_chunk, rows = chunk_of[at[where]], row_of[at[where]]
+            for chunk in np.unique(in_chunk).tolist():
+                mine = in_chunk == chunk
+                out[where[mine]] = chunks[chunk][1][rows[mine]]
         if (~waiting).any():
             out[~waiting] = self.engine.get(keys[~waiting])
         return out
 
     def drain(self, limit: int) -> int:
         """Link up to `limit` pending vectors into the graph; return how many still wait."""
-        self._settle()
-        if self._chunks:
+        chunks = list(self._settled())
+        if chunks:
             self.engine.reserve(self.pending)  # room for all that waits, made once
-            self._lookup = None
-        while limit > 0 and self._chunks:
-            keys, vectors = self._chunks[0]
+        while limit > 0 and chunks:
+            keys, vectors = chunks[0]
             take = min(limit, len(keys))
             self.engine.add(keys[:take], vectors[:take])
             self._waiting.difference_update(keys[:take].tolist())
             if take == len(keys):
-                self._chunks.pop(0)
+                chunks.pop(0)
             else:
-                self._chunks[0] = (keys[take:], vectors[take:])
+                chunks[0] = (keys[take:], vectors[take:])
             limit -= take
+        self._chunks = chunks
         return self.pending
 
     def save(self, stem: Path) -> Files:
@@ -340,32 +345,48 @@ class Graph:
         """Read a saved graph's files, by extension."""
         self.engine.load(files)
 
-    def _build_lookup(self) -> tuple[Keys, npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-        keys = np.concatenate([k for k, _ in self._chunks]).astype(np.uint64)
-        chunk_of = np.repeat(np.arange(len(self._chunks)), [len(k) for k, _ in self._chunks])
-        row_of = np.concatenate([np.arange(len(k)) for k, _ in self._chunks])
+    def _lookup_of(
+        self, chunks: list[tuple[Keys, Vectors]]
+    ) -> tuple[Keys, npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """Every key in `chunks`, sorted, with its chunk and row; kept until the chunks change."""
+        if self._lookup is not None and self._lookup[0] is chunks:
+            return self._lookup[1:]
+        keys = np.concatenate([k for k, _ in chunks]).astype(np.uint64)
+        chunk_of = np.repeat(np.arange(len(chunks), dtype=np.int64), [len(k) for k, _ in chunks])
+        row_of = np.concatenate([np.arange(len(k), dtype=np.int64) for k, _ in chunks])
         if len(keys) > 1 and not bool(np.all(keys[1:] > keys[:-1])):  # keys are assigned rising: rare
             order = np.argsort(keys, kind="stable")
             keys, chunk_of, row_of = keys[order], chunk_of[order], row_of[order]
-        self._lookup = keys, chunk_of.astype(np.int64), row_of.astype(np.int64)
-        return self._lookup
+        self._lookup = chunks, keys, chunk_of, row_of
+        return keys, chunk_of, row_of
 
-    def _settle(self) -> None:
-        """Take dropped keys out of the pending chunks, and merge small chunks."""
-        if not self._fresh and not self._dropped:
-            return
-        chunks, self._fresh = self._chunks + self._fresh, []
-        if self._dropped:
-            dropped = np.fromiter(self._dropped, dtype=np.uint64, count=len(self._dropped))
-            kept = []
-            for keys, vectors in chunks:
-                gone = np.isin(keys, dropped)
-                if gone.any():
-                    keys, vectors = keys[~gone], vectors[~gone]
-                if len(keys):
-                    kept.append((keys, vectors))
-            chunks, self._dropped = kept, set()
-        self._chunks, self._lookup = _coalesced(chunks), None
+    def _settled(self) -> list[tuple[Keys, Vectors]]:
+        """The pending chunks, dropped keys taken out and small chunks merged.
+
+        The new chunks are published before the work they fold in is
+        cleared, so a search that finds nothing to do never reads stale ones.
+        """
+        if self._fresh or self._dropped:
+            with self._settling:
+                if self._fresh or self._dropped:
+                    self._chunks = _coalesced(_without(self._chunks + self._fresh, self._dropped))
+                    self._fresh, self._dropped = [], set()
+        return self._chunks
+
+
+def _without(chunks: list[tuple[Keys, Vectors]], dropped: set[int]) -> list[tuple[Keys, Vectors]]:
+    """The chunks with the dropped keys' rows taken out (copying only chunks that had one)."""
+    if not dropped:
+        return chunks
+    gone_keys = np.fromiter(dropped, dtype=np.uint64, count=len(dropped))
+    kept = []
+    for keys, vectors in chunks:
+        gone = np.isin(keys, gone_keys)
+        if gone.any():
+            keys, vectors = keys[~gone], vectors[~gone]
+        if len(keys):
+            kept.append((keys, vectors))
+    return kept
 
 
 def _coalesced(chunks: list[tuple[Keys, Vectors]]) -> list[tuple[Keys, Vectors]]:
