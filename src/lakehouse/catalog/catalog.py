@@ -100,7 +100,8 @@ class Catalog:
 
     def __init__(self, store: ObjectStore, tables: IcebergTables | None = None) -> None:
         self.store = store
-        self._warehouse = warehouse_for(store)
+        # Where the tables' files live, as URIs; needs no pyiceberg (unlike `tables`).
+        self.warehouse = tables.warehouse if tables is not None else warehouse_for(store)
         self._tables = tables
         self.changes = ChangeLog(store)
         # What the last look at the catalog found, and the change log as it was then.
@@ -122,7 +123,7 @@ class Catalog:
             iceberg.load()
             from lakehouse.catalog.tables import IcebergTables
 
-            self._tables = IcebergTables(self._warehouse)
+            self._tables = IcebergTables(self.warehouse)
         return self._tables
 
     async def register(

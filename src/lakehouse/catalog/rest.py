@@ -96,8 +96,7 @@ class IcebergRest:
         current = await self._current(namespace, name)
         assert current.metadata_key is not None
         raw = await self.catalog.store.get_bytes(current.metadata_key)
-        await iceberg.ready()
-        return LoadedTable(self.catalog.tables.warehouse.uri(current.metadata_key), json.loads(raw))
+        return LoadedTable(self.catalog.warehouse.uri(current.metadata_key), json.loads(raw))
 
     async def commit(self, namespace: str, name: str, body: dict[str, Any]) -> LoadedTable:
         """`POST .../tables/{name}`: apply a client's commit as the next dataset version.
