@@ -282,8 +282,13 @@ class Graph:
         if not chunks:
             return found
         near_keys, near_distances = [], []
+        # One query's exact scan runs on one thread however many it is given, and
+        # starting threads for each chunk cost more than the scan (136 ms, not 45 ms, at 300,000).
+        scan_threads = 1 if len(queries) == 1 else THREADS
         for keys, vectors in chunks:
-            near = exact_search(vectors, queries, min(k, len(keys)), self.metric, exact=True, threads=THREADS)
+            near = exact_search(
+                vectors, queries, min(k, len(keys)), self.metric, exact=True, threads=scan_threads
+            )
             rows, distances = _matrix(near, len(queries))
             near_keys.append(keys[rows])
             near_distances.append(distances)
