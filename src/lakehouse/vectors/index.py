@@ -36,6 +36,9 @@ __all__ = ["METRICS", "Hit", "IndexSpec", "Item", "VectorIndex"]
 EXACT_FILTER_MAX = 4096
 # Pending vectors are linked into the graph this many at a time (see `link_pending`).
 LINK_STEP = 256
+# Unfiltered single queries up to this k are searched on the caller's thread when
+# nothing holds the index (`search_at_once`); a graph walk grows with k.
+AT_ONCE_MAX_K = 100
 # Past this many keys ever assigned, membership tests sort instead of using a flag per key.
 FLAG_KEYS_MAX = 1 << 24
 # A keyword search that finds the BM25 index stale rebuilds it first when the
@@ -119,6 +122,29 @@ class ReadWriteLock:
                 self._cond.notify_all()  # a writer may be letting readers in (`let_readers_in`)
         try:
             yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                if not self._readers:
+                    self._cond.notify_all()
+
+    @contextmanager
+    def read_at_once(self) -> Iterator[bool]:
+        """Hold the lock shared if that needs no wait at all; yields whether it is held."""
+        if not self._cond.acquire(blocking=False):
+            yield False
+            return
+        try:
+            free = not (self._writer or self._waiting_writers)
+            if free:
+                self._readers += 1
+        finally:
+            self._cond.release()
+        if not free:
+            yield False
+            return
+        try:
+            yield True
         finally:
             with self._cond:
                 self._readers -= 1
@@ -269,6 +295,23 @@ class VectorIndex:
                 return [self._filtered(q, k, candidates) for q in queries]
             found = self.graph.search(queries, k, threads=1 if len(queries) == 1 else 0)
             return [self._hits(keys, distances) for keys, distances in found]
+
+    def search_at_once(self, query: Vectors, k: int) -> list[Hit] | None:
+        """One query's k best, if the graph alone answers it and no writer holds the index; else None.
+
+        For the caller on the event loop: this never waits for a lock, and a
+        graph search of k <= `AT_ONCE_MAX_K` is a fraction of a millisecond,
+        less than handing it to a worker thread costs.
+        """
+        if k > AT_ONCE_MAX_K:
+            return None
+        with self.lock.read_at_once() as held:
+            if not held or self.graph.pending:
+                return None
+            if not self.keys:
+                return []
+            keys, distances = self.graph.search(query.reshape(1, -1), k, threads=1)[0]
+            return self._hits(keys, distances)
 
     def keyword_search(self, query: str, k: int, where: Node = MATCH_ALL) -> list[Hit]:
         """The k items whose texts best match `query` by BM25, among those matching `where`."""

@@ -7,7 +7,7 @@ from typing import Any
 
 from lakehouse.errors import InvalidRequest
 from lakehouse.runner import run_blocking
-from lakehouse.vectors.filters import Node, parse_filter
+from lakehouse.vectors.filters import MATCH_ALL, Node, parse_filter
 from lakehouse.vectors.fusion import fuse, ranked
 from lakehouse.vectors.index import Hit, VectorIndex
 from lakehouse.vectors.items import Vector, query_vectors
@@ -60,6 +60,10 @@ async def search(
     else:
         raise InvalidRequest("give a vector, vectors or a non-empty text to search with")
     if mode == "vector":
+        if len(queries) == 1 and node == MATCH_ALL:
+            hits = index.search_at_once(queries[0], k)
+            if hits is not None:
+                return [ranked(hits, "vector")]
         return await run_blocking(_by_vector, index, queries, k, node)
     assert text is not None
     depth = min(max(2 * k, HYBRID_DEPTH), MAX_K)
