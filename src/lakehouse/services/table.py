@@ -22,9 +22,10 @@ class ServiceSpec:
     module: str
 
     def router(self) -> APIRouter:
-        """The service's APIRouter (imported on first use)."""
-        router: APIRouter = importlib.import_module(self.module).router
-        return router
+        """The service's routes (imported on first use), tried only for the paths it owns."""
+        from lakehouse.services.routing import OwnedRouter
+
+        return OwnedRouter(importlib.import_module(self.module).router, self.prefixes)
 
     def bind(self, settings: Settings) -> str:
         """The service's own `host:port` from `[<service>] bind`."""
@@ -51,10 +52,14 @@ SERVICES: dict[str, ServiceSpec] = {
 }
 
 
+def owns(prefixes: tuple[str, ...], path: str) -> bool:
+    """Whether `path` is one of `prefixes` or lies under one, at a segment boundary."""
+    return any(path == prefix or path.startswith(prefix + "/") for prefix in prefixes)
+
+
 def service_for_path(path: str) -> ServiceSpec | None:
     """The service owning `path`, by prefix at a segment boundary."""
     for spec in SERVICES.values():
-        for prefix in spec.prefixes:
-            if path == prefix or path.startswith(prefix + "/"):
-                return spec
+        if owns(spec.prefixes, path):
+            return spec
     return None
