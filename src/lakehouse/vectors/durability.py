@@ -43,6 +43,11 @@ log = logging.getLogger("lakehouse.vectors")
 SEQ_DIGITS = 20
 # Log records are fetched this many at a time while replay applies the ones before.
 FETCH_AHEAD = 16
+# A record up to this size is read in one piece and decoded on the event loop (a thread hop
+# would cost more than its checksum and header); larger ones are decoded on a worker thread.
+SMALL_RECORD = 64 * 1024
+# A run of records changing at most this many items is applied on the event loop, for the same reason.
+SMALL_RUN = 256
 
 
 def spec_key(name: str) -> str:
@@ -121,7 +126,8 @@ class IndexFiles:
         """
         progress = progress or Progress()
         objects, _ = await self.store.list(self.base)
-        keys = {obj.key for obj in objects}
+        sizes = {obj.key: obj.size for obj in objects}
+        keys = sizes.keys()
         snaps = sorted(
             n
             for key in keys
@@ -141,47 +147,65 @@ class IndexFiles:
         with _collector_paused():
             index = await self._load_snapshot(seq) if snaps else VectorIndex.empty(self.spec)
             progress.items = index.count
-            replayed = await self._replay(index, records, progress)
+            replayed = await self._replay(index, [(n, sizes[self.wal_key(n)]) for n in records], progress)
         for later in records[replayed:]:  # a damaged record and all after it are set aside
             with contextlib.suppress(NotFound):
                 await self.store.delete(self.wal_key(later))
         return Recovered(index=index, seq=records[replayed - 1] if replayed else seq, replayed=replayed)
 
-    async def _replay(self, index: VectorIndex, records: list[int], progress: Progress) -> int:
-        """Apply the records in order, up to the first damaged one; return how many were applied."""
+    async def _replay(self, index: VectorIndex, records: list[tuple[int, int]], progress: Progress) -> int:
+        """Apply the records (numbers and sizes) in order, up to the first damaged one; return how many."""
         replayed = 0
         async with contextlib.aclosing(self._read_log(records)) as log_records:
-            async for _, batch in log_records:
-                if batch is None:
-                    break
-                await run_blocking(index.apply, batch, True)
-                replayed += 1
+            async for fetched in log_records:
+                intact: list[Batch] = []
+                for batch in fetched:
+                    if batch is None:
+                        break
+                    intact.append(batch)
+                if sum(len(batch.ids) for batch in intact) <= SMALL_RUN:
+                    _apply_all(index, intact)  # the index is not shared yet: its lock is free
+                else:
+                    await run_blocking(_apply_all, index, intact)
+                replayed += len(intact)
                 progress.replayed, progress.items = replayed, index.count
+                if len(intact) < len(fetched):
+                    break
         return replayed
 
-    async def _read_log(self, records: list[int]) -> AsyncGenerator[tuple[int, Batch | None], None]:
-        """Each record with its position, in order; a damaged one is None.
+    async def _read_log(self, records: list[tuple[int, int]]) -> AsyncGenerator[list[Batch | None], None]:
+        """The records in order, in runs of those already fetched; a damaged one is None.
 
         Up to `FETCH_AHEAD` records are fetched and decoded (checksums and
-        reads release the GIL) while the caller applies the ones before.
+        reads release the GIL) while the caller applies the ones before, a
+        run at a time: a log of many small records costs a thread hop per
+        run, not per record.
         """
 
-        async def one(n: int) -> Batch | None:
+        async def one(n: int, size: int) -> Batch | None:
+            key = self.wal_key(n)
             try:
-                return await run_blocking(decode, await self.store.get_bytes(self.wal_key(n)))
+                if size > SMALL_RECORD:
+                    return await run_blocking(decode, await self.store.get_bytes(key))
+                _, chunks = await self.store.get(key)  # a small object comes whole, in one hop
+                return decode(b"".join([chunk async for chunk in chunks]))
             except CorruptRecord as exc:
                 log.warning("index %s: log record %d is damaged (%s); ignoring it", self.spec.name, n, exc)
                 return None
 
         coming = iter(records)
-        fetching = deque(asyncio.ensure_future(one(n)) for n in itertools.islice(coming, FETCH_AHEAD))
+        fetching = deque(
+            asyncio.ensure_future(one(*record)) for record in itertools.islice(coming, FETCH_AHEAD)
+        )
         try:
-            position = 0
             while fetching:
-                batch = await fetching.popleft()
-                fetching.extend(asyncio.ensure_future(one(n)) for n in itertools.islice(coming, 1))
-                yield position, batch
-                position += 1
+                run = [await fetching.popleft()]
+                while fetching and fetching[0].done():
+                    run.append(fetching.popleft().result())
+                fetching.extend(
+                    asyncio.ensure_future(one(*record)) for record in itertools.islice(coming, len(run))
+                )
+                yield run
         finally:
             for task in fetching:
                 task.cancel()
@@ -225,6 +249,12 @@ def _collector_paused() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
+
+
+def _apply_all(index: VectorIndex, batches: list[Batch]) -> None:
+    """Apply replayed batches in order, their vectors left pending."""
+    for batch in batches:
+        index.apply(batch, True)
 
 
 def _number(key: str) -> int | None:
