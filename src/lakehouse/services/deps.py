@@ -119,10 +119,15 @@ class Deps:
         self._built.clear()
 
 
-async def get_deps(request: Request) -> Deps:
-    """The app's Deps, for `Depends` (async: FastAPI runs a sync dependency in a worker thread)."""
+def deps_of(request: Request) -> Deps:
+    """The Deps of the app serving `request`."""
     deps: Deps = request.app.state.deps
     return deps
+
+
+async def get_deps(request: Request) -> Deps:
+    """The app's Deps, for `Depends` (async: FastAPI runs a sync dependency in a worker thread)."""
+    return deps_of(request)
 
 
 DepsDep = Annotated[Deps, Depends(get_deps)]
