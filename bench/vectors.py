@@ -34,6 +34,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -215,6 +216,19 @@ def bench_lakehouse(data: np.ndarray, q: np.ndarray, truth: np.ndarray, root: Pa
 
             found = [{int(h["id"]) for h in r["hits"]} for r in batch()]
 
+            def batch_arrow() -> pa.Table:
+                answer = c.post(
+                    "/v1/vectors/index/bench/search", json=request, headers={"accept": ARROW_STREAM}
+                )
+                answer.raise_for_status()
+                return pa.ipc.open_stream(answer.content).read_all()
+
+            rows = batch_arrow().select(["query", "id"]).to_pydict()
+            by_arrow: list[set[int]] = [set() for _ in q]
+            for query, hit in zip(rows["query"], rows["id"], strict=True):
+                by_arrow[query].add(int(hit))
+            assert by_arrow == found, "the Arrow answer holds other hits than the JSON one"
+
             def one(row: np.ndarray) -> None:
                 c.post(
                     "/v1/vectors/index/bench/search", json={"vector": b64(row), "k": 10}
@@ -223,6 +237,7 @@ def bench_lakehouse(data: np.ndarray, q: np.ndarray, truth: np.ndarray, root: Pa
             out = measured(
                 build, len(data), found, truth, batch_qps=rate(batch, len(q)), p50_ms=p50_ms(one, q)
             )
+            out["arrow_batch_qps"] = rate(batch_arrow, len(q))
             out["health_p50_ms"] = p50_ms(lambda _: c.get("/health").raise_for_status(), q)
         query = {"vector": b64(q[0]), "k": 10}
         proc.kill9()
@@ -345,6 +360,10 @@ def main() -> None:
     best_batch = max(results, key=lambda name: results[name]["batch_qps"])
     best_add = max(results, key=lambda name: results[name]["adds_per_s"])
     print(f"HTTP batch search / {best_batch}: {http['batch_qps'] / results[best_batch]['batch_qps']:.2f}x")
+    arrow_ratio = http["arrow_batch_qps"] / results[best_batch]["batch_qps"]
+    print(
+        f"HTTP batch search, Arrow answer: {http['arrow_batch_qps']:.0f} q/s, {arrow_ratio:.2f}x {best_batch}"
+    )
     print(f"HTTP adds / {best_add}: {http['adds_per_s'] / results[best_add]['adds_per_s']:.2f}x")
     print(f"HTTP /health p50: {http['health_p50_ms']:.2f} ms")
     print(
