@@ -2,8 +2,12 @@
 
 A start has under a second to reach a healthy `/health` (issue 14), so the
 modules only some commands or some requests need stay out of it: the CLI
-does not load the client its other commands use, and pyiceberg waits for
-the first request that writes or reads an Iceberg table (`catalog.iceberg`).
+does not load the client its other commands use, pyiceberg waits for the
+first request that writes or reads an Iceberg table (`catalog.iceberg`),
+aiohttp for the first call to a model provider, httpx for the first ask,
+bm25s (with scipy) for the first keyword index built. Once listening, a start
+loads them on one background thread (`warm_up`), and a request that comes
+first imports what it needs on a worker thread, never on the event loop.
 Each check runs in a fresh interpreter, so no other test's imports count.
 """
 
@@ -17,16 +21,32 @@ from pathlib import Path
 from tests.support.procs import write_config
 
 # Needed by a request or a command, never by a start.
-LEFT_FOR_LATER = ("pyiceberg", "lakehouse.catalog.tables", "lakehouse.client", "rich.progress")
+LEFT_FOR_LATER = (
+    "pyiceberg",
+    "lakehouse.catalog.tables",
+    "lakehouse.client",
+    "rich.progress",
+    "aiohttp",  # calls to model providers
+    "yarl",
+    "dotenv",  # reading a provider's key file
+    "httpx",  # the ask tools' calls, and httpx's own command line with it:
+    "click",
+    "pygments",
+    "bm25s",  # building a keyword index
+    "scipy",
+    "pyarrow.parquet",  # reading a dataset into a linked index
+)
+# What `warm_up` imports once listening, for every service.
+WARMED = ("pyiceberg", "aiohttp", "httpx", "bm25s")
 
 
 def loaded_after(code: str) -> set[str]:
-    """The top-level packages and lakehouse modules in `sys.modules` once `code` has run."""
+    """The modules in `sys.modules` (and their top-level packages) once `code` has run."""
     probe = f"{code}\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))\n"
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     names = json.loads(done.stdout.strip().splitlines()[-1])
-    return {n for n in names if n.startswith("lakehouse.")} | {n.split(".")[0] for n in names}
+    return set(names) | {n.split(".")[0] for n in names}
 
 
 def test_the_cli_loads_no_client_no_web_framework_and_no_iceberg() -> None:
@@ -64,6 +84,71 @@ asyncio.run(start())
     assert "lakehouse.services.vectord" in loaded  # the app really was built
     for name in LEFT_FOR_LATER:
         assert name not in loaded
+
+
+def test_once_listening_the_warm_up_loads_what_requests_need_on_its_own_thread() -> None:
+    loaded = loaded_after(
+        """
+import threading
+from lakehouse.services.app import warm_up
+from lakehouse.services.table import SERVICES
+
+warm_up(SERVICES)
+for thread in threading.enumerate():
+    if thread.name == "lakehouse-warm-up":
+        thread.join(60)
+"""
+    )
+    for name in WARMED:
+        assert name in loaded
+
+
+def test_a_first_provider_call_or_ask_imports_its_http_client_off_the_event_loop(tmp_path: Path) -> None:
+    # A request that comes before the warm-up has run must not import on the loop's thread.
+    config = write_config(tmp_path / "lakehouse.toml", {"storage": {"root": str(tmp_path / "data")}})
+    code = f"""
+import asyncio, json, sys, threading
+
+importers = {{}}
+
+class Watch:
+    def find_spec(self, name, path=None, target=None):
+        if name in ("aiohttp", "httpx"):
+            importers.setdefault(name, threading.current_thread() is threading.main_thread())
+        return None
+
+sys.meta_path.insert(0, Watch())
+
+from lakehouse.ask.backend import connect
+from lakehouse.config import load_settings
+from lakehouse.providers.chat import ChatRouter
+
+async def first_calls() -> None:
+    router = ChatRouter(load_settings({str(config)!r}))
+    session = await router.http()
+    assert not session.closed
+    await router.close()
+    lakehouse = connect(catalog, frozenset({{"catalogd"}}), {{"queryd": "", "vectord": ""}}, {{}}, 5.0)
+    try:
+        print("datasets:", await lakehouse.datasets())
+    finally:
+        await lakehouse.aclose()
+
+async def catalog(scope, receive, send) -> None:  # an in-process catalogd holding one dataset
+    body = json.dumps({{"datasets": [{{"name": "trips"}}]}}).encode()
+    headers = [(b"content-type", b"application/json")]
+    await send({{"type": "http.response.start", "status": 200, "headers": headers}})
+    await send({{"type": "http.response.body", "body": body}})
+
+asyncio.run(first_calls())
+print(json.dumps(importers))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert "datasets: [{'name': 'trips'}]" in lines  # the ask's call really was made
+    on_main_thread = json.loads(lines[-1])
+    assert on_main_thread == {"aiohttp": False, "httpx": False}
 
 
 def test_threads_needing_pyiceberg_at_once_all_get_it_whole() -> None:

@@ -7,17 +7,23 @@ any request. Each service is reached either in-process, as an ASGI call into
 the app that serves it (embedded mode), or at its `[gateway] <service>_url`
 (split mode: the URLs the gateway proxies to). `Lakehouse` is what the tools
 depend on; `HttpLakehouse` is its one implementation.
+
+httpx (and the command line it loads with itself: click, rich, pygments) is
+imported when an ask makes its first call, on a worker thread (`ready`), not
+when the server starts; `lakehouse serve` loads it once listening.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
 
-import httpx
-
 from lakehouse.errors import LakehouseError, Unavailable, UpstreamError, UpstreamTimeout
+from lakehouse.runner import run_blocking
+
+if TYPE_CHECKING:
+    import httpx
 
 # The services the tools call, by the routes they own.
 SERVICES = ("catalogd", "queryd", "vectord")
@@ -58,18 +64,48 @@ class Lakehouse(Protocol):
         ...
 
 
+_loaded = False
+
+
+def load() -> None:
+    """Import httpx (blocking; a thread that finds another importing it waits for the whole module)."""
+    global _loaded
+    import httpx  # noqa: F401
+
+    _loaded = True
+
+
+async def ready() -> None:
+    """`load` on a worker thread, so the event loop keeps serving; returns at once once loaded."""
+    if not _loaded:
+        await run_blocking(load)
+
+
 def _segment(name: str) -> str:
     return quote(name, safe="")
 
 
 class HttpLakehouse:
-    """`Lakehouse` over one httpx client per service (an ASGI transport or a base URL each)."""
+    """`Lakehouse` over one httpx client per service (an ASGI transport or a base URL each).
 
-    def __init__(self, clients: Mapping[str, httpx.AsyncClient]) -> None:
-        self._clients = dict(clients)
+    `make_clients` builds them on the first call, once httpx is loaded.
+    """
+
+    def __init__(self, make_clients: Callable[[], Mapping[str, httpx.AsyncClient]]) -> None:
+        self._make_clients = make_clients
+        self._clients: dict[str, httpx.AsyncClient] | None = None
+
+    async def _client(self, service: str) -> httpx.AsyncClient:
+        if self._clients is None:
+            await ready()
+            if self._clients is None:  # another call may have made them meanwhile
+                self._clients = dict(self._make_clients())
+        return self._clients[service]
 
     async def _json(self, service: str, method: str, path: str, **kwargs: Any) -> Any:
-        client = self._clients[service]
+        client = await self._client(service)
+        import httpx  # loaded by `_client`, off the loop
+
         try:
             response = await client.request(method, path, **kwargs)
         except httpx.TimeoutException:
@@ -122,8 +158,9 @@ class HttpLakehouse:
         return answer
 
     async def aclose(self) -> None:
-        """Close every client."""
-        for client in self._clients.values():
+        """Close every client (none were made if no call was)."""
+        clients, self._clients = self._clients or {}, None
+        for client in clients.values():
             await client.aclose()
 
 
@@ -141,16 +178,23 @@ def connect(
     """
     kept = {k: v for k, v in headers.items() if k.lower() in PASSED_ON}
     kept["accept-encoding"] = "identity"
-    clients: dict[str, httpx.AsyncClient] = {}
-    limit = httpx.Timeout(timeout, connect=min(timeout, 5.0))
-    for service in SERVICES:
-        if service in served:
-            transport = httpx.ASGITransport(app=app)
-            clients[service] = httpx.AsyncClient(
-                transport=transport, base_url=IN_PROCESS, headers=kept, timeout=limit
-            )
-        else:
-            clients[service] = httpx.AsyncClient(
-                base_url=upstreams[service].rstrip("/"), headers=kept, timeout=limit, trust_env=False
-            )
+    urls = {service: upstreams[service].rstrip("/") for service in SERVICES if service not in served}
+
+    def clients() -> dict[str, httpx.AsyncClient]:
+        import httpx
+
+        made: dict[str, httpx.AsyncClient] = {}
+        limit = httpx.Timeout(timeout, connect=min(timeout, 5.0))
+        for service in SERVICES:
+            if service in served:
+                transport = httpx.ASGITransport(app=app)
+                made[service] = httpx.AsyncClient(
+                    transport=transport, base_url=IN_PROCESS, headers=kept, timeout=limit
+                )
+            else:
+                made[service] = httpx.AsyncClient(
+                    base_url=urls[service], headers=kept, timeout=limit, trust_env=False
+                )
+        return made
+
     return HttpLakehouse(clients)

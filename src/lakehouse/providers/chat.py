@@ -15,9 +15,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator, Mapping
-from typing import Any
-
-import aiohttp
+from typing import TYPE_CHECKING, Any
 
 from lakehouse.config import ChatdConfig, Settings
 from lakehouse.errors import LakehouseError, ProviderNotRegistered
@@ -26,8 +24,11 @@ from lakehouse.providers.ollama import OllamaProvider
 from lakehouse.providers.ollama_cloud import OllamaCloudProvider
 from lakehouse.providers.openai_compat import OpenAICompatProvider
 from lakehouse.providers.routing import DEFAULT_PROVIDER, Route, resolve
-from lakehouse.providers.transport import session
+from lakehouse.providers.transport import ready, session
 from lakehouse.providers.types import ChatProvider, ChatRequest, ChatResponse, Chunk, ToolCall
+
+if TYPE_CHECKING:
+    import aiohttp
 
 __all__ = ["ChatRequest", "ChatResponse", "ChatRouter", "Chunk", "build_providers"]
 
@@ -63,11 +64,15 @@ class ChatRouter:
         self.timeout = settings.chatd.timeout_secs
         self._http: aiohttp.ClientSession | None = None
 
-    @property
-    def http(self) -> aiohttp.ClientSession:
-        """The pooled session every provider call goes through, created on first use (in the loop)."""
+    async def http(self) -> aiohttp.ClientSession:
+        """The pooled session every provider call goes through, made on first use (in the loop).
+
+        aiohttp is imported off the loop first if a start has not loaded it yet.
+        """
         if self._http is None or self._http.closed:
-            self._http = session(self.timeout, connect=min(self.timeout, 10.0))
+            await ready()
+            if self._http is None or self._http.closed:
+                self._http = session(self.timeout, connect=min(self.timeout, 10.0))
         return self._http
 
     def listing(self) -> dict[str, Any]:
@@ -96,7 +101,7 @@ class ChatRouter:
         provider, route = self.route(request.model)
         started = time.perf_counter()
         try:
-            done = await provider.chat(self.http, dataclasses.replace(request, model=route.model))
+            done = await provider.chat(await self.http(), dataclasses.replace(request, model=route.model))
         except LakehouseError as exc:
             log.info("chat %s via %s failed: %s", request.model, provider.name, exc.code)
             raise
@@ -125,8 +130,19 @@ class ChatRouter:
         """Start a streamed chat; routing errors raise here, upstream errors on the first `next()`."""
         request.check()
         provider, route = self.route(request.model)
-        chunks = provider.stream(self.http, dataclasses.replace(request, model=route.model))
+        chunks = self._streamed(provider, dataclasses.replace(request, model=route.model))
         return ChatStream(request.model, provider.name, route.model, chunks)
+
+    async def _streamed(self, provider: ChatProvider, request: ChatRequest) -> AsyncIterator[Chunk]:
+        # The provider's stream, opened on the first `next()` (the session made then), closed with this one.
+        chunks = provider.stream(await self.http(), request)
+        try:
+            async for chunk in chunks:
+                yield chunk
+        finally:
+            closer = getattr(chunks, "aclose", None)
+            if closer is not None:
+                await closer()
 
     async def close(self) -> None:
         """Close the pooled HTTP session."""

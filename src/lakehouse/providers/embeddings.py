@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import aiohttp
 import numpy as np
 
 from lakehouse.config import Settings
@@ -23,7 +22,18 @@ from lakehouse.errors import InvalidRequest, LakehouseError, ProviderNotRegister
 from lakehouse.providers.keys import resolve_key
 from lakehouse.providers.local import LocalProvider
 from lakehouse.providers.routing import resolve
-from lakehouse.providers.transport import JSON_HEADERS, Reply, Upstream, error_text, json_bytes, session
+from lakehouse.providers.transport import (
+    JSON_HEADERS,
+    Reply,
+    Upstream,
+    error_text,
+    json_bytes,
+    ready,
+    session,
+)
+
+if TYPE_CHECKING:
+    import aiohttp
 
 EMBEDDING_PROVIDERS = ("ollama", "openai", "local")
 
@@ -90,10 +100,12 @@ class HttpEmbeddings:
         self._client: aiohttp.ClientSession | None = None
         self._headers = {**JSON_HEADERS, **({"Authorization": f"Bearer {self.key}"} if self.key else {})}
 
-    def client(self) -> aiohttp.ClientSession:
-        """The pooled session, made on first use (in the running loop)."""
+    async def client(self) -> aiohttp.ClientSession:
+        """The pooled session, made on first use (in the running loop, aiohttp imported off it)."""
         if self._client is None or self._client.closed:
-            self._client = session(self.timeout, limit=100)
+            await ready()
+            if self._client is None or self._client.closed:
+                self._client = session(self.timeout, limit=100)
         return self._client
 
     def upstream(self, model: str) -> Upstream:
@@ -114,7 +126,7 @@ class HttpEmbeddings:
             UpstreamError: any other error status, or an answer that is not JSON.
         """
         upstream = self.upstream(model)
-        response = await upstream.post(self.client(), path, json_bytes(payload), self._headers)
+        response = await upstream.post(await self.client(), path, json_bytes(payload), self._headers)
         if response.status >= 400:
             raise self.status_error(model, response)
         return upstream.json(response)

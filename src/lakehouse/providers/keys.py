@@ -1,7 +1,8 @@
 """Provider API keys: the environment variable first, else a `.env` file.
 
 The `.env` file holds `KEY=value` lines; quotes, comments and an `export `
-prefix are understood (python-dotenv's parser). A key is never logged.
+prefix are understood (python-dotenv's parser, imported only when a file is
+read). A key is never logged.
 """
 
 from __future__ import annotations
@@ -9,8 +10,6 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-
-from dotenv import dotenv_values
 
 
 def resolve_key(
@@ -31,6 +30,8 @@ def resolve_key(
     try:
         if not path.is_file():
             return None
+        from dotenv import dotenv_values
+
         values = dotenv_values(path)
     except (OSError, UnicodeDecodeError):
         return None

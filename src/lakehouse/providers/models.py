@@ -31,7 +31,7 @@ def model_entry(model_id: str, owned_by: str, **extra: Any) -> dict[str, Any]:
 
 async def _reported(router: ChatRouter, provider: ChatProvider) -> list[str]:
     try:
-        return await asyncio.wait_for(provider.models(router.http), LIST_TIMEOUT)
+        return await asyncio.wait_for(provider.models(await router.http()), LIST_TIMEOUT)
     except (LakehouseError, TimeoutError) as exc:
         reason = exc.code if isinstance(exc, LakehouseError) else "timeout"
         log.warning("models: %s left out of the list (%s)", provider.name, reason)

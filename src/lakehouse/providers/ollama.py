@@ -20,13 +20,14 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any
-
-import aiohttp
+from typing import TYPE_CHECKING, Any
 
 from lakehouse.errors import UnsupportedParameter
 from lakehouse.providers.transport import JSON_HEADERS, Upstream, json_bytes
 from lakehouse.providers.types import ChatRequest, Chunk, Completion, Message, ToolCall
+
+if TYPE_CHECKING:
+    import aiohttp
 
 START_HINT = "start it with `ollama serve`, or point [chatd] ollama_url at a running Ollama"
 # OpenAI sampling options and their names in Ollama's `options`.

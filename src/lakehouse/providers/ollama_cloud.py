@@ -10,9 +10,7 @@ instead, translated as for local Ollama.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any
-
-import aiohttp
+from typing import TYPE_CHECKING, Any
 
 from lakehouse.providers.ollama import (
     ollama_body,
@@ -24,6 +22,9 @@ from lakehouse.providers.ollama import (
 )
 from lakehouse.providers.transport import Upstream
 from lakehouse.providers.types import ChatRequest, Chunk, Completion, Message
+
+if TYPE_CHECKING:
+    import aiohttp
 
 START_HINT = "check [chatd] ollama_cloud_url and that this host can reach it"
 

@@ -15,12 +15,13 @@ they are, and streamed tool-call deltas are passed on piece by piece.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
-
-import aiohttp
+from typing import TYPE_CHECKING, Any
 
 from lakehouse.providers.transport import JSON_HEADERS, Upstream, json_bytes
 from lakehouse.providers.types import ChatRequest, Chunk, Completion, Message, ToolCall
+
+if TYPE_CHECKING:
+    import aiohttp
 
 # The sentinel `_event` returns for `data: [DONE]`.
 DONE: dict[str, Any] = {}

@@ -10,6 +10,12 @@ Shared by chat and embeddings, which each keep one pooled `aiohttp.ClientSession
 (`session()`): aiohttp measured about 0.7 ms less per call than httpx's async
 client. Messages name the provider and its URL, never its key: any text that
 comes back from upstream is scrubbed of the key first.
+
+aiohttp is imported when the first session is made, not when the server
+starts (it builds two SSL contexts at import, about 0.1 s): `lakehouse serve`
+loads it on a worker thread once listening, and callers on the event loop
+await `ready()` before `session()`, so a request never waits for the import
+on the loop.
 """
 
 from __future__ import annotations
@@ -20,10 +26,8 @@ import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, quote_plus
-
-import aiohttp
 
 from lakehouse.errors import (
     LakehouseError,
@@ -32,14 +36,40 @@ from lakehouse.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
+from lakehouse.runner import run_blocking
+
+if TYPE_CHECKING:
+    import aiohttp
 
 MAX_MESSAGE_CHARS = 300
 # Longest streamed line (one NDJSON chunk or SSE event) read in one piece.
 MAX_LINE_BYTES = 4 * 1024 * 1024
 
 
+_loaded = False
+
+
+def load() -> None:
+    """Import aiohttp (blocking; a thread that finds another importing it waits for the whole module)."""
+    global _loaded
+    import aiohttp  # noqa: F401
+
+    _loaded = True
+
+
+async def ready() -> None:
+    """`load` on a worker thread, so the event loop keeps serving; returns at once once loaded."""
+    if not _loaded:
+        await run_blocking(load)
+
+
 def session(timeout: float, connect: float | None = None, limit: int = 256) -> aiohttp.ClientSession:
-    """A pooled client session: `timeout` per read (as httpx's was), `connect` to open a connection."""
+    """A pooled client session: `timeout` per read (as httpx's was), `connect` to open a connection.
+
+    Made in the running loop; await `ready()` first there, or this imports aiohttp on the loop.
+    """
+    import aiohttp
+
     return aiohttp.ClientSession(
         timeout=aiohttp.ClientTimeout(
             total=None, sock_connect=timeout if connect is None else connect, sock_read=timeout
@@ -115,6 +145,8 @@ class Upstream:
     @contextmanager
     def errors(self) -> Iterator[None]:
         """Turn aiohttp transport failures raised inside the block into typed errors."""
+        import aiohttp  # loaded: the block's session was made with it
+
         try:
             yield
         except aiohttp.ConnectionTimeoutError:

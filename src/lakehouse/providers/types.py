@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
-
-import aiohttp
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from lakehouse.errors import InvalidRequest
+
+if TYPE_CHECKING:
+    import aiohttp
 
 ChatFormat = Literal["json"]
 # A tool call in OpenAI's shape: {"id", "type": "function", "function": {"name", "arguments": "<json>"}};

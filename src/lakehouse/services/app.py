@@ -15,7 +15,6 @@ from starlette.middleware.cors import CORSMiddleware
 
 from lakehouse import __version__
 from lakehouse.auth import with_auth
-from lakehouse.catalog import iceberg
 from lakehouse.config import Settings
 from lakehouse.console import add_console_routes
 from lakehouse.services.compression import GzipJson
@@ -29,8 +28,16 @@ from lakehouse.services.metrics import Metrics, MetricsMiddleware, RouteNamer, a
 from lakehouse.services.table import SERVICES, ServiceSpec
 
 log = logging.getLogger("lakehouse.app")
-# The services whose requests write Iceberg tables (register, ingest, the REST catalog, expire).
-_ICEBERG_SERVICES = frozenset({"catalogd", "ingestd"})
+# What a start leaves out and requests import on first use: the services needing it, the module
+# whose `load()` imports it, and its name. pyiceberg: the requests writing Iceberg tables (register,
+# ingest, the REST catalog, expire); aiohttp: calls to model providers (chat, embeddings, searches
+# by text); httpx: `/v1/ask`'s tool calls; bm25s: keyword searches.
+_WARM_UPS = (
+    (frozenset({"catalogd", "ingestd"}), "lakehouse.catalog.iceberg", "pyiceberg"),
+    (frozenset({"chatd", "embedd", "vectord"}), "lakehouse.providers.transport", "aiohttp"),
+    (frozenset({"chatd"}), "lakehouse.ask.backend", "httpx"),
+    (frozenset({"vectord"}), "lakehouse.vectors.keyword", "bm25s"),
+)
 
 
 def create_app(
@@ -110,20 +117,25 @@ async def _startup(spec: ServiceSpec, deps: Deps) -> None:
 def warm_up(services: Iterable[str]) -> None:
     """Import, on a worker thread, what requests to `services` need and start-up left out.
 
-    Called by `lakehouse serve` once it is listening, so the import does not
-    slow the start down. That is pyiceberg (about 0.3 s, see `catalog.iceberg`):
-    a first ingest or Iceberg request then rarely waits for it, and one that
-    does waits for this same import (`iceberg.load`), never a half-done one.
+    Called by `lakehouse serve` once it is listening, so the imports do not
+    slow the start down: pyiceberg (about 0.3 s, see `catalog.iceberg`), then
+    aiohttp and bm25s (about 0.1 s each) and httpx. A first request then rarely
+    waits for one, and one that does waits off the event loop for this same
+    import (each module's `load`), never a half-done one. One thread imports
+    them in turn, so they never race each other through shared packages.
     """
-    if _ICEBERG_SERVICES & set(services):
-        threading.Thread(target=_load_iceberg, name="lakehouse-warm-up", daemon=True).start()
+    wanted = set(services)
+    modules = [(module, what) for needed_by, module, what in _WARM_UPS if needed_by & wanted]
+    if modules:
+        threading.Thread(target=_load, args=(modules,), name="lakehouse-warm-up", daemon=True).start()
 
 
-def _load_iceberg() -> None:
-    try:
-        iceberg.load()
-    except ImportError as exc:  # the first request needing it raises it again, to its caller
-        log.warning("could not import pyiceberg ahead of use: %s", exc)
+def _load(modules: list[tuple[str, str]]) -> None:
+    for module, what in modules:
+        try:
+            importlib.import_module(module).load()
+        except ImportError as exc:  # the first request needing it raises it again, to its caller
+            log.warning("could not import %s ahead of use: %s", what, exc)
 
 
 def full_openapi() -> dict[str, Any]:

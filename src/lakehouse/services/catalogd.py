@@ -94,7 +94,7 @@ class ManifestOut(BaseModel):
         """The public form of a stored manifest."""
         fields = manifest.to_dict()
         key = fields.pop("metadata_key", None)
-        location = deps.catalog.tables.warehouse.uri(key) if key else None
+        location = deps.catalog.warehouse.uri(key) if key else None
         return cls.model_validate(
             {**fields, "problems": list(manifest.problems), "metadata_location": location}
         )

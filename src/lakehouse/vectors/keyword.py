@@ -10,6 +10,11 @@ next keyword search (or the background refresh the service starts after a
 change) rebuilds it from the items' texts, which the index's log and
 snapshots already keep: nothing more is stored, and a restart rebuilds it.
 Building runs outside the index's lock, so searches and writes go on meanwhile.
+
+bm25s (and scipy.sparse under it, about 0.1 s) is imported by the first
+build, on the worker thread that builds, not when the server starts: an
+index without texts never needs it, and `lakehouse serve` loads it once
+listening (`load`).
 """
 
 from __future__ import annotations
@@ -21,13 +26,15 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import bm25s
 import numpy as np
 import numpy.typing as npt
-from bm25s.tokenization import Tokenized
 
 from lakehouse.runner import run_blocking
+
+if TYPE_CHECKING:
+    import bm25s
 
 log = logging.getLogger("lakehouse.vectors")
 
@@ -35,6 +42,11 @@ Keys = npt.NDArray[np.uint64]
 
 _TERM = re.compile(r"\w+(?:[-+./#'&]+\w+)*[+#]*")
 _SPLIT = re.compile(r"[^\w]+")
+
+
+def load() -> None:
+    """Import bm25s (blocking): one thread of a start calls it once listening, so a first build finds it."""
+    import bm25s  # noqa: F401
 
 
 def tokenize(text: str) -> list[str]:
@@ -119,6 +131,9 @@ async def rebuild_when_settled(name: str, stale: Callable[[], bool], rebuild: Ca
 def _build(version: int, keys: list[int], texts: list[str]) -> _Built:
     if not keys:
         return _Built(version, np.zeros(0, dtype=np.uint64), None)
+    import bm25s
+    from bm25s.tokenization import Tokenized
+
     vocab: dict[str, int] = {}
     ids = [[vocab.setdefault(token, len(vocab)) for token in tokenize(text)] for text in texts]
     retriever = bm25s.BM25()

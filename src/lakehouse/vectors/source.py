@@ -18,14 +18,14 @@ import io
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
-
-import pyarrow as pa
-import pyarrow.parquet as pq
+from typing import TYPE_CHECKING, Any, Protocol
 
 from lakehouse.errors import InvalidRequest
 from lakehouse.runner import run_blocking
 from lakehouse.storage.base import ObjectStore
+
+if TYPE_CHECKING:  # pyarrow is imported by the worker threads that read a dataset, not at start
+    import pyarrow as pa
 
 MAX_COLUMNS = 256
 
@@ -160,12 +160,16 @@ async def read_rows(store: ObjectStore, manifest: ManifestLike, source: Source, 
 
 
 def _read_parquet(data: bytes, columns: list[str]) -> pa.Table:
+    import pyarrow.parquet as pq
+
     return pq.read_table(io.BytesIO(data), columns=columns)
 
 
 def _rows(tables: list[pa.Table], wanted: list[str], source: Source, model: str) -> list[Row]:
     if not tables:
         return []
+    import pyarrow as pa
+
     table = pa.concat_tables(tables, promote_options="permissive")
     ids = table.column(source.id_column)
     if ids.null_count:
