@@ -126,36 +126,42 @@ async def test_a_log_of_first_layout_records_replays_and_goes_on_in_the_new_one(
     svc = await local.service()
     await svc.create("old", 8)
     files = svc._live["old"].files
-    data = clustered(300, 8, seed=3)
-    # As a deployment from before LHV2 left it: adds, an upsert of moved items, a delete.
+    data = clustered(6000, 8, seed=3)
+    # As a deployment from before LHV2 left it: adds (small and large records), an upsert, a delete.
     old_log = [
         Batch(
             "add",
-            [f"v{n}" for n in range(start, start + 100)],
-            list(range(start, start + 100)),
-            data[start : start + 100],
-            [{"n": n} for n in range(start, start + 100)],
-            [f"text {n}" if n % 2 else None for n in range(start, start + 100)],
+            [f"v{n}" for n in range(start, end)],
+            list(range(start, end)),
+            data[start:end],
+            [{"n": n} for n in range(start, end)],
+            [f"text {n}" if n % 2 else None for n in range(start, end)],
         )
-        for start in (0, 100)
+        for start, end in ((0, 100), (100, 3000))
     ]
     old_log.append(
         Batch(
-            "add", ["v5", "v6"], [200, 201], -data[[5, 6]], [{"n": 5, "moved": True}, {"n": 6}], [None, None]
+            "add",
+            ["v5", "v6"],
+            [3000, 3001],
+            -data[[5, 6]],
+            [{"n": 5, "moved": True}, {"n": 6}],
+            [None, None],
         )
     )
     old_log.append(Batch("delete", ["v7"], []))
     for seq, batch in enumerate(old_log, 1):
         await local.store.put_bytes(files.wal_key(seq), encode_v1(batch), if_absent=True)
     again = await local.service()
-    await again.add("old", [NewItem(f"v{n}", data[n].tolist(), None, {"n": n}) for n in range(200, 300)])
+    await again.add("old", [NewItem(f"v{n}", data[n].tolist(), None, {"n": n}) for n in range(3000, 6000)])
     assert (await local.store.get_bytes(files.wal_key(5)))[:4] == b"LHV2"
     restarted = await local.service()
-    assert restarted.info("old")["count"] == 299
+    assert restarted.info("old")["count"] == 5999
     for n, vector, metadata in [
         (1, data[1], {"n": 1}),
         (5, -data[5], {"n": 5, "moved": True}),
-        (250, data[250], {"n": 250}),
+        (2000, data[2000], {"n": 2000}),
+        (4500, data[4500], {"n": 4500}),
     ]:
         (hits,) = await restarted.search("old", [vector.tolist()], k=1, where={"n": n})
         assert [(h.id, h.metadata) for h in hits] == [(f"v{n}", metadata)]
