@@ -27,8 +27,8 @@ import numpy as np
 import numpy.typing as npt
 from usearch.compiled import MetricKind
 from usearch.index import BatchMatches, Index
-from usearch.index import search as exact_search
 
+from lakehouse.vectors.pending import Chunk, Rows, coalesced, lookup, scan, without
 from lakehouse.vectors.records import Vectors
 
 Engine = Literal["hnswlib", "usearch"]
@@ -40,8 +40,6 @@ SPACES = {"cosine": "cosine", "l2": "l2", "ip": "ip"}
 # hnswlib reserves room for this many more vectors at a time, and grows by half when full.
 HNSW_MIN_CAPACITY = 1024
 THREADS = os.cpu_count() or 1
-# Pending chunks smaller than this are merged into one for scanning (see `Graph`).
-MIN_CHUNK = 4096
 # The files of a snapshot's graph, by extension, for each engine.
 SUFFIXES: dict[str, tuple[str, ...]] = {"hnswlib": ("hnsw", "npz"), "usearch": ("usearch",)}
 Files = dict[str, Path]
@@ -213,12 +211,7 @@ class HnswGraph:
 class Graph:
     """An engine's graph plus vectors searchable before they are linked into it (`pending`).
 
-    Pending vectors stay in the chunks they arrived in (a replayed record's
-    vectors, read in place from its bytes): gathering 300,000 of them into
-    one matrix cost the first search after a restart 0.5-1.5 s on fresh
-    memory. Each chunk is scanned exactly on its own and the results merged;
-    chunks under `MIN_CHUNK` rows are merged once, so many small records do
-    not mean many small scans.
+    Pending vectors are kept as the chunks they arrived in (pending.py).
     """
 
     def __init__(self, engine: Backend, metric: str, dim: int) -> None:
@@ -226,16 +219,14 @@ class Graph:
         self.metric = METRICS[metric]
         self.dim = dim
         # Settled pending chunks (no dropped key in them) and those added since the last settle.
-        self._chunks: list[tuple[Keys, Vectors]] = []
-        self._fresh: list[tuple[Keys, Vectors]] = []
+        self._chunks: list[Chunk] = []
+        self._fresh: list[Chunk] = []
         self._dropped: set[int] = set()
         self._waiting: set[int] = set()
         # Searches settle under the index's shared lock, so the first to find work does it alone.
         self._settling = threading.Lock()
         # For one list of settled chunks: every key in them, sorted, with its chunk and row (for `get`).
-        self._lookup: (
-            tuple[list[tuple[Keys, Vectors]], Keys, npt.NDArray[np.int64], npt.NDArray[np.int64]] | None
-        ) = None
+        self._lookup: tuple[list[Chunk], Keys, Rows, Rows] | None = None
 
     @classmethod
     def build(
@@ -281,19 +272,7 @@ class Graph:
         chunks = self._settled()
         if not chunks:
             return found
-        near_keys, near_distances = [], []
-        # One query's exact scan runs on one thread however many it is given, and
-        # starting threads for each chunk cost more than the scan (136 ms, not 45 ms, at 300,000).
-        scan_threads = 1 if len(queries) == 1 else THREADS
-        for keys, vectors in chunks:
-            near = exact_search(
-                vectors, queries, min(k, len(keys)), self.metric, exact=True, threads=scan_threads
-            )
-            rows, distances = _matrix(near, len(queries))
-            near_keys.append(keys[rows])
-            near_distances.append(distances)
-        pending_keys = np.concatenate(near_keys, axis=1)
-        pending_distances = np.concatenate(near_distances, axis=1)
+        pending_keys, pending_distances = scan(chunks, queries, k, self.metric, THREADS)
         merged = []
         for row, (keys, distances) in enumerate(found):
             all_keys = np.concatenate([keys.astype(np.uint64), pending_keys[row]])
@@ -350,22 +329,13 @@ class Graph:
         """Read a saved graph's files, by extension."""
         self.engine.load(files)
 
-    def _lookup_of(
-        self, chunks: list[tuple[Keys, Vectors]]
-    ) -> tuple[Keys, npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-        """Every key in `chunks`, sorted, with its chunk and row; kept until the chunks change."""
-        if self._lookup is not None and self._lookup[0] is chunks:
-            return self._lookup[1:]
-        keys = np.concatenate([k for k, _ in chunks]).astype(np.uint64)
-        chunk_of = np.repeat(np.arange(len(chunks), dtype=np.int64), [len(k) for k, _ in chunks])
-        row_of = np.concatenate([np.arange(len(k), dtype=np.int64) for k, _ in chunks])
-        if len(keys) > 1 and not bool(np.all(keys[1:] > keys[:-1])):  # keys are assigned rising: rare
-            order = np.argsort(keys, kind="stable")
-            keys, chunk_of, row_of = keys[order], chunk_of[order], row_of[order]
-        self._lookup = chunks, keys, chunk_of, row_of
-        return keys, chunk_of, row_of
+    def _lookup_of(self, chunks: list[Chunk]) -> tuple[Keys, Rows, Rows]:
+        """`lookup` of these chunks, kept until the chunks change."""
+        if self._lookup is None or self._lookup[0] is not chunks:
+            self._lookup = chunks, *lookup(chunks)
+        return self._lookup[1:]
 
-    def _settled(self) -> list[tuple[Keys, Vectors]]:
+    def _settled(self) -> list[Chunk]:
         """The pending chunks, dropped keys taken out and small chunks merged.
 
         The new chunks are published before the work they fold in is
@@ -374,56 +344,6 @@ class Graph:
         if self._fresh or self._dropped:
             with self._settling:
                 if self._fresh or self._dropped:
-                    self._chunks = _coalesced(_without(self._chunks + self._fresh, self._dropped))
+                    self._chunks = coalesced(without(self._chunks + self._fresh, self._dropped))
                     self._fresh, self._dropped = [], set()
         return self._chunks
-
-
-def _without(chunks: list[tuple[Keys, Vectors]], dropped: set[int]) -> list[tuple[Keys, Vectors]]:
-    """The chunks with the dropped keys' rows taken out (copying only chunks that had one)."""
-    if not dropped:
-        return chunks
-    gone_keys = np.fromiter(dropped, dtype=np.uint64, count=len(dropped))
-    kept = []
-    for keys, vectors in chunks:
-        gone = np.isin(keys, gone_keys)
-        if gone.any():
-            keys, vectors = keys[~gone], vectors[~gone]
-        if len(keys):
-            kept.append((keys, vectors))
-    return kept
-
-
-def _coalesced(chunks: list[tuple[Keys, Vectors]]) -> list[tuple[Keys, Vectors]]:
-    """The chunks in order, runs of ones under `MIN_CHUNK` rows merged (copying only those)."""
-    out: list[tuple[Keys, Vectors]] = []
-    run: list[tuple[Keys, Vectors]] = []
-
-    def close_run() -> None:
-        if len(run) == 1:
-            out.append(run[0])
-        elif run:
-            out.append((np.concatenate([k for k, _ in run]), np.concatenate([v for _, v in run])))
-        run.clear()
-
-    for chunk in chunks:
-        if len(chunk[0]) >= MIN_CHUNK:
-            close_run()
-            out.append(chunk)
-            continue
-        run.append(chunk)
-        if sum(len(k) for k, _ in run) >= MIN_CHUNK:
-            close_run()
-    close_run()
-    return out
-
-
-def _matrix(found: Any, queries: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
-    """An exact search's rows and distances as (queries, k) arrays; missing places are at infinity."""
-    rows = np.asarray(found.keys).reshape(queries, -1).astype(np.int64)
-    distances = np.asarray(found.distances, dtype=np.float32).reshape(queries, -1)
-    if isinstance(found, BatchMatches):
-        beyond = np.arange(rows.shape[1])[None, :] >= np.asarray(found.counts)[:, None]
-        if beyond.any():
-            rows, distances = np.where(beyond, 0, rows), np.where(beyond, np.inf, distances)
-    return rows, distances
