@@ -7,6 +7,7 @@ import time
 import uuid
 from typing import Any
 
+import pydantic_core
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -70,6 +71,20 @@ class RequestContext:
                 request_id,
                 self.service,
             )
+
+
+class FastJSONResponse(JSONResponse):
+    """JSON rendered by pydantic-core's encoder: the bytes `JSONResponse` writes, several times faster.
+
+    For answers made only of JSON values (str, int, float, bool, None, lists
+    and str-keyed dicts of them), such as search hits, where encoding was a
+    large share of a request. A non-finite float becomes null rather than the
+    500 `JSONResponse` would raise.
+    """
+
+    def render(self, content: Any) -> bytes:
+        """The content as compact UTF-8 JSON."""
+        return pydantic_core.to_json(content, inf_nan_mode="null")
 
 
 def error_response(exc: LakehouseError) -> JSONResponse:

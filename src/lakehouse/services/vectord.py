@@ -6,12 +6,12 @@ from typing import Any, Literal, TypeVar
 
 from fastapi import APIRouter, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lakehouse.errors import InvalidRequest
 from lakehouse.runner import run_blocking
 from lakehouse.services.deps import Deps, DepsDep, deps_of
+from lakehouse.services.http import FastJSONResponse
 from lakehouse.services.negotiation import wants
 from lakehouse.vectors import Hit, NewItem
 from lakehouse.vectors.answers import hits_arrow
@@ -285,12 +285,12 @@ async def search(name: str, request: Request) -> Response:
     # up the event loop.
     if body.vectors is not None:
         return Response(await run_blocking(_render_batch, found), media_type="application/json")
-    return JSONResponse({"hits": _hits(found[0])})
+    return FastJSONResponse({"hits": _hits(found[0])})
 
 
 def _render_batch(found: list[list[Hit]]) -> bytes:
-    """A batch's answer as JSONResponse writes JSON."""
-    return bytes(JSONResponse({"results": [{"hits": _hits(hits)} for hits in found]}).body)
+    """A batch's answer as JSON bytes."""
+    return bytes(FastJSONResponse({"results": [{"hits": _hits(hits)} for hits in found]}).body)
 
 
 def _hits(hits: list[Hit]) -> list[dict[str, Any]]:

@@ -1,4 +1,4 @@
-"""Accept headers read by parsing: a form other than JSON only when the client names it."""
+"""How answers are written: Accept headers read by parsing, and JSON rendered fast but byte for byte alike."""
 
 from __future__ import annotations
 
@@ -53,3 +53,19 @@ def test_json_unless_arrow_is_named_and_preferred(accept: str | None) -> None:
 
 def test_the_first_listing_of_a_type_counts() -> None:
     assert not wants(f"{ARROW};q=0, {ARROW}", ARROW)
+
+
+def test_the_fast_json_answer_writes_the_bytes_json_response_writes() -> None:
+    from fastapi.responses import JSONResponse
+
+    from lakehouse.services.http import FastJSONResponse
+
+    content = {
+        "hits": [
+            {"id": "é\u2028x", "score": 0.1 + 0.2, "metadata": {"n": 10**30, "ok": True, "none": None}},
+            {"id": "b", "score": -1.5, "metadata": {"list": [1, 2.5, "three", {"deep": []}]}},
+        ],
+        "empty": {},
+    }
+    assert bytes(FastJSONResponse(content).body) == bytes(JSONResponse(content).body)
+    assert bytes(FastJSONResponse({"score": float("nan")}).body) == b'{"score":null}'
