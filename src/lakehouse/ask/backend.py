@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
 
 from lakehouse.errors import LakehouseError, Unavailable, UpstreamError, UpstreamTimeout
-from lakehouse.runner import run_blocking
+from lakehouse.lazy import LazyImport
 
 if TYPE_CHECKING:
     import httpx
@@ -64,21 +64,9 @@ class Lakehouse(Protocol):
         ...
 
 
-_loaded = False
-
-
-def load() -> None:
-    """Import httpx (blocking; a thread that finds another importing it waits for the whole module)."""
-    global _loaded
-    import httpx  # noqa: F401
-
-    _loaded = True
-
-
-async def ready() -> None:
-    """`load` on a worker thread, so the event loop keeps serving; returns at once once loaded."""
-    if not _loaded:
-        await run_blocking(load)
+HTTPX = LazyImport("httpx")
+load = HTTPX.load
+ready = HTTPX.ready
 
 
 def _segment(name: str) -> str:

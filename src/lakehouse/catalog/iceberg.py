@@ -15,12 +15,11 @@ through different modules at once can deadlock on Python's import locks.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from lakehouse.runner import run_blocking
+from lakehouse.lazy import LazyImport
 from lakehouse.storage.base import DATASETS_PREFIX
 
 if TYPE_CHECKING:
@@ -32,25 +31,10 @@ if TYPE_CHECKING:
 VERSION_PROPERTY = "lakehouse.version"
 NAMESPACE = "default"
 
-_loading = threading.Lock()
-_loaded = False
-
-
-def load() -> None:
-    """Import pyiceberg and `catalog.tables` (blocking, once; other threads wait for the first)."""
-    global _loaded
-    if _loaded:
-        return
-    with _loading:
-        import lakehouse.catalog.tables  # noqa: F401  (the module that imports pyiceberg)
-
-        _loaded = True
-
-
-async def ready() -> None:
-    """`load` on a worker thread, so the event loop keeps serving; returns at once once loaded."""
-    if not _loaded:
-        await run_blocking(load)
+# pyiceberg, through `catalog.tables`, the module that imports it.
+PYICEBERG = LazyImport("lakehouse.catalog.tables")
+load = PYICEBERG.load
+ready = PYICEBERG.ready
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ from lakehouse.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
-from lakehouse.runner import run_blocking
+from lakehouse.lazy import LazyImport
 
 if TYPE_CHECKING:
     import aiohttp
@@ -46,21 +46,9 @@ MAX_MESSAGE_CHARS = 300
 MAX_LINE_BYTES = 4 * 1024 * 1024
 
 
-_loaded = False
-
-
-def load() -> None:
-    """Import aiohttp (blocking; a thread that finds another importing it waits for the whole module)."""
-    global _loaded
-    import aiohttp  # noqa: F401
-
-    _loaded = True
-
-
-async def ready() -> None:
-    """`load` on a worker thread, so the event loop keeps serving; returns at once once loaded."""
-    if not _loaded:
-        await run_blocking(load)
+AIOHTTP = LazyImport("aiohttp")
+load = AIOHTTP.load
+ready = AIOHTTP.ready
 
 
 def session(timeout: float, connect: float | None = None, limit: int = 256) -> aiohttp.ClientSession:

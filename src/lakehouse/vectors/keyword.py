@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
+from lakehouse.lazy import LazyImport
 from lakehouse.runner import run_blocking
 
 if TYPE_CHECKING:
@@ -44,9 +45,8 @@ _TERM = re.compile(r"\w+(?:[-+./#'&]+\w+)*[+#]*")
 _SPLIT = re.compile(r"[^\w]+")
 
 
-def load() -> None:
-    """Import bm25s (blocking): one thread of a start calls it once listening, so a first build finds it."""
-    import bm25s  # noqa: F401
+# Imported by the first index build, or by the warm-up once the server listens.
+load = LazyImport("bm25s").load
 
 
 def tokenize(text: str) -> list[str]:
