@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -14,8 +14,7 @@ from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.shared.exceptions import MCPError
 from mcp.types import CallToolResult
 
-from tests.fakes.ollama import run_fake_ollama
-from tests.support.procs import LAKEHOUSE, LakehouseProcess, closed_url, serving, write_config
+from tests.support.procs import LAKEHOUSE, LakehouseProcess, closed_url, write_config
 
 pytestmark = pytest.mark.e2e
 
@@ -46,21 +45,16 @@ def payload(result: CallToolResult) -> Any:
 
 
 @pytest.fixture(scope="module")
-def lakehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LakehouseProcess]:
-    """One lakehouse for the module: fake Ollama for embeddings and chat, a `people` dataset."""
-    root = tmp_path_factory.mktemp("mcp")
-    with run_fake_ollama({"nomic-embed-text": 8}) as ollama:
-        config = write_config(
-            root / "lakehouse.toml",
-            {
-                "storage": {"root": str(root / "data")},
-                "embedd": {"ollama_url": ollama.url},
-                "chatd": {"ollama_url": ollama.url},
-            },
-        )
-        with serving(config) as proc:
-            ingest(proc, "people", PEOPLE_CSV)
-            yield proc
+def ollama_dim() -> int:
+    """The module's fake Ollama embeds in 8 dimensions."""
+    return 8
+
+
+@pytest.fixture(scope="module")
+def lakehouse(lakehouse: LakehouseProcess) -> LakehouseProcess:
+    """The module's lakehouse (tests/e2e/conftest.py) holding a `people` dataset."""
+    ingest(lakehouse, "people", PEOPLE_CSV)
+    return lakehouse
 
 
 def ingest(proc: LakehouseProcess, name: str, csv: bytes) -> None:
