@@ -406,19 +406,27 @@ class VectorIndex:
         return self._hits(keys[found.keys.astype(np.int64)], found.distances)
 
     def _hits(self, keys: Any, distances: Any) -> list[Hit]:
-        hits = []
+        """The items of keys nearest first, each labelled with its place and score in the vector ranking."""
+        hits: list[Hit] = []
+        l2 = self.spec.metric == "l2"
         for key, distance in zip(keys.tolist(), distances.tolist(), strict=True):
-            item = self.items.get(int(key))
+            item = self.items.get(key)
             if item is None:
                 continue
-            hits.append(Hit(item.id, self._score(distance), distance, item.metadata, item.text))
+            # usearch and hnswlib report 1 - similarity for cosine and ip, and squared L2.
+            score = math.sqrt(max(distance, 0.0)) if l2 else 1.0 - distance
+            hits.append(
+                Hit(
+                    item.id,
+                    score,
+                    distance,
+                    item.metadata,
+                    item.text,
+                    {"vector": len(hits) + 1},
+                    {"vector": score},
+                )
+            )
         return hits
-
-    def _score(self, distance: float) -> float:
-        # usearch reports 1 - similarity for cosine and ip, and squared L2.
-        if self.spec.metric == "l2":
-            return math.sqrt(max(distance, 0.0))
-        return 1.0 - distance
 
     @property
     def pending(self) -> int:

@@ -7,7 +7,7 @@ from typing import Any
 
 from lakehouse.errors import InvalidRequest
 from lakehouse.runner import run_blocking
-from lakehouse.vectors.filters import MATCH_ALL, Node, parse_filter
+from lakehouse.vectors.filters import MATCH_ALL, parse_filter
 from lakehouse.vectors.fusion import fuse, ranked
 from lakehouse.vectors.index import Hit, VectorIndex
 from lakehouse.vectors.items import Vector, query_vectors
@@ -63,14 +63,11 @@ async def search(
         if len(queries) == 1 and node == MATCH_ALL:
             hits = index.search_at_once(queries[0], k)
             if hits is not None:
-                return [ranked(hits, "vector")]
-        return await run_blocking(_by_vector, index, queries, k, node)
+                return [hits]
+        # On a worker thread: a large batch must keep off the event loop.
+        return await run_blocking(index.search, queries, k, node)
     assert text is not None
     depth = min(max(2 * k, HYBRID_DEPTH), MAX_K)
     by_vector, by_keyword = await run_blocking(index.hybrid_search, queries[0], text, depth, node)
     return [fuse({"vector": by_vector, "keyword": by_keyword}, k)]
 
-
-def _by_vector(index: VectorIndex, queries: Vectors, k: int, node: Node) -> list[list[Hit]]:
-    """Search and label the hits in one blocking call, so a large batch keeps off the event loop."""
-    return [ranked(hits, "vector") for hits in index.search(queries, k, node)]
