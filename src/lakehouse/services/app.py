@@ -82,7 +82,7 @@ def create_app(
         return health_body(name)
 
     for spec in specs:
-        app.include_router(spec.router())
+        app.include_router(spec.owned_router())
     add_metrics_route(app)
     add_docs_routes(app, f"lakehouse {name} - Swagger UI")
     if name == "gateway":  # the embedded all-in-one process is the gateway too

@@ -22,10 +22,15 @@ class ServiceSpec:
     module: str
 
     def router(self) -> APIRouter:
-        """The service's routes (imported on first use), tried only for the paths it owns."""
+        """The service's APIRouter (imported on first use)."""
+        router: APIRouter = importlib.import_module(self.module).router
+        return router
+
+    def owned_router(self) -> APIRouter:
+        """The service's routes, tried only for the paths it owns: what an app serving it includes."""
         from lakehouse.services.routing import OwnedRouter
 
-        return OwnedRouter(importlib.import_module(self.module).router, self.prefixes)
+        return OwnedRouter(self.router(), self.prefixes)
 
     def bind(self, settings: Settings) -> str:
         """The service's own `host:port` from `[<service>] bind`."""
