@@ -8,10 +8,11 @@ from typing import Any
 # messages are cut at their first formatted number. Routers import in service order.
 import duckdb  # noqa: F401
 from fastapi import APIRouter, Header
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from lakehouse.services.deps import Deps, DepsDep
+from lakehouse.services.http import FastJSONResponse
 from lakehouse.services.negotiation import wants
 
 router = APIRouter(tags=["sql"])
@@ -60,7 +61,7 @@ async def run_sql(body: SqlRequest, deps: DepsDep, accept: str = Header(default=
         return StreamingResponse(stream.chunks(), media_type=ARROW_STREAM)
     result = await deps.query.run(body.sql, body.max_rows)
     # Rows are JSON-safe already; skipping response-model validation keeps latency low.
-    return JSONResponse(
+    return FastJSONResponse(
         {
             "columns": [{"name": c.name, "type": c.type} for c in result.columns],
             "rows": result.rows,
