@@ -70,4 +70,3 @@ async def search(
     depth = min(max(2 * k, HYBRID_DEPTH), MAX_K)
     by_vector, by_keyword = await run_blocking(index.hybrid_search, queries[0], text, depth, node)
     return [fuse({"vector": by_vector, "keyword": by_keyword}, k)]
-
