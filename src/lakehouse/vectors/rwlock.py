@@ -31,10 +31,7 @@ class ReadWriteLock:
         try:
             yield
         finally:
-            with self._cond:
-                self._readers -= 1
-                if not self._readers:
-                    self._cond.notify_all()
+            self._leave()
 
     @contextmanager
     def read_at_once(self) -> Iterator[bool]:
@@ -54,10 +51,14 @@ class ReadWriteLock:
         try:
             yield True
         finally:
-            with self._cond:
-                self._readers -= 1
-                if not self._readers:
-                    self._cond.notify_all()
+            self._leave()
+
+    def _leave(self) -> None:
+        """A reader is done; the last one out wakes a waiting writer."""
+        with self._cond:
+            self._readers -= 1
+            if not self._readers:
+                self._cond.notify_all()
 
     @contextmanager
     def write(self) -> Iterator[None]:
