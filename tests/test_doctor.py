@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from tests.fakes.server import serve_in_thread
-from tests.support.procs import LAKEHOUSE, LakehouseProcess, closed_url, write_config
+from tests.support.procs import LAKEHOUSE, closed_url, serving, write_config
 
 SERVICE_SECTIONS = ("gateway", "storaged", "catalogd", "ingestd", "queryd", "vectord", "embedd", "chatd")
 
@@ -142,14 +142,11 @@ def test_its_own_running_lakehouse_on_the_port_is_ok_not_in_use(tmp_path: Path) 
     served = tmp_path / "served"
     served.mkdir()
     config = write_config(served / "lakehouse.toml", {"storage": {"root": str(tmp_path / "data")}})
-    proc = LakehouseProcess(config).start()
-    try:
+    with serving(config) as proc:
         sections = base_sections(tmp_path)
         sections["gateway"]["bind"] = f"127.0.0.1:{proc.port}"
         sections["queryd"]["bind"] = f"127.0.0.1:{proc.port}"  # the gateway is not queryd
         code, checks, _ = doctor_json(tmp_path, sections)
-    finally:
-        proc.stop()
     assert code == 0, checks
     assert checks["port:gateway"]["status"] == "ok"
     assert "the lakehouse is already serving here" in checks["port:gateway"]["detail"]

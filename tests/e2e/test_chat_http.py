@@ -14,7 +14,7 @@ import pytest
 from tests.conftest import StartLakehouse
 from tests.fakes.ollama import FakeOllama, run_fake_ollama
 from tests.fakes.openai import FakeOpenAI, run_fake_openai
-from tests.support.procs import LAKEHOUSE, LakehouseProcess, closed_url, write_config
+from tests.support.procs import LAKEHOUSE, LakehouseProcess, closed_url, serving, write_config
 
 NO_KEY_FILES = {f"{p}_key_file": "" for p in ("ollama_cloud", "openrouter", "opencode", "kimi")}
 NO_KEYS = {name: "" for name in ("OLLAMA_API_KEY", "OPENROUTER_API_KEY", "OPENCODE_API_KEY", "KIMI_API_KEY")}
@@ -62,11 +62,8 @@ def shared_lakehouse(
         "models": {"fast": "ollama/llama3.2"},
     }
     config = write_config(root / "lakehouse.toml", sections)
-    proc = LakehouseProcess(config, env={**NO_KEYS, "OPENROUTER_API_KEY": OR_KEY})
-    try:
-        yield proc.start()
-    finally:
-        proc.kill9()
+    with serving(config, env={**NO_KEYS, "OPENROUTER_API_KEY": OR_KEY}) as proc:
+        yield proc
 
 
 @pytest.fixture

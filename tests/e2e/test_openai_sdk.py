@@ -20,7 +20,7 @@ import pytest
 from tests.fakes.ollama import FakeOllama, fake_vector, run_fake_ollama
 from tests.fakes.openai import FakeOpenAI, run_fake_openai
 from tests.support.cluster import LakehouseCluster
-from tests.support.procs import LakehouseProcess, write_config
+from tests.support.procs import LakehouseProcess, serving, write_config
 
 pytestmark = pytest.mark.e2e
 
@@ -78,11 +78,8 @@ def served(
 ) -> Iterator[LakehouseProcess]:
     """`lakehouse serve` (all services in one process) for the module."""
     root = tmp_path_factory.mktemp("sdk")
-    proc = LakehouseProcess(write_config(root / "lakehouse.toml", sections(*fakes, root)), env=ENV)
-    try:
-        yield proc.start()
-    finally:
-        proc.stop()
+    with serving(write_config(root / "lakehouse.toml", sections(*fakes, root)), env=ENV) as proc:
+        yield proc
 
 
 @pytest.fixture

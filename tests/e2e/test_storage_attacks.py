@@ -21,7 +21,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from tests.support.procs import LakehouseProcess, write_config
+from tests.support.procs import LakehouseProcess, serving, write_config
 from tests.support.rawhttp import Answer, exchange, request_bytes
 
 pytestmark = pytest.mark.e2e
@@ -110,11 +110,8 @@ def target(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
             return (sorted((o["Key"], o["ETag"]) for o in listed), len(uploads), tree_fingerprint(outside))
 
     config = write_config(base / "lakehouse.toml", {"storage": storage})
-    proc = LakehouseProcess(config, env=env)
-    try:
-        yield Target(request.param, proc.start(), snapshot, outside)
-    finally:
-        proc.stop()
+    with serving(config, env=env) as proc:
+        yield Target(request.param, proc, snapshot, outside)
 
 
 def attack(target: Target, method: str, path: str, body: bytes = b"") -> Answer:

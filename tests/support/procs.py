@@ -69,11 +69,15 @@ def write_config(path: Path, sections: Mapping[str, Mapping[str, Any]]) -> Path:
 
 
 @contextlib.contextmanager
-def serving(config: Path) -> Iterator[LakehouseProcess]:
-    """A started `lakehouse serve` over `config`, stopped afterwards even when the test fails."""
-    proc = LakehouseProcess(config).start()
+def serving(config: Path, *, timeout: float = 30.0, **options: Any) -> Iterator[LakehouseProcess]:
+    """A started `lakehouse serve` over `config`, stopped afterwards even when the test fails.
+
+    `options` go to `LakehouseProcess` (`service`, `env`, `cwd`, `port`); `timeout`
+    bounds the start. A start that fails or times out stops what it spawned too.
+    """
+    proc = LakehouseProcess(config, **options)
     try:
-        yield proc
+        yield proc.start(timeout=timeout)
     finally:
         proc.stop()
 
