@@ -2,7 +2,9 @@
 
 Everything here is synchronous and thread-safe (a readers-writer lock lets
 searches run together and gives a change the index to itself); the service
-calls it through `run_blocking` so the event loop never waits on the graph.
+calls it through `run_blocking` so the event loop never waits on the graph,
+save `search_at_once`, which answers a small unfiltered query on the caller's
+thread only when it need not wait for the lock.
 """
 
 from __future__ import annotations
