@@ -31,7 +31,7 @@ from starlette.routing import Route
 from lakehouse.auth.scopes import rule_for
 from lakehouse.services.table import SERVICES
 from tests.support.cluster import MODES, LakehouseCluster
-from tests.support.procs import LAKEHOUSE, LakehouseProcess, write_config
+from tests.support.procs import LAKEHOUSE, LakehouseProcess, serving, write_config
 from tests.support.rawhttp import closed_by_server, connect, exchange, request_bytes
 
 pytestmark = pytest.mark.e2e
@@ -164,12 +164,8 @@ def storage_sections(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str
 def lakehouse(storage_sections: dict[str, Any], tmp_path: Path) -> Iterator[tuple[LakehouseProcess, Path]]:
     """One embedded `lakehouse serve` with auth on over the given storage."""
     config = write_config(tmp_path / "lakehouse.toml", {"storage": storage_sections, **AUTH_ON})
-    proc = LakehouseProcess(config)
-    try:
-        proc.start(timeout=90)
+    with serving(config, timeout=90) as proc:
         yield proc, config
-    finally:
-        proc.stop()
 
 
 def _pages(c: httpx.Client, prefix: str, limit: int, after: str | None = None) -> Iterator[dict[str, Any]]:
@@ -281,11 +277,9 @@ def test_clients_that_stop_reading_downloads_do_not_hold_the_storage_cap(tmp_pat
             "http": {"idle_timeout_secs": 2},
         },
     )
-    proc = LakehouseProcess(config)
     stalled: list[socket.socket] = []
-    try:
-        proc.start(timeout=90)
-        with proc.client() as c:
+    with serving(config, timeout=90) as proc, proc.client() as c:
+        try:
             big = b"\x5a" * (48 * 1024 * 1024)
             assert c.put("/v1/storage/objects/big.bin", content=big).status_code == 201
             assert c.put("/v1/storage/objects/small.txt", content=b"ok").status_code == 201
@@ -306,7 +300,6 @@ def test_clients_that_stop_reading_downloads_do_not_hold_the_storage_cap(tmp_pat
             assert answer.status_code == 200 and answer.content == b"ok"
             assert all(closed_by_server(sock, within=15) for sock in stalled), proc.log()[-3000:]
             assert c.get("/health").status_code == 200
-    finally:
-        for sock in stalled:
-            sock.close()
-        proc.stop()
+        finally:
+            for sock in stalled:
+                sock.close()
