@@ -46,7 +46,7 @@ import pyarrow as pa
 import pytest
 
 from tests.fakes.scripted import Results, ScriptedModel, Turn, run_scripted_model
-from tests.support.procs import LAKEHOUSE, LakehouseProcess, closed_url, write_config
+from tests.support.procs import LAKEHOUSE, LakehouseProcess, closed_url, serving, write_config
 from tests.support.readme import Block, Ran, blocks, run_python, run_shell, shell_commands
 
 pytestmark = pytest.mark.e2e
@@ -117,15 +117,12 @@ def session(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Session
                 "ingestd": {"tmp_dir": str(tmp_path / "spool")},
             },
         )
-        proc = LakehouseProcess(config, cwd=tmp_path).start(timeout=60.0)
-        try:
+        with serving(config, timeout=60.0, cwd=tmp_path) as proc:
             # `lakehouse` alone is not on a fresh clone's PATH: only .venv/bin/lakehouse runs it.
             here = str(Path(sys.executable).parent)
             path = os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep) if p != here)
             env = {**os.environ, "PATH": path, "LAKEHOUSE_GATEWAY_URL": proc.url}
             yield Session(proc, model, tmp_path, env)
-        finally:
-            proc.kill9()
 
 
 # -- what the README says each command does -----------------------------------------------------
