@@ -21,7 +21,7 @@ from lakehouse.auth import Scope
 from tests.conftest import StartLakehouse
 from tests.fakes.ollama import FakeOllama, run_fake_ollama
 from tests.fakes.scripted import Results, ScriptedModel, Turn, run_scripted_model
-from tests.support.procs import LakehouseProcess, closed_url, write_config
+from tests.support.procs import LakehouseProcess, closed_url, serving, write_config
 from tests.support.staffing import csv_bytes, rows
 from tests.support.tokens import mint
 
@@ -91,8 +91,7 @@ def lake(fakes: tuple[ScriptedModel, FakeOllama], tmp_path_factory: pytest.TempP
         },
     )
     read, write = mint(root, "reader", Scope.READ), mint(root, "writer", Scope.WRITE)
-    proc = LakehouseProcess(config, env={"OPENROUTER_API_KEY": OR_KEY, "KIMI_API_KEY": "sk-kimi"}).start()
-    try:
+    with serving(config, env={"OPENROUTER_API_KEY": OR_KEY, "KIMI_API_KEY": "sk-kimi"}) as proc:
         lake = Lake(proc, model, read, write, workdir)
         with lake.client("write") as client:
             for table, count in (("candidates", CANDIDATES), ("jobs", 30)):
@@ -117,8 +116,6 @@ def lake(fakes: tuple[ScriptedModel, FakeOllama], tmp_path_factory: pytest.TempP
             added = client.post("/v1/vectors/index/profiles/add", json={"items": items})
             assert added.status_code == 200, added.text
         yield lake
-    finally:
-        proc.kill9()
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import pytest
 from lakehouse.auth import Scope
 from tests.fakes.ollama import run_fake_ollama
 from tests.fakes.scripted import Results, ScriptedModel, Turn, run_scripted_model
-from tests.support.procs import LakehouseProcess, write_config
+from tests.support.procs import LakehouseProcess, serving, write_config
 from tests.support.tokens import mint
 
 pytestmark = pytest.mark.e2e
@@ -66,21 +66,21 @@ def split(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[
         )
         tokens = {"read": mint(root, "reader", Scope.READ), "write": mint(root, "writer", Scope.WRITE)}
         backends = {name: LakehouseProcess(config, service=name) for name in BACKENDS}
-        procs = list(backends.values())
         try:
-            start_each(procs)
+            start_each(backends.values())  # in parallel, so not one `serving()` after another
             urls = {f"LAKEHOUSE_GATEWAY__{n.upper()}_URL": p.url for n, p in backends.items()}
-            chatd = LakehouseProcess(config, service="chatd", env=urls)
-            procs.append(chatd)
-            chatd.start(START_SECS)
-            gateway = LakehouseProcess(
-                config, service="gateway", env={**urls, "LAKEHOUSE_GATEWAY__CHATD_URL": chatd.url}
-            )
-            procs.append(gateway)
-            gateway.start(START_SECS)
-            yield gateway.url, tokens, model
+            with (
+                serving(config, timeout=START_SECS, service="chatd", env=urls) as chatd,
+                serving(
+                    config,
+                    timeout=START_SECS,
+                    service="gateway",
+                    env={**urls, "LAKEHOUSE_GATEWAY__CHATD_URL": chatd.url},
+                ) as gateway,
+            ):
+                yield gateway.url, tokens, model
         finally:
-            for proc in procs:
+            for proc in backends.values():
                 proc.kill9()
 
 
