@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.procs import LakehouseProcess, write_config
+from tests.support.procs import LakehouseProcess, serving, write_config
 
 pytestmark = pytest.mark.e2e
 
@@ -115,35 +115,31 @@ def lake(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
         work / "lakehouse.toml",
         {"storage": storage, "queryd": {"timeout_secs": 4.0, "memory_limit": "1GB", "max_rows": 1000}},
     )
-    server = LakehouseProcess(config, env=env).start()
-    try:
-        with server.client(timeout=60) as client:
-            for name, body in [
-                ("people", b"id,name\n1,Ana\n2,Bj\xc3\xb6rn\n"),
-                ("people", b"id,name\n3,Chlo\xc3\xa9\n"),
-                ("jobs", b"job_id,title\n10,welder\n"),
-            ]:
-                answer = client.post(f"/v1/ingest/{name}", content=body, headers={"content-type": "text/csv"})
-                assert answer.status_code == 201, answer.text
-            manifest = client.get("/v1/catalog/datasets/people").json()
-            key = manifest["objects"][0]["key"]
-            data_file = f"s3://{bucket}/{key}" if bucket else str(work / "data" / "objects" / key)
-            if not bucket:
-                assert Path(data_file).is_file()
-            hidden = [str(work), str(Path.home()), S3_KEY_ID, S3_SECRET, str(Path(tempfile.gettempdir()))]
-            yield Lake(
-                server,
-                client,
-                work / "data",
-                data_file,
-                bucket or "lakehouse",
-                import_dir,
-                snapshot,
-                view_rows(client),
-                hidden,
-            )
-    finally:
-        server.kill9()
+    with serving(config, env=env) as server, server.client(timeout=60) as client:
+        for name, body in [
+            ("people", b"id,name\n1,Ana\n2,Bj\xc3\xb6rn\n"),
+            ("people", b"id,name\n3,Chlo\xc3\xa9\n"),
+            ("jobs", b"job_id,title\n10,welder\n"),
+        ]:
+            answer = client.post(f"/v1/ingest/{name}", content=body, headers={"content-type": "text/csv"})
+            assert answer.status_code == 201, answer.text
+        manifest = client.get("/v1/catalog/datasets/people").json()
+        key = manifest["objects"][0]["key"]
+        data_file = f"s3://{bucket}/{key}" if bucket else str(work / "data" / "objects" / key)
+        if not bucket:
+            assert Path(data_file).is_file()
+        hidden = [str(work), str(Path.home()), S3_KEY_ID, S3_SECRET, str(Path(tempfile.gettempdir()))]
+        yield Lake(
+            server,
+            client,
+            work / "data",
+            data_file,
+            bucket or "lakehouse",
+            import_dir,
+            snapshot,
+            view_rows(client),
+            hidden,
+        )
 
 
 FB = (400, "forbidden_statement")

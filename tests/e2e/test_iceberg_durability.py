@@ -22,7 +22,7 @@ import httpx
 import pyarrow as pa
 import pytest
 
-from tests.support.procs import LakehouseProcess, write_config
+from tests.support.procs import LakehouseProcess, serving, write_config
 
 pytestmark = pytest.mark.e2e
 
@@ -30,9 +30,9 @@ FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "release-0.1"
 CATALOG = Path("objects") / "_lakehouse" / "catalog"
 
 
-def start(root: Path, name: str = "lakehouse.toml") -> LakehouseProcess:
-    config = write_config(root.parent / name, {"storage": {"root": str(root)}})
-    return LakehouseProcess(config).start()
+def config_over(root: Path, name: str = "lakehouse.toml") -> Path:
+    """A config file next to `root` that serves the folder `root`."""
+    return write_config(root.parent / name, {"storage": {"root": str(root)}})
 
 
 def catalog(proc: LakehouseProcess) -> Any:
@@ -86,8 +86,7 @@ def test_release_0_1_data_is_served_with_the_same_versions_and_rows(tmp_path: Pa
     root = tmp_path / "data"
     shutil.copytree(FIXTURE, root)
     before = stored_manifests(root)
-    proc = start(root)
-    try:
+    with serving(config_over(root)) as proc:
         with proc.client() as client:
             for name, versions in before.items():
                 served = client.get(f"/v1/catalog/datasets/{name}/versions").json()["versions"]
@@ -116,20 +115,14 @@ def test_release_0_1_data_is_served_with_the_same_versions_and_rows(tmp_path: Pa
             assert ingest.status_code == 201, ingest.text
             assert ingest.json()["version"] == 5
         assert_whole(proc, "trips")
-    finally:
-        proc.kill9()
 
 
 def legacy_tree(root: Path, versions: int) -> None:
     """A folder as release 0.1 would have left it: `versions` appends to `big`, manifests only."""
-    proc = start(root, "make.toml")
-    try:
-        with proc.client() as client:
-            for index in range(versions):
-                answer = client.post("/v1/ingest/big", content=f"id,label\n{index},row {index}\n".encode())
-                assert answer.status_code == 201, answer.text
-    finally:
-        proc.stop()
+    with serving(config_over(root, "make.toml")) as proc, proc.client() as client:
+        for index in range(versions):
+            answer = client.post("/v1/ingest/big", content=f"id,label\n{index},row {index}\n".encode())
+            assert answer.status_code == 201, answer.text
     for path in (root / CATALOG / "big").glob("*.json"):
         manifest = json.loads(path.read_text())
         manifest.pop("snapshot_id", None)
@@ -144,19 +137,19 @@ def test_a_kill_9_halfway_through_the_upgrade_is_finished_by_the_next_start(tmp_
     legacy_tree(root, 24)
     config = write_config(tmp_path / "lakehouse.toml", {"storage": {"root": str(root)}})
     proc = LakehouseProcess(config)
-    proc._spawn()  # not waiting for health: the upgrade runs before the process serves
-    pointers = sorted((root / CATALOG / "big").glob("*.json"))
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if any(json.loads(p.read_text()).get("metadata_key") for p in pointers):
-            break
-        time.sleep(0.002)
-    proc.kill9()
-    done = sum(1 for p in pointers if json.loads(p.read_text()).get("metadata_key"))
-    # Oldest first: the upgraded versions are a prefix of the history.
-    flags = [bool(json.loads(p.read_text()).get("metadata_key")) for p in pointers]
-    assert flags == [True] * done + [False] * (len(flags) - done)
     try:
+        proc._spawn()  # not waiting for health: the upgrade runs before the process serves
+        pointers = sorted((root / CATALOG / "big").glob("*.json"))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if any(json.loads(p.read_text()).get("metadata_key") for p in pointers):
+                break
+            time.sleep(0.002)
+        proc.kill9()
+        done = sum(1 for p in pointers if json.loads(p.read_text()).get("metadata_key"))
+        # Oldest first: the upgraded versions are a prefix of the history.
+        flags = [bool(json.loads(p.read_text()).get("metadata_key")) for p in pointers]
+        assert flags == [True] * done + [False] * (len(flags) - done)
         proc.start()
         versions = assert_whole(proc, "big")
         assert len(versions) == 24
@@ -195,9 +188,10 @@ def append_until_done(
 @pytest.mark.slow
 def test_two_processes_committing_to_one_table_make_gapless_versions_and_lose_nothing(tmp_path: Path) -> None:
     root = tmp_path / "data"
-    first = start(root, "first.toml")
-    second = start(root, "second.toml")
-    try:
+    with (
+        serving(config_over(root, "first.toml")) as first,
+        serving(config_over(root, "second.toml")) as second,
+    ):
         with first.client() as client:
             created = client.post("/v1/ingest/race", content=b"id,label\n0,seed\n")
             assert created.status_code == 201, created.text
@@ -216,16 +210,12 @@ def test_two_processes_committing_to_one_table_make_gapless_versions_and_lose_no
         for proc in (first, second):
             with proc.client() as client:
                 assert sql_ids(client, "SELECT id FROM race") == list(range(41))
-    finally:
-        first.kill9()
-        second.kill9()
 
 
 @pytest.mark.slow
 def test_a_kill_9_while_commits_run_leaves_every_version_whole(tmp_path: Path) -> None:
     root = tmp_path / "data"
-    proc = start(root)
-    try:
+    with serving(config_over(root)) as proc:
         with proc.client() as client:
             assert client.post("/v1/ingest/crash", content=b"id,label\n0,seed\n").status_code == 201
         failures: list[BaseException] = []
@@ -251,5 +241,3 @@ def test_a_kill_9_while_commits_run_leaves_every_version_whole(tmp_path: Path) -
         append_until_done(proc, "crash", [1000], failures := [])
         assert not failures
         assert len(assert_whole(proc, "crash")) == len(versions) + 1
-    finally:
-        proc.kill9()

@@ -8,6 +8,7 @@ overwrites become versions the lakehouse's own SQL sees.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ import pytest
 
 from lakehouse.auth.tokens import Scope
 from lakehouse.extensions import load_extension
-from tests.support.procs import LakehouseProcess, write_config
+from tests.support.procs import LakehouseProcess, serving, write_config
 from tests.support.tokens import mint
 
 pytestmark = pytest.mark.e2e
@@ -97,8 +98,9 @@ class Served:
         )
 
 
-def serve(tmp: Path, backend: str, s3_endpoint: str | None, **sections: dict[str, Any]) -> Served:
-    """Start `lakehouse serve` over a fresh local folder or moto bucket."""
+@contextlib.contextmanager
+def serve(tmp: Path, backend: str, s3_endpoint: str | None, **sections: dict[str, Any]) -> Iterator[Served]:
+    """A started `lakehouse serve` over a fresh local folder or moto bucket, stopped afterwards."""
     env: dict[str, str] = {}
     if backend == "s3":
         import boto3
@@ -126,8 +128,8 @@ def serve(tmp: Path, backend: str, s3_endpoint: str | None, **sections: dict[str
     else:
         storage = {"root": str(tmp / "data")}
     config = write_config(tmp / "lakehouse.toml", {"storage": storage, **sections})
-    proc = LakehouseProcess(config, env=env).start()
-    return Served(proc, backend, storage, s3_endpoint, env)
+    with serving(config, env=env) as proc:
+        yield Served(proc, backend, storage, s3_endpoint, env)
 
 
 @pytest.fixture(scope="module", params=["local", "s3"])
@@ -135,11 +137,8 @@ def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     """One server per backend for this module's read and write tests (each test uses its own dataset)."""
     backend: str = request.param
     endpoint = request.getfixturevalue("s3_endpoint") if backend == "s3" else None
-    server = serve(tmp_path_factory.mktemp(f"iceberg-{backend}"), backend, endpoint)
-    try:
+    with serve(tmp_path_factory.mktemp(f"iceberg-{backend}"), backend, endpoint) as server:
         yield server
-    finally:
-        server.proc.kill9()
 
 
 def ingest(
@@ -300,11 +299,8 @@ def test_a_stale_commit_is_refused_then_retried_and_no_append_is_lost(served: Se
 @pytest.fixture(scope="module")
 def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """A local-backend server for the protocol's shapes and bad input (one backend is enough)."""
-    server = serve(tmp_path_factory.mktemp("iceberg-shapes"), "local", None)
-    try:
+    with serve(tmp_path_factory.mktemp("iceberg-shapes"), "local", None) as server:
         yield server
-    finally:
-        server.proc.kill9()
 
 
 def iceberg_error(answer: httpx.Response, status: int, kind: str) -> str:
@@ -514,8 +510,7 @@ def test_catalog_listings_page(local: Served) -> None:
 def test_with_auth_on_reads_need_read_and_commits_need_write(tmp_path: Path) -> None:
     from pyiceberg.exceptions import ForbiddenError, UnauthorizedError
 
-    server = serve(tmp_path, "local", None, auth={"required": True})
-    try:
+    with serve(tmp_path, "local", None, auth={"required": True}) as server:
         root = Path(server.storage["root"])
         reader, writer = mint(root, "reader", Scope.READ), mint(root, "writer", Scope.WRITE)
         with server.client() as client:
@@ -540,8 +535,6 @@ def test_with_auth_on_reads_need_read_and_commits_need_write(tmp_path: Path) -> 
         con.execute(f"CREATE SECRET lh_token (TYPE iceberg, TOKEN '{reader}')")
         con.execute(f"ATTACH '' AS lh (TYPE iceberg, ENDPOINT '{server.uri}', SECRET lh_token)")
         assert con.execute("SELECT list_sort(list(id)) FROM lh.default.trips").fetchone() == ([1, 2, 3],)
-    finally:
-        server.proc.kill9()
 
 
 # --- serve modes ----------------------------------------------------------------------------
