@@ -64,8 +64,10 @@ def warehouse_for(store: ObjectStore) -> Warehouse:
     from lakehouse.storage.s3 import S3Store
 
     if isinstance(store, S3Store):
+        from lakehouse.storage.arrow_s3 import ICEBERG_PROPERTIES
+
         creds = store.creds
-        props: dict[str, Any] = {"s3.region": creds.region}
+        props: dict[str, Any] = {"s3.region": creds.region, **ICEBERG_PROPERTIES}
         if creds.endpoint:
             props["s3.endpoint"] = creds.endpoint
         if creds.access_key_id:

@@ -92,7 +92,9 @@ def object_store(storage: dict[str, Any]) -> Any:
     import pyarrow.fs as pafs
 
     if storage["backend"] == "s3":
-        options: dict[str, Any] = {"region": storage.get("region") or "us-east-1"}
+        from lakehouse.storage.arrow_s3 import client_options
+
+        options: dict[str, Any] = {"region": storage.get("region") or "us-east-1", **client_options()}
         if storage.get("access_key"):
             options.update(access_key=storage["access_key"], secret_key=storage.get("secret_key") or "")
             if storage.get("session_token"):
