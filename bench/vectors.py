@@ -9,7 +9,9 @@ process, all with vectord's graph parameters (M, ef_add, ef_search) and all
 cores for builds and batches, one thread for single queries; then in a real
 `lakehouse serve` over HTTP, adding as Arrow streams and searching with
 base64 vectors. Prints each engine's build time and add rate, recall@10
-against numpy brute force, batch queries/s and single-query p50, the HTTP to
+against numpy brute force, batch queries/s and single-query p50 (over HTTP
+with httpx and with the standard library's `http.client`, each on one
+keep-alive connection: httpx alone costs about 0.6 ms a request), the HTTP to
 in-process ratios against the best engine, and restarts: after kill -9 with
 every vector only in the log (time to /health, to a search answering, and
 until the replayed vectors are in the graph), and after a clean stop from a
@@ -22,8 +24,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import http.client
+import json
 import os
 import re
+import socket
 import statistics
 import sys
 import tempfile
@@ -239,6 +244,7 @@ def bench_lakehouse(data: np.ndarray, q: np.ndarray, truth: np.ndarray, root: Pa
             )
             out["arrow_batch_qps"] = rate(batch_arrow, len(q))
             out["health_p50_ms"] = p50_ms(lambda _: c.get("/health").raise_for_status(), q)
+        out["stdlib_p50_ms"], out["stdlib_health_p50_ms"] = stdlib_p50s(proc.url, q)
         query = {"vector": b64(q[0]), "k": 10}
         proc.kill9()
         started = time.perf_counter()
@@ -261,6 +267,36 @@ def bench_lakehouse(data: np.ndarray, q: np.ndarray, truth: np.ndarray, root: Pa
         return out
     finally:
         proc.kill9()
+
+
+def stdlib_p50s(url: str, q: np.ndarray) -> tuple[float, float]:
+    """Single-query and `/health` p50 ms with `http.client`: one keep-alive connection, no-delay on."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=60)
+    conn.connect()
+    assert conn.sock is not None
+    conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    headers = {"content-type": "application/json"}
+
+    def call(method: str, path: str, body: bytes | None = None) -> None:
+        conn.request(method, path, body=body, headers=headers)
+        answer = conn.getresponse()
+        answer.read()
+        if answer.status != 200:
+            raise RuntimeError(f"{method} {path} answered {answer.status}")
+
+    try:
+        search = p50_ms(
+            lambda row: call(
+                "POST",
+                "/v1/vectors/index/bench/search",
+                json.dumps({"vector": b64(row), "k": 10}).encode(),
+            ),
+            q,
+        )
+        return search, p50_ms(lambda _: call("GET", "/health"), q)
+    finally:
+        conn.close()
 
 
 def bench_restart(data: np.ndarray, root: Path, in_graph: bool) -> dict[str, float]:
@@ -366,6 +402,10 @@ def main() -> None:
     )
     print(f"HTTP adds / {best_add}: {http['adds_per_s'] / results[best_add]['adds_per_s']:.2f}x")
     print(f"HTTP /health p50: {http['health_p50_ms']:.2f} ms")
+    print(
+        f"with http.client: single-query p50 {http['stdlib_p50_ms']:.2f} ms, "
+        f"/health p50 {http['stdlib_health_p50_ms']:.2f} ms"
+    )
     print(
         f"kill -9 with every vector in the log: healthy {http['kill9_healthy_s']:.2f} s, "
         f"searchable {http['kill9_searchable_s']:.2f} s, all in the graph {http['kill9_in_graph_s']:.1f} s"

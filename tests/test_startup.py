@@ -103,6 +103,59 @@ for thread in threading.enumerate():
         assert name in loaded
 
 
+def test_a_warm_up_waits_until_replayed_vectors_are_in_the_graph(tmp_path: Path) -> None:
+    # Imports hold the interpreter: next to a replay they kept the index from answering longer.
+    vectord = {"snapshot_every": 10**9, "snapshot_interval_secs": 10**6}
+    config = write_config(
+        tmp_path / "lakehouse.toml", {"storage": {"root": str(tmp_path / "data")}, "vectord": vectord}
+    )
+    code = f"""
+import asyncio, json, sys, threading
+import numpy as np
+from lakehouse.config import load_settings
+from lakehouse.services.app import create_app, warm_up
+from lakehouse.services.table import SERVICES
+from lakehouse.vectors import NewItem
+
+settings = load_settings({str(config)!r})
+seen = []
+
+class Watch:  # what the index was doing when the warm-up began importing
+    def find_spec(self, name, path=None, target=None):
+        if name == "pyiceberg" and threading.current_thread().name == "lakehouse-warm-up":
+            seen.append(app.state.deps.vectors.info("people"))
+        return None
+
+async def fill() -> None:  # acknowledged adds, all in the log: no snapshot is taken
+    first = create_app(settings, bind_host="127.0.0.1")
+    async with first.router.lifespan_context(first):
+        service = first.state.deps.vectors
+        await service.create("people", 32)
+        rows = np.random.default_rng(0).normal(size=(6000, 32)).astype(np.float32)
+        for start in range(0, 6000, 1000):
+            await service.add("people", [NewItem(str(i), rows[i].tolist()) for i in range(start, start + 1000)])
+
+async def restart() -> None:
+    async with app.router.lifespan_context(app):
+        warm_up(SERVICES, app.state.deps)
+        deadline = asyncio.get_running_loop().time() + 60
+        while not seen and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
+
+asyncio.run(fill())
+sys.meta_path.insert(0, Watch())
+app = create_app(settings, bind_host="127.0.0.1")
+asyncio.run(restart())
+print(json.dumps(seen))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert len(seen) == 1  # the warm-up ran, once the index was settled
+    assert seen[0]["state"] == "ready" and seen[0]["count"] == 6000
+    assert not seen[0].get("unindexed")
+
+
 def test_a_first_provider_call_or_ask_imports_its_http_client_off_the_event_loop(tmp_path: Path) -> None:
     # A request that comes before the warm-up has run must not import on the loop's thread.
     config = write_config(tmp_path / "lakehouse.toml", {"storage": {"root": str(tmp_path / "data")}})

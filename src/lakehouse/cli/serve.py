@@ -17,6 +17,8 @@ from lakehouse.services.table import SERVICES
 if TYPE_CHECKING:
     from starlette.types import ASGIApp
 
+    from lakehouse.services.deps import Deps
+
 err_console = Console(stderr=True)
 
 ConfigOption = Annotated[
@@ -53,14 +55,14 @@ def _bind_host(address: str) -> str:
         return address  # reported below; treated as beyond loopback meanwhile
 
 
-def _warm_up_for(service: str | None) -> Callable[[], None] | None:
+def _warm_up_for(service: str | None, deps: Deps | None) -> Callable[[], None] | None:
     """What to import once listening: what requests to the services served here will need."""
     if service == "gateway":
         return None  # the split-mode gateway only proxies
     from lakehouse.services.app import warm_up
 
     served = list(SERVICES) if service is None else [service]
-    return lambda: warm_up(served)
+    return lambda: warm_up(served, deps)
 
 
 @app.command()
@@ -78,11 +80,13 @@ def serve(
     settings = settings_or_exit(config)
     configure_logging(settings.log.level)
     asgi: ASGIApp
+    deps: Deps | None = None  # the services' own, when this process serves them
     if service is None:
         from lakehouse.services.app import create_app
 
         address = bind or settings.gateway.bind
         asgi = create_app(settings, name="gateway", bind_host=_bind_host(address))
+        deps = asgi.state.deps
     elif service == "gateway":
         from lakehouse.services.gateway import create_gateway_app
 
@@ -93,6 +97,7 @@ def serve(
 
         address = bind or SERVICES[service].bind(settings)
         asgi = create_app(settings, [service], name=service, bind_host=_bind_host(address))
+        deps = asgi.state.deps
     else:
         err_console.print(
             f"[red]error:[/red] unknown service {service!r}; choose from gateway, {', '.join(SERVICES)}"
@@ -131,7 +136,7 @@ def serve(
         label=service or "all",
         settings=settings,
         service=service,
-        on_listening=_warm_up_for(service),
+        on_listening=_warm_up_for(service, deps),
     )
     server.run(sockets=[sock])
     if not server.started:

@@ -113,6 +113,7 @@ class VectorService:
         self._snapshotting: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._loads: list[asyncio.Task[None]] = []
+        self._links: list[asyncio.Task[None]] = []
 
     @property
     def catalog(self) -> DatasetCatalog:
@@ -152,7 +153,7 @@ class VectorService:
         if live.index.spec.source is not None:
             self._spawn(self._sync_quietly(name))
         if live.index.pending:
-            self._spawn(self._link(live))
+            self._links.append(self._spawn(self._link(live)))
 
     async def _link(self, live: _Live) -> None:
         """Link an index's replayed vectors into its graph, then snapshot so the next start is quick."""
@@ -185,6 +186,12 @@ class VectorService:
         """Wait until every index `load` found is ready (or its load was cancelled)."""
         if self._loads:
             await asyncio.wait(self._loads)
+
+    async def wait_settled(self) -> None:
+        """Wait until every index `load` found is ready and the vectors it replayed are in its graph."""
+        await self.wait_loaded()
+        if self._links:
+            await asyncio.wait(self._links)
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         """Run `work` in the background; `close` cancels it."""
