@@ -133,7 +133,8 @@ async def fill() -> None:  # acknowledged adds, all in the log: no snapshot is t
         await service.create("people", 32)
         rows = np.random.default_rng(0).normal(size=(6000, 32)).astype(np.float32)
         for start in range(0, 6000, 1000):
-            await service.add("people", [NewItem(str(i), rows[i].tolist()) for i in range(start, start + 1000)])
+            batch = [NewItem(str(i), rows[i].tolist()) for i in range(start, start + 1000)]
+            await service.add("people", batch)
 
 async def restart() -> None:
     async with app.router.lifespan_context(app):
