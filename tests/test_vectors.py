@@ -352,7 +352,7 @@ async def test_every_acknowledged_change_survives_a_crash(opened: Opened) -> Non
     live = svc._live["k"]
     if live.snapshotting is not None:
         await live.snapshotting
-    await svc._snapshot(live)
+    await svc._lifecycle.snapshot(live)
     await svc.add("k", [NewItem("v3", (-data[3]).tolist(), None, {"tag": "moved", "n": 3})])
     await svc.delete_item("k", "v7")
     objects, _ = await opened.store.list(VECTORS_PREFIX + "k/")

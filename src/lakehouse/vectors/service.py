@@ -1,14 +1,12 @@
 """VectorService: named indexes with validated, durable changes and searches.
 
 A change is appended to the index's log before it is applied in memory, and
-acknowledged only after both; a background snapshot every
-`[vectord] snapshot_every` changed items, and every
-`[vectord] snapshot_interval_secs` for any change, keeps the log short. Searches rank
-by vector, by keyword (BM25) or both fused; an index linked to a dataset is
-kept in step with it by `linked.py`, every `[vectord] sync_interval_secs`.
-Indexes load in the background (`loading.py`): one still loading is listed
-but answers 503 busy. Once its log is read it answers, its replayed vectors
-searched exactly until they are linked into the graph, a slice at a time.
+acknowledged only after both. Searches rank by vector, by keyword (BM25) or
+both fused; an index linked to a dataset is kept in step with it by
+`linked.py`, every `[vectord] sync_interval_secs`. What runs in the
+background, loading at start, linking replayed vectors, snapshots and
+keyword rebuilds, is `lifecycle.py`'s; an index still loading is listed but
+answers 503 busy.
 """
 
 from __future__ import annotations
@@ -16,13 +14,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import tempfile
-import time
 import uuid
-from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -38,7 +32,7 @@ from lakehouse.errors import (
 from lakehouse.runner import run_blocking
 from lakehouse.storage.base import ObjectStore
 from lakehouse.vectors import linked, loading
-from lakehouse.vectors.durability import IndexFiles, read_specs, remove_index, write_spec
+from lakehouse.vectors.durability import IndexFiles, remove_index, write_spec
 from lakehouse.vectors.index import Hit, IndexSpec, VectorIndex
 from lakehouse.vectors.items import (
     NewItem,
@@ -48,16 +42,12 @@ from lakehouse.vectors.items import (
     check_unlinked,
     checked_items,
 )
-from lakehouse.vectors.keyword import rebuild_when_settled
+from lakehouse.vectors.lifecycle import Lifecycle, LiveIndex
 from lakehouse.vectors.records import Batch, Vectors
 from lakehouse.vectors.search import search as run_search
 from lakehouse.vectors.source import DatasetCatalog, Source
 
 log = logging.getLogger("lakehouse.vectors")
-
-# Replayed vectors are linked into the graph this many at a time, each slice
-# holding the index for a fraction of a second, so searches go on meanwhile.
-LINK_SLICE = 2048
 
 
 class Embedding(Protocol):
@@ -74,20 +64,6 @@ class TextEmbedder(Protocol):
     async def embed(self, texts: list[str], model: str | None = None) -> Embedding:
         """The texts' vectors."""
         ...
-
-
-@dataclass
-class _Live:
-    index: VectorIndex
-    files: IndexFiles
-    seq: int
-    pending: int = 0
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    snapshotting: asyncio.Task[None] | None = None
-    refreshing: asyncio.Task[None] | None = None
-    sync: linked.SyncState = field(default_factory=linked.SyncState)
-    # Set while the index loads from storage; `index` is then an empty stand-in.
-    load: loading.Loading | None = None
 
 
 class VectorService:
@@ -108,12 +84,9 @@ class VectorService:
         self.store = store
         self.embedder = embedder
         self._catalog = catalog
-        self._live: dict[str, _Live] = {}
-        self._following: asyncio.Task[None] | None = None
-        self._snapshotting: asyncio.Task[None] | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._loads: list[asyncio.Task[None]] = []
-        self._links: list[asyncio.Task[None]] = []
+        self._lifecycle = Lifecycle(self.config, store, self._sync_quietly)
+        # The lifecycle's own dict: an index created here is one it snapshots and closes.
+        self._live = self._lifecycle.indexes
 
     @property
     def catalog(self) -> DatasetCatalog:
@@ -127,93 +100,23 @@ class VectorService:
 
     async def load(self) -> None:
         """List every index at once; load each (snapshot, then the log after it) in the background."""
-        for spec in await read_specs(self.store):
-            live = _Live(VectorIndex.empty(spec), IndexFiles(self.store, spec), seq=0, load=loading.Loading())
-            self._live[spec.name] = live
-            self._loads.append(self._spawn(self._load_one(spec.name, live)))
-        self._following = asyncio.create_task(
-            linked.follow(self.config.sync_interval_secs, self._linked, self._sync_quietly)
-        )
-        self._snapshotting = asyncio.create_task(self._snapshot_periodically())
-
-    async def _load_one(self, name: str, live: _Live) -> None:
-        """Recover one index, then make it ready; a linked one syncs at once (the follower skipped it)."""
-        assert live.load is not None
-        started = time.perf_counter()
-        found = await loading.recover(live.files, live.load)
-        live.index, live.seq, live.pending, live.load = found.index, found.seq, found.replayed, None
-        log.info(
-            "index %s: %d items loaded (%d log records replayed) in %.0f ms",
-            name,
-            found.index.count,
-            found.replayed,
-            (time.perf_counter() - started) * 1000,
-        )
-        self._refresh_keywords(live)
-        if live.index.spec.source is not None:
-            self._spawn(self._sync_quietly(name))
-        if live.index.pending:
-            self._links.append(self._spawn(self._link(live)))
-
-    async def _link(self, live: _Live) -> None:
-        """Link an index's replayed vectors into its graph, then snapshot so the next start is quick."""
-        started, total = time.perf_counter(), live.index.pending
-        while await run_blocking(live.index.link_pending, LINK_SLICE):
-            await asyncio.sleep(0)
-        log.info(
-            "index %s: %d replayed vectors linked in %.0f ms",
-            live.index.spec.name,
-            total,
-            (time.perf_counter() - started) * 1000,
-        )
-        self._start_snapshot(live)
-
-    async def _snapshot_periodically(self) -> None:
-        """Every `snapshot_interval_secs`, snapshot each ready index with changes its snapshot lacks."""
-        while True:
-            await asyncio.sleep(self.config.snapshot_interval_secs)
-            for live in list(self._live.values()):
-                if live.load is None:
-                    self._start_snapshot(live)
-
-    def _start_snapshot(self, live: _Live) -> None:
-        """Snapshot in the background, unless one runs, nothing changed or vectors wait to be linked."""
-        idle = live.snapshotting is None or live.snapshotting.done()
-        if live.pending and not live.index.pending and idle:
-            live.snapshotting = asyncio.create_task(self._snapshot(live))
+        await self._lifecycle.load()
 
     async def wait_loaded(self) -> None:
         """Wait until every index `load` found is ready (or its load was cancelled)."""
-        if self._loads:
-            await asyncio.wait(self._loads)
+        await self._lifecycle.wait_loaded()
 
     async def wait_settled(self) -> None:
         """Wait until every index `load` found is ready and the vectors it replayed are in its graph."""
-        await self.wait_loaded()
-        if self._links:
-            await asyncio.wait(self._links)
+        await self._lifecycle.wait_settled()
 
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        """Run `work` in the background; `close` cancels it."""
-        task = asyncio.create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
-
-    def _linked(self) -> list[str]:
-        return [
-            name
-            for name, live in self._live.items()
-            if live.load is None and live.index.spec.source is not None
-        ]
-
-    def _get(self, name: str) -> _Live:
+    def _get(self, name: str) -> LiveIndex:
         live = self._live.get(name)
         if live is None:
             raise NotFound(f"no vector index named {name!r}", index=name)
         return live
 
-    def _ready(self, name: str) -> _Live:
+    def _ready(self, name: str) -> LiveIndex:
         """The index, once it has loaded.
 
         Raises:
@@ -226,7 +129,7 @@ class VectorService:
         return live
 
     @staticmethod
-    def _info(live: _Live) -> dict[str, Any]:
+    def _info(live: LiveIndex) -> dict[str, Any]:
         spec = live.index.spec
         info = {
             "name": spec.name,
@@ -295,11 +198,11 @@ class VectorService:
             await write_spec(self.store, spec)
         except AlreadyExists:
             raise AlreadyExists(f"vector index {name!r} already exists", index=name) from None
-        live = _Live(VectorIndex.empty(spec), IndexFiles(self.store, spec), seq=0)
+        live = LiveIndex(VectorIndex.empty(spec), IndexFiles(self.store, spec), seq=0)
         self._live[name] = live
         if linked_to is not None:
             live.sync.pending = int(getattr(manifest, "row_count", 0) or 0)
-            self._spawn(self._sync_quietly(name))
+            self._lifecycle.spawn(self._sync_quietly(name))
         return self._info(live)
 
     async def _sync_quietly(self, name: str) -> None:
@@ -420,7 +323,7 @@ class VectorService:
             raise NotFound(f"index {name!r} has no item {item_id!r}", index=name, id=item_id)
         await asyncio.shield(self._commit(name, live, Batch(op="delete", ids=[item_id], keys=[])))
 
-    async def _commit(self, name: str, live: _Live, batch: Batch) -> None:
+    async def _commit(self, name: str, live: LiveIndex, batch: Batch) -> None:
         """Log, then apply, one batch; shielded so a dropped client cannot split the two."""
         async with live.lock:
             if self._live.get(name) is not live:
@@ -435,31 +338,9 @@ class VectorService:
             live.seq += 1
             await run_blocking(live.index.apply, batch)
             live.pending += max(len(batch.ids), 1)
-        self._refresh_keywords(live)
+        self._lifecycle.refresh_keywords(live)
         if live.pending >= self.config.snapshot_every:
-            self._start_snapshot(live)
-
-    def _refresh_keywords(self, live: _Live) -> None:
-        """Rebuild the keyword index in the background once changes settle (one task per index)."""
-        index = live.index
-        if index.keywords_stale and (live.refreshing is None or live.refreshing.done()):
-            live.refreshing = asyncio.create_task(
-                rebuild_when_settled(index.spec.name, lambda: index.keywords_stale, index.refresh_keywords)
-            )
-
-    async def _snapshot(self, live: _Live) -> None:
-        """Save the graph under the index's lock, upload it after; log and carry on on failure."""
-        try:
-            with tempfile.TemporaryDirectory(prefix="lakehouse-vec-") as tmp:
-                async with live.lock:
-                    seq, covered = live.seq, live.pending
-                    if not covered or live.index.pending:
-                        return
-                    files, state = await run_blocking(live.index.save, Path(tmp) / "graph")
-                await live.files.put_snapshot(seq, files, state)
-            live.pending -= covered
-        except Exception:
-            log.exception("index %s: snapshot failed; the log still holds every change", live.index.spec.name)
+            self._lifecycle.start_snapshot(live)
 
     async def search(
         self,
@@ -503,19 +384,4 @@ class VectorService:
 
         An index still loading is left as storage holds it: it is never snapshotted half-loaded.
         """
-        for task in [self._following, self._snapshotting, *self._tasks]:
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-        for live in list(self._live.values()):
-            if live.load is not None:
-                continue
-            if live.refreshing is not None:
-                live.refreshing.cancel()
-            if live.snapshotting is not None:
-                with contextlib.suppress(Exception):
-                    await live.snapshotting
-            if live.pending and not live.index.pending:
-                await self._snapshot(live)
-        self._live.clear()
+        await self._lifecycle.close()
