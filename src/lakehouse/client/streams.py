@@ -8,8 +8,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from lakehouse.media_types import ARROW_STREAM as ARROW_STREAM  # where the client's modules take it from
+
 CHUNK = 1024 * 1024
-ARROW_STREAM = "application/vnd.apache.arrow.stream"
 # Content types by file extension (the formats ingest takes); any other file goes without
 # one, and the server reads its format from the bytes.
 CONTENT_TYPES = {

@@ -11,13 +11,12 @@ from fastapi import APIRouter, Header
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from lakehouse.media_types import ARROW_STREAM
 from lakehouse.services.deps import Deps, DepsDep
 from lakehouse.services.http import FastJSONResponse
 from lakehouse.services.negotiation import wants
 
 router = APIRouter(tags=["sql"])
-
-ARROW_STREAM = "application/vnd.apache.arrow.stream"
 
 
 class SqlRequest(BaseModel):

@@ -30,10 +30,10 @@ from typing import Any
 import numpy as np
 
 from lakehouse.errors import InvalidRequest
+from lakehouse.media_types import ARROW_STREAM as ARROW_STREAM  # where vectord's routes take it from
 from lakehouse.vectors.items import NewItem
 from lakehouse.vectors.records import Vectors
 
-ARROW_STREAM = "application/vnd.apache.arrow.stream"
 COLUMNS = ("id", "vector", "text", "metadata")
 # An IPC stream ends with a continuation marker and a zero length.
 END_OF_STREAM = b"\xff\xff\xff\xff\x00\x00\x00\x00"
