@@ -24,7 +24,7 @@ from lakehouse.providers.ollama import OllamaProvider
 from lakehouse.providers.ollama_cloud import OllamaCloudProvider
 from lakehouse.providers.openai_compat import OpenAICompatProvider
 from lakehouse.providers.routing import DEFAULT_PROVIDER, Route, resolve
-from lakehouse.providers.transport import ready, session
+from lakehouse.providers.transport import LazySession
 from lakehouse.providers.types import ChatProvider, ChatRequest, ChatResponse, Chunk, ToolCall
 
 if TYPE_CHECKING:
@@ -62,18 +62,14 @@ class ChatRouter:
         self.providers = build_providers(settings.chatd, environ)
         self.tiers = dict(settings.models)
         self.timeout = settings.chatd.timeout_secs
-        self._http: aiohttp.ClientSession | None = None
+        self._http = LazySession(self.timeout, connect=min(self.timeout, 10.0))
 
     async def http(self) -> aiohttp.ClientSession:
         """The pooled session every provider call goes through, made on first use (in the loop).
 
         aiohttp is imported off the loop first if a start has not loaded it yet.
         """
-        if self._http is None or self._http.closed:
-            await ready()
-            if self._http is None or self._http.closed:
-                self._http = session(self.timeout, connect=min(self.timeout, 10.0))
-        return self._http
+        return await self._http.get()
 
     def listing(self) -> dict[str, Any]:
         """The contract's `/v1/chat/providers` body: the registered providers, never a key."""
@@ -146,9 +142,7 @@ class ChatRouter:
 
     async def close(self) -> None:
         """Close the pooled HTTP session."""
-        if self._http is not None:
-            await self._http.close()
-            self._http = None
+        await self._http.close()
 
 
 class ChatStream:

@@ -24,12 +24,11 @@ from lakehouse.providers.local import LocalProvider
 from lakehouse.providers.routing import resolve
 from lakehouse.providers.transport import (
     JSON_HEADERS,
+    LazySession,
     Reply,
     Upstream,
     error_text,
     json_bytes,
-    ready,
-    session,
 )
 
 if TYPE_CHECKING:
@@ -97,16 +96,12 @@ class HttpEmbeddings:
         self.url = url.rstrip("/")
         self.timeout = timeout
         self.key = key
-        self._client: aiohttp.ClientSession | None = None
+        self._client = LazySession(self.timeout, limit=100)
         self._headers = {**JSON_HEADERS, **({"Authorization": f"Bearer {self.key}"} if self.key else {})}
 
     async def client(self) -> aiohttp.ClientSession:
         """The pooled session, made on first use (in the running loop, aiohttp imported off it)."""
-        if self._client is None or self._client.closed:
-            await ready()
-            if self._client is None or self._client.closed:
-                self._client = session(self.timeout, limit=100)
-        return self._client
+        return await self._client.get()
 
     def upstream(self, model: str) -> Upstream:
         """How errors describe this provider when asked for `model`."""
@@ -133,9 +128,7 @@ class HttpEmbeddings:
 
     async def close(self) -> None:
         """Close the pooled client."""
-        if self._client is not None:
-            await self._client.close()
-            self._client = None
+        await self._client.close()
 
 
 class OllamaEmbeddings(HttpEmbeddings):
