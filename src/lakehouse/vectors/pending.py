@@ -9,7 +9,7 @@ small scans. `Graph` (graph.py) keeps the chunks and decides when these run.
 
 A batch of queries is scanned as matrix products (BLAS) a bounded block at
 a time, not by usearch's exact search: 100 queries over 300,000 384-d
-vectors take 0.26-0.35 s where usearch took 1.8-3.5 s (docs/BENCHMARKS.md,
+vectors take 0.25-0.66 s where usearch took 1.3-3.5 s (docs/BENCHMARKS.md,
 "Restarts").
 """
 
