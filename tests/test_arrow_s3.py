@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 
@@ -129,3 +131,23 @@ def test_a_query_worker_reads_a_dataset_file_though_the_first_connections_are_dr
         with files.open_input_file(key) as stream:
             assert stream.read() == body
         assert proxy.dropped == DROPS
+
+
+def test_s3_endpoints_keep_their_port_once_the_vector_engines_are_loaded(s3_storage: dict[str, str]) -> None:
+    # In a fresh interpreter, vectors first as in a server serving vectord alone: usearch
+    # loaded before pyarrow's S3 client once made it connect to port 80, whatever the endpoint's.
+    code = f"""
+import lakehouse.vectors
+from lakehouse.catalog.warehouse import warehouse_for
+from lakehouse.storage.s3 import S3Credentials, S3Store
+
+creds = S3Credentials("testing", "testing", None, "us-east-1", {s3_storage["endpoint"]!r})
+store = S3Store({s3_storage["bucket"]!r}, creds)
+warehouse = warehouse_for(store)
+with warehouse.io().new_output(warehouse.uri("probe/00001.metadata.json")).create() as out:
+    out.write(b"{{}}")
+print(warehouse.io().new_input(warehouse.uri("probe/00001.metadata.json")).open().read())
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "b'{}'"
