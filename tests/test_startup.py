@@ -109,52 +109,69 @@ def test_a_warm_up_waits_until_replayed_vectors_are_in_the_graph(tmp_path: Path)
     config = write_config(
         tmp_path / "lakehouse.toml", {"storage": {"root": str(tmp_path / "data")}, "vectord": vectord}
     )
-    code = f"""
-import asyncio, json, sys, threading
+    fill = f"""
+import asyncio, os
 import numpy as np
 from lakehouse.config import load_settings
-from lakehouse.services.app import create_app, warm_up
-from lakehouse.services.table import SERVICES
+from lakehouse.services.app import create_app
 from lakehouse.vectors import NewItem
 
-settings = load_settings({str(config)!r})
-seen = []
-
-class Watch:  # what the index was doing when the warm-up began importing
-    def find_spec(self, name, path=None, target=None):
-        if name == "pyiceberg" and threading.current_thread().name == "lakehouse-warm-up":
-            seen.append(app.state.deps.vectors.info("people"))
-        return None
-
-async def fill() -> None:  # acknowledged adds, all in the log: no snapshot is taken
-    first = create_app(settings, bind_host="127.0.0.1")
-    async with first.router.lifespan_context(first):
-        service = first.state.deps.vectors
+async def fill() -> None:
+    app = create_app(load_settings({str(config)!r}), bind_host="127.0.0.1")
+    async with app.router.lifespan_context(app):
+        service = app.state.deps.vectors
         await service.create("people", 32)
         rows = np.random.default_rng(0).normal(size=(6000, 32)).astype(np.float32)
         for start in range(0, 6000, 1000):
             batch = [NewItem(str(i), rows[i].tolist()) for i in range(start, start + 1000)]
             await service.add("people", batch)
+        os._exit(0)  # a crash: the acknowledged adds are in the log alone, nothing snapshotted
+
+asyncio.run(fill())
+"""
+    filled = subprocess.run([sys.executable, "-c", fill], capture_output=True, text=True, timeout=120)
+    assert filled.returncode == 0, filled.stderr
+    restart = f"""
+import asyncio, json, logging, sys, threading
+from lakehouse.config import load_settings
+from lakehouse.services.app import create_app, warm_up
+from lakehouse.services.table import SERVICES
+
+events = []
+
+class Linked(logging.Handler):  # the log line of a finished link of replayed vectors
+    def emit(self, record):
+        if "replayed vectors linked" in record.getMessage():
+            events.append("linked")
+
+class Watch:  # the warm-up's first import, and what the index was doing then
+    def find_spec(self, name, path=None, target=None):
+        if name == "pyiceberg" and threading.current_thread().name == "lakehouse-warm-up":
+            events.append(app.state.deps.vectors.info("people"))
+        return None
+
+logging.getLogger("lakehouse").addHandler(Linked())
+logging.getLogger("lakehouse").setLevel(logging.INFO)
+sys.meta_path.insert(0, Watch())
+app = create_app(load_settings({str(config)!r}), bind_host="127.0.0.1")
 
 async def restart() -> None:
     async with app.router.lifespan_context(app):
         warm_up(SERVICES, app.state.deps)
         deadline = asyncio.get_running_loop().time() + 60
-        while not seen and asyncio.get_running_loop().time() < deadline:
+        while len(events) < 2 and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.01)
 
-asyncio.run(fill())
-sys.meta_path.insert(0, Watch())
-app = create_app(settings, bind_host="127.0.0.1")
 asyncio.run(restart())
-print(json.dumps(seen))
+print(json.dumps(events))
 """
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-c", restart], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    seen = json.loads(done.stdout.strip().splitlines()[-1])
-    assert len(seen) == 1  # the warm-up ran, once the index was settled
-    assert seen[0]["state"] == "ready" and seen[0]["count"] == 6000
-    assert not seen[0].get("unindexed")
+    events = json.loads(done.stdout.strip().splitlines()[-1])
+    assert events[0] == "linked"  # the restart replayed the log and linked it, and only then:
+    assert len(events) == 2
+    assert events[1]["state"] == "ready" and events[1]["count"] == 6000
+    assert not events[1].get("unindexed")
 
 
 def test_a_first_provider_call_or_ask_imports_its_http_client_off_the_event_loop(tmp_path: Path) -> None:

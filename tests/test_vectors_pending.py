@@ -132,7 +132,7 @@ def test_half_precision_chunks_are_scanned_exactly_as_given(monkeypatch: pytest.
     monkeypatch.setattr(pending, "PRODUCT_MIN_QUERIES", 1)
     chunks = chunks_of(LAYOUTS["many"], 16, seed=5, dtype=np.float16)
     queries = np.random.default_rng(6).normal(size=(7, 16)).astype(np.float32)
-    for metric in METRICS:
+    for metric in ("cosine", "ip"):  # the product's metrics; l2 is usearch's, in the chunk's own type
         assert_nearest(scan(chunks, queries, K, METRICS[metric], 2), reference(chunks, queries, metric), K)
 
 
@@ -204,3 +204,38 @@ def test_a_stored_vector_is_at_l2_distance_zero_from_itself(path: str) -> None:
     keys, distances = scan(chunks, everything[picked], K, METRICS["l2"], 2)
     assert keys[:, 0].tolist() == [5 + 3 * row for row in picked]
     assert distances[:, 0].tolist() == [0.0] * len(picked)
+
+
+@pytest.mark.parametrize("batch", [1, 8, 40])
+def test_near_neighbours_of_large_norm_are_found_in_l2(batch: int) -> None:
+    # Near-duplicates far from the origin: an expanded |v|^2 - 2q.v in float32 ranked them wrongly.
+    rng = np.random.default_rng(11)
+    base = rng.normal(size=384).astype(np.float32)
+    base *= 1000 / np.linalg.norm(base)
+    data = (base + 0.002 * rng.normal(size=(20_000, 384))).astype(np.float32)
+    chunks = [(np.arange(20_000, dtype=np.uint64), data)]
+    queries = (data[rng.integers(0, 20_000, batch)] + 0.001 * rng.normal(size=(batch, 384))).astype(
+        np.float32
+    )
+    assert_nearest(scan(chunks, queries, K, METRICS["l2"], 2), reference(chunks, queries, "l2"), K)
+
+
+@pytest.mark.parametrize("metric", ["cosine", "ip"])
+def test_a_vector_past_float32_range_in_products_hides_no_other(metric: str) -> None:
+    # Finite values whose products overflow: the other rows of its block are still found.
+    chunks = chunks_of([1000], 16, seed=12)
+    keys, vectors = chunks[0]
+    vectors = vectors.copy()
+    vectors[500] = np.tile(np.float32([3e38, -3e38]), 8)
+    queries = np.random.default_rng(13).normal(size=(8, 16)).astype(np.float32)
+    found_keys, distances = scan([(keys, vectors)], queries, K, METRICS[metric], 2)
+    ordinary = [(np.delete(keys, 500), np.delete(vectors, 500, axis=0))]
+    want_keys, _ = scan(ordinary, queries, K, METRICS[metric], 2)
+    for row in range(len(queries)):
+        kept = [
+            (int(key), float(d))
+            for key, d in zip(found_keys[row], distances[row], strict=True)
+            if int(key) != int(keys[500])
+        ]
+        assert [key for key, _ in kept] == want_keys[row].tolist()[: len(kept)]
+        assert len(kept) >= K - 1

@@ -105,8 +105,14 @@ class Lifecycle:
     async def _link(self, live: LiveIndex) -> None:
         """Link an index's replayed vectors into its graph, then snapshot so the next start is quick."""
         started, total = time.perf_counter(), live.index.pending
-        while await run_blocking(live.index.link_pending, LINK_SLICE):
-            await asyncio.sleep(0)
+        try:
+            while await run_blocking(live.index.link_pending, LINK_SLICE):
+                await asyncio.sleep(0)
+        except Exception:
+            # Said now, not when the task is collected at exit (`_links` keeps it). The
+            # vectors stay pending, searched exactly; the log still holds them.
+            log.exception("index %s: linking %d replayed vectors failed", live.index.spec.name, total)
+            return
         log.info(
             "index %s: %d replayed vectors linked in %.0f ms",
             live.index.spec.name,

@@ -8,7 +8,7 @@ scanned exactly on its own and the results merged; runs of chunks under
 small scans. `Graph` (graph.py) keeps the chunks and decides when these run.
 
 A batch of queries is scanned as matrix products (BLAS) a bounded block at
-a time, not by usearch's exact search: 100 queries over 300,000 384-d
+a time, not by usearch's exact search (for cosine and ip; l2 stays on usearch): 100 queries over 300,000 384-d
 vectors take 0.25-0.66 s where usearch took 1.3-3.5 s (docs/BENCHMARKS.md,
 "Restarts").
 """
@@ -33,8 +33,8 @@ Rows = npt.NDArray[np.int64]
 Chunk = tuple[Keys, Vectors]
 Distances = npt.NDArray[np.float32]
 
-# Batches of at least this many queries are scanned by matrix product, smaller ones by
-# usearch's exact search. Over 300,000 384-d vectors the two are even from 1 to about 6
+# Batches of at least this many queries are scanned by matrix product (cosine and ip),
+# smaller ones by usearch's exact search. Over 300,000 384-d vectors the two are even from 1 to about 6
 # queries (one: 42-50 ms either way); at 8 the product takes 87-106 ms, usearch 139-144.
 PRODUCT_MIN_QUERIES = 8
 # One block of a product (queries by chunk rows, float32) takes at most this many bytes.
@@ -43,7 +43,9 @@ BLOCK_BYTES = 16 << 20
 QUERY_BLOCK = 1024
 # A query with more new candidates than this in one block has them narrowed by partition.
 DENSE = 64
-PRODUCT_METRICS = (MetricKind.Cos, MetricKind.IP, MetricKind.L2sq)
+# Not l2: ranking by |v|^2 - 2q.v in float32 cancels away the small distances between near
+# neighbours of large norm and picks the wrong ones, which no exact recompute of the chosen mends.
+PRODUCT_METRICS = (MetricKind.Cos, MetricKind.IP)
 
 
 def scan(
@@ -56,8 +58,8 @@ def scan(
     earlier row (chunk order, then row order) wins. Where the chunks hold
     fewer than k rows, the places past them have key 0 and distance infinity.
 
-    Batches go by matrix product (`_by_product`); single queries, other
-    metrics, and cosine's zero queries (whose distances follow usearch's own
+    Batches go by matrix product (`_by_product`); single queries, l2, and
+    cosine's zero queries (whose distances follow usearch's own
     rule) by usearch's exact search. `threads` is usearch's; the product
     runs on BLAS's own threads.
     """
@@ -102,35 +104,33 @@ def _by_product(
 
     Each block ranks its rows by a term that orders them as the distance
     does for each query (the query's own norm left out): -q.v for ip,
-    -q.v/|v| for cosine (a zero vector scores 0, as usearch has it),
-    |v|^2 - 2q.v for l2. Only rows beating a query's k-th best so far are
-    merged. Blocks are up-cast to float32, so the scan is exact for what it
-    is given (the pending set holds float32, whatever the index's dtype:
-    `Graph.add`). l2's final distances are recomputed as sums of squared
-    differences, which the expanded form loses near zero.
+    -q.v/|v| for cosine (a zero vector scores 0, as usearch has it). Only
+    rows beating a query's k-th best so far are merged. A rank that is not a
+    number (a product of finite values past float32's range) counts as
+    infinitely far, so it cannot hide the rest of its block. Blocks are
+    up-cast to float32, so the scan is exact for what it is given (the
+    pending set holds float32, whatever the index's dtype: `Graph.add`).
     """
     total = int(offsets[-1])
     best = np.full((len(queries), k), np.inf, dtype=np.float32)
     places = np.full((len(queries), k), total, dtype=np.int64)
     for start in range(0, len(queries), QUERY_BLOCK):
-        part = queries[start : start + QUERY_BLOCK] * np.float32(-2.0 if metric == MetricKind.L2sq else -1.0)
+        part = -queries[start : start + QUERY_BLOCK]
         step = max(1, BLOCK_BYTES // (4 * len(part)))
         buffer = np.empty(len(part) * min(step, max(len(keys) for keys, _ in chunks)), dtype=np.float32)
-        for (_, vectors), offset in zip(chunks, offsets.tolist(), strict=False):
-            for row in range(0, len(vectors), step):
-                block = np.asarray(vectors[row : row + step], dtype=np.float32)  # a view when float32
-                # Rows by queries: BLAS takes this shape fastest here (half the time for a few queries).
-                out = buffer[: len(block) * len(part)].reshape(len(block), len(part))
-                ranks = np.matmul(block, part.T, out=out)
-                if metric == MetricKind.L2sq:
-                    ranks += np.einsum("ij,ij->i", block, block)[:, None]
-                elif metric == MetricKind.Cos:
-                    norms = np.sqrt(np.einsum("ij,ij->i", block, block))
-                    ranks *= np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)[:, None]
-                at = slice(start, start + QUERY_BLOCK)
-                _fold(ranks, offset + row, best[at], places[at], total)
-    if metric == MetricKind.L2sq:
-        return _best(_squared_l2(chunks, offsets, queries, places), places, k)
+        with np.errstate(over="ignore", invalid="ignore"):  # see the NaN rule above
+            for (_, vectors), offset in zip(chunks, offsets.tolist(), strict=False):
+                for row in range(0, len(vectors), step):
+                    block = np.asarray(vectors[row : row + step], dtype=np.float32)  # a view when float32
+                    # Rows by queries: BLAS takes this shape fastest here (half the time for a few queries).
+                    out = buffer[: len(block) * len(part)].reshape(len(block), len(part))
+                    ranks = np.matmul(block, part.T, out=out)
+                    if metric == MetricKind.Cos:
+                        norms = np.sqrt(np.einsum("ij,ij->i", block, block))
+                        ranks *= np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)[:, None]
+                    ranks[np.isnan(ranks)] = np.inf
+                    at = slice(start, start + QUERY_BLOCK)
+                    _fold(ranks, offset + row, best[at], places[at], total)
     if metric == MetricKind.Cos:
         best *= 1.0 / np.sqrt(np.einsum("ij,ij->i", queries, queries))[:, None]
     return best + np.float32(1.0), places
@@ -210,22 +210,6 @@ def _keys_at(chunks: list[Chunk], offsets: Rows, places: Rows) -> Keys:
         mine = chunk_of == chunk
         keys[real[mine]] = chunks[chunk][0][row_of[mine]]
     return keys.reshape(places.shape)
-
-
-def _squared_l2(chunks: list[Chunk], offsets: Rows, queries: Vectors, places: Rows) -> Distances:
-    """Each query's squared L2 distance to the rows at its places, summed exactly (inf past the last row)."""
-    out = np.full(places.size, np.inf, dtype=np.float32)
-    real, chunk_of, row_of = _located(offsets, places)
-    query_of = real // places.shape[1]
-    step = max(1, BLOCK_BYTES // (4 * queries.shape[1]))
-    for chunk in np.unique(chunk_of).tolist():
-        mine = np.flatnonzero(chunk_of == chunk)
-        vectors = chunks[chunk][1]
-        for start in range(0, len(mine), step):
-            some = mine[start : start + step]
-            apart = np.asarray(vectors[row_of[some]], dtype=np.float32) - queries[query_of[some]]
-            out[real[some]] = np.einsum("ij,ij->i", apart, apart)
-    return out.reshape(places.shape)
 
 
 def lookup(chunks: list[Chunk]) -> tuple[Keys, Rows, Rows]:
