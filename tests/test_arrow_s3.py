@@ -151,3 +151,21 @@ print(warehouse.io().new_input(warehouse.uri("probe/00001.metadata.json")).open(
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "b'{}'"
+
+
+def test_pyarrow_waits_as_long_to_connect_as_the_s3_store() -> None:
+    from lakehouse import arrow_s3
+    from lakehouse.storage import s3
+
+    assert s3.CONNECT_TIMEOUT.total_seconds() == arrow_s3.CONNECT_SECS
+
+
+def test_a_query_worker_on_s3_loads_no_settings_and_no_object_store_client() -> None:
+    # The options come from a module the query workers import; they start lean.
+    code = (
+        "import sys, lakehouse.query.worker, lakehouse.query.files, lakehouse.arrow_s3\n"
+        "print(sorted(m for m in ('pydantic', 'obstore', 'lakehouse.config') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

@@ -64,7 +64,7 @@ def warehouse_for(store: ObjectStore) -> Warehouse:
     from lakehouse.storage.s3 import S3Store
 
     if isinstance(store, S3Store):
-        from lakehouse.storage.arrow_s3 import ICEBERG_PROPERTIES
+        from lakehouse.arrow_s3 import ICEBERG_PROPERTIES
 
         creds = store.creds
         props: dict[str, Any] = {"s3.region": creds.region, **ICEBERG_PROPERTIES}

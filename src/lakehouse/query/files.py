@@ -92,7 +92,7 @@ def object_store(storage: dict[str, Any]) -> Any:
     import pyarrow.fs as pafs
 
     if storage["backend"] == "s3":
-        from lakehouse.storage.arrow_s3 import client_options
+        from lakehouse.arrow_s3 import client_options
 
         options: dict[str, Any] = {"region": storage.get("region") or "us-east-1", **client_options()}
         if storage.get("access_key"):

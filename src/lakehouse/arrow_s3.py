@@ -17,10 +17,10 @@ from typing import Any
 
 import pyarrow.fs as pafs
 
-from lakehouse.storage.s3 import CONNECT_TIMEOUT
-
 ATTEMPTS = 5
-CONNECT_SECS = CONNECT_TIMEOUT.total_seconds()
+# The same as `storage.s3.CONNECT_TIMEOUT`, written out: this module is imported by every query
+# worker on S3, which must not load obstore, pydantic and the settings for one number.
+CONNECT_SECS = 5.0
 
 
 class Retries(pafs.AwsStandardS3RetryStrategy):  # type: ignore[misc]
