@@ -7,10 +7,10 @@ scanned exactly on its own and the results merged; runs of chunks under
 `MIN_CHUNK` rows are merged once, so many small records do not mean many
 small scans. `Graph` (graph.py) keeps the chunks and decides when these run.
 
-A batch of queries is scanned as matrix products (BLAS) a bounded block at
-a time, not by usearch's exact search (for cosine and ip; l2 stays on usearch): 100 queries over 300,000 384-d
-vectors take 0.25-0.66 s where usearch took 1.3-3.5 s (docs/BENCHMARKS.md,
-"Restarts").
+On cosine and ip indexes a batch of queries is scanned as matrix products
+(BLAS) a bounded block at a time, not by usearch's exact search (l2 stays on
+usearch): 100 queries over 300,000 384-d vectors take 0.25-0.66 s where
+usearch took 1.3-3.5 s (docs/BENCHMARKS.md, "Restarts").
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ Rows = npt.NDArray[np.int64]
 Chunk = tuple[Keys, Vectors]
 Distances = npt.NDArray[np.float32]
 
-# Batches of at least this many queries are scanned by matrix product (cosine and ip),
-# smaller ones by usearch's exact search. Over 300,000 384-d vectors the two are even from 1 to about 6
+# Batches of at least this many queries are scanned by matrix product (cosine and ip), smaller
+# ones by usearch's exact search. Over 300,000 384-d vectors the two are even from 1 to about 6
 # queries (one: 42-50 ms either way); at 8 the product takes 87-106 ms, usearch 139-144.
 PRODUCT_MIN_QUERIES = 8
 # One block of a product (queries by chunk rows, float32) takes at most this many bytes.
@@ -194,18 +194,13 @@ def _best(distances: Distances, places: Rows, k: int) -> tuple[Distances, Rows]:
     return np.take_along_axis(distances, order, axis=1), np.take_along_axis(places, order, axis=1)
 
 
-def _located(offsets: Rows, places: Rows) -> tuple[Rows, Rows, Rows]:
-    """Of places in all the chunks' rows, which are real (flat indices), and their chunks and rows."""
-    flat = places.ravel()
-    real = np.flatnonzero(flat < offsets[-1])
-    chunk_of = np.searchsorted(offsets, flat[real], side="right") - 1
-    return real, chunk_of, flat[real] - offsets[chunk_of]
-
-
 def _keys_at(chunks: list[Chunk], offsets: Rows, places: Rows) -> Keys:
     """The keys at these places (0 past the last row)."""
     keys = np.zeros(places.size, dtype=np.uint64)
-    real, chunk_of, row_of = _located(offsets, places)
+    flat = places.ravel()
+    real = np.flatnonzero(flat < offsets[-1])
+    chunk_of = np.searchsorted(offsets, flat[real], side="right") - 1
+    row_of = flat[real] - offsets[chunk_of]
     for chunk in np.unique(chunk_of).tolist():
         mine = chunk_of == chunk
         keys[real[mine]] = chunks[chunk][0][row_of[mine]]
