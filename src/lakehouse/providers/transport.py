@@ -87,10 +87,14 @@ class LazySession:
         return self._session
 
     async def close(self) -> None:
-        """Close the session; the next `get` makes a new one."""
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        """Close the session; the next `get` makes a new one.
+
+        The session is let go before the close is awaited, so one that a `get`
+        makes meanwhile is kept, not dropped unclosed.
+        """
+        closing, self._session = self._session, None
+        if closing is not None:
+            await closing.close()
 
 
 @dataclass(frozen=True)
