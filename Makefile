@@ -2,6 +2,8 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# pytest's worker processes (pytest-xdist): one a core; `make test TEST_WORKERS=0` runs in one process
+TEST_WORKERS ?= auto
 
 .PHONY: run test check bench install dev clean
 
@@ -30,7 +32,7 @@ check: $(VENV)/.installed-dev
 	$(BIN)/mypy
 
 test: $(VENV)/.installed-dev check
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --maxprocesses 8
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/run_all.py
