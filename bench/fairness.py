@@ -1,7 +1,7 @@
 """Fast requests beside slow queries: small SQL, 4 KiB storage GETs and vector searches, alone and under load.
 
     .venv/bin/python bench/fairness.py [--requests 300] [--slow-clients 4] [--items 10000] [--rounds 1]
-        [--set queryd.workers=4 ...]
+        [--load queries|spin] [--set queryd.workers=4 ...]
 
 Starts a real `lakehouse serve` (local storage), ingests a 1,000-row dataset,
 stores a 4 KiB object and builds a 10,000-item 384-d vector index (added in
@@ -10,6 +10,9 @@ load), it times `SELECT count(*)` over the dataset, a GET of the object and a
 k=10 vector search: first alone (the baseline), then while `--slow-clients`
 clients each run a slow query (a cross join of two 20,000-row ranges, about
 5 s alone on 2 cores, inside the sandbox and its memory limit) back to back.
+`--load spin` is the control: instead of slow queries, two processes per slow
+client spin the CPU outside lakehouse at the long queries' priority (nice +19),
+so the ratios show what the machine itself costs the fast requests.
 In-process DuckDB's own count over the dataset's Parquet file is timed in the
 same loop as a reference. Prints p50 and p99 of each and the loaded/baseline
 ratios (target: p50 within 1.5x, p99 within 2x); a loaded phase stops after
@@ -23,6 +26,7 @@ import argparse
 import os
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -103,6 +107,30 @@ class SlowClients:
                     self.statuses[status] = self.statuses.get(status, 0) + 1
 
 
+class Spinners:
+    """The control: `count` processes outside lakehouse, each spinning one CPU at the slow queries' priority.
+
+    They run `os.nice(19)` steps below this process, as a worker holding a long
+    query runs below the server, so whatever the fast requests lose to them is
+    the machine's own floor, not lakehouse's scheduling.
+    """
+
+    def __init__(self, count: int) -> None:
+        self._count = count
+        self._procs: list[subprocess.Popen[bytes]] = []
+
+    def __enter__(self) -> Spinners:
+        spin = "import os\nos.nice(19)\nwhile True:\n    pass\n"
+        self._procs = [subprocess.Popen([sys.executable, "-c", spin]) for _ in range(self._count)]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for proc in self._procs:
+            proc.kill()
+        for proc in self._procs:
+            proc.wait()
+
+
 def measure(fns: list[Callable[[], object]], requests: int, max_secs: float = 1e9) -> list[list[float]]:
     """Milliseconds of `requests` calls of each of `fns`, called in turn, for at most `max_secs`."""
     times: list[list[float]] = [[] for _ in fns]
@@ -139,6 +167,12 @@ def main() -> None:
     )
     parser.add_argument("--requests", type=int, default=300, help="requests of each kind per phase")
     parser.add_argument("--slow-clients", type=int, default=4)
+    parser.add_argument(
+        "--load",
+        choices=("queries", "spin"),
+        default="queries",
+        help="queries: slow SQL through the server; spin: the control, 2 CPU spinners per slow client",
+    )
     parser.add_argument("--items", type=int, default=10_000, help="vectors in the index")
     parser.add_argument("--rounds", type=int, default=1, help="baseline + loaded pairs to run")
     parser.add_argument("--max-secs", type=float, default=120.0, help="longest a loaded phase may take")
@@ -200,14 +234,23 @@ def main() -> None:
                 for round_no in range(1, args.rounds + 1):
                     before = load()
                     base = measure(fns, args.requests)
-                    with SlowClients(server.url, args.slow_clients) as slow:
-                        time.sleep(1.0)  # let every slow query reach its worker
-                        loaded = measure(fns, args.requests, args.max_secs)
+                    if args.load == "spin":
+                        with Spinners(2 * args.slow_clients):
+                            time.sleep(1.0)
+                            loaded = measure(fns, args.requests, args.max_secs)
+                        what = f"{2 * args.slow_clients} CPU spinners at nice +19 (the control)"
+                    else:
+                        with SlowClients(server.url, args.slow_clients) as slow:
+                            time.sleep(1.0)  # let every slow query reach its worker
+                            loaded = measure(fns, args.requests, args.max_secs)
+                        median = statistics.median(slow.durations or [0])
+                        what = (
+                            f"{len(slow.durations)} slow queries finished, "
+                            f"median {median:.1f} s, statuses {slow.statuses}"
+                        )
                     print(
                         f"round {round_no}: load average {before} before, {load()} after; "
-                        f"{len(loaded[0])} requests of each kind under load; "
-                        f"{len(slow.durations)} slow queries finished, "
-                        f"median {statistics.median(slow.durations or [0]):.1f} s, statuses {slow.statuses}"
+                        f"{len(loaded[0])} requests of each kind under load; {what}"
                     )
                     print(
                         f"  {'':20s} {'base p50':>9s} {'base p99':>9s} {'load p50':>9s} {'load p99':>9s}"
