@@ -194,12 +194,10 @@ async def test_an_unreadable_answer_is_502(ollama: FakeOllama) -> None:
 
 
 async def test_past_the_timeout_is_504(ollama: FakeOllama) -> None:
-    ollama.delay = 1.0
-    started = time.perf_counter()
+    ollama.delay = 1.0  # the upstream would answer after 1 s: a 504 means the 0.2 s timeout gave up first
     with pytest.raises(UpstreamTimeout) as caught:
         await ask(make_router(ollama, timeout_secs=0.2), "qwen3:4b")
     assert caught.value.status == 504
-    assert time.perf_counter() - started < 0.9
 
 
 async def test_connection_refused_is_503_with_how_to_start_ollama() -> None:

@@ -281,7 +281,7 @@ def test_an_idle_ingest_is_dropped_with_408_and_leaves_nothing(server: Lakehouse
     assert_error(answer, 408, "request_timeout")
     with server.client() as client:
         assert client.get("/v1/catalog/datasets/idle_ds").status_code == 404
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 20
     while spool_files(root) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert spool_files(root) == []
@@ -320,7 +320,7 @@ def test_trickling_clients_cannot_hold_the_storage_cap(server: LakehouseProcess,
     try:
         time.sleep(0.3)  # let them take every slot
         with server.client(timeout=5) as client:
-            deadline = time.monotonic() + 5
+            deadline = time.monotonic() + 20
             while client.get(OBJECTS).status_code == 503:
                 assert time.monotonic() < deadline, "trickling clients held the storage cap"
                 time.sleep(0.05)
@@ -447,7 +447,7 @@ def test_a_client_leaving_mid_upload_is_logged_as_a_disconnect_not_a_crash(serve
     with connect(server.url) as sock:
         sock.sendall(request_bytes("PUT", f"{OBJECTS}/gone/x", {"Content-Length": str(4 * MIB)}) + b"x" * MIB)
         time.sleep(0.2)
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 20
     while "PUT /v1/storage/objects/gone/x" not in server.log() and time.monotonic() < deadline:
         time.sleep(0.05)
     lines = [line for line in server.log().splitlines() if "/gone/x" in line]

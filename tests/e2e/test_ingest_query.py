@@ -266,10 +266,10 @@ def test_timeout_stops_the_query_and_the_server_stays_responsive(server: Lakehou
     worker.start()
     time.sleep(0.3)
     with server.client() as client:
-        started = time.monotonic()
         assert client.get("/health").status_code == 200
         assert sql(client, "SELECT 1") == [[1]]
-        assert time.monotonic() - started < 0.5
+    # Answered while the runaway still ran (it ends at the 2 s timeout), not after it: by order, not by clock.
+    assert not answers
     worker.join(10)
     assert_error(answers[0], 408, "query_timeout")
     assert server.proc is not None
