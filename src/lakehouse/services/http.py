@@ -144,12 +144,51 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     return _error(500, "internal", "the server hit an unexpected error; see its log")
 
 
+class UnexpectedErrors:
+    """ASGI middleware, innermost: an unexpected exception becomes the contract's 500 inside the app.
+
+    Starlette answers a handler for `Exception` from its outermost layer and
+    then raises the exception again, so the server drops the keep-alive
+    connection without a word, and the middlewares in between (the Iceberg
+    error shape, the metrics) never see the answer. Here the 500 is an
+    ordinary response. An exception after the response has started cannot be
+    answered any more; it goes on up, and the connection ends.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watched(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched)
+        except Exception as exc:
+            if started:
+                raise
+            response = await _unexpected(Request(scope), exc)
+            await response(scope, receive, send)
+
+
 def install_error_handlers(app: FastAPI) -> None:
-    """Make every error leave the app in the contract's shape."""
+    """Make every error leave the app in the contract's shape.
+
+    Call it before adding the other middlewares, so `UnexpectedErrors` is the innermost.
+    """
     app.add_exception_handler(LakehouseError, _lakehouse_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(ClientDisconnect, _client_disconnect)
+    app.add_middleware(UnexpectedErrors)
+    # What still escapes (a middleware's own failure) is answered from the outermost layer.
     app.add_exception_handler(Exception, _unexpected)
 
 
