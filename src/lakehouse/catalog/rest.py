@@ -8,7 +8,8 @@ version through the same compare-and-set as every other write:
 - its requirements must hold against the current metadata, and the version
   it was built on must still be current when its version is written, else
   409 `CommitFailedException` (the client refreshes and retries);
-- only data may change: a new snapshot on `main`, table properties. A schema
+- only data may change: a new snapshot on `main`, the clients' own table
+  properties (no configuration key: `tables.settable_property`). A schema
   change is refused with 409 (the schema-drift rule); a new location,
   partition spec, sort order, format version or snapshot removal with 400;
 - every file the new snapshot lists must be a Parquet data file inside the
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -37,8 +39,6 @@ if TYPE_CHECKING:
     from pyiceberg.table.metadata import TableMetadata
     from pyiceberg.table.update import TableUpdate
 
-# Properties the lakehouse itself keeps: a commit may not change them.
-_OWN_PROPERTIES = frozenset({"schema.name-mapping.default"})
 # Paging of table listings.
 MAX_PAGE = 1000
 
@@ -254,10 +254,27 @@ def _check_updates(base: TableMetadata, updates: tuple[TableUpdate, ...]) -> Non
             raise InvalidRequest(f"a dataset's table does not take the update {update.action!r}")
         if isinstance(update, SetSnapshotRefUpdate) and update.ref_name != MAIN_BRANCH:
             raise InvalidRequest("a dataset's table has one branch, main: no other refs")
-        if isinstance(update, SetPropertiesUpdate) and _OWN_PROPERTIES & set(update.updates):
-            raise InvalidRequest("the name mapping is the lakehouse's own property")
-        if isinstance(update, RemovePropertiesUpdate) and _OWN_PROPERTIES & set(update.removals):
-            raise InvalidRequest("the name mapping is the lakehouse's own property")
+        if isinstance(update, SetPropertiesUpdate | RemovePropertiesUpdate):
+            keys = update.updates if isinstance(update, SetPropertiesUpdate) else update.removals
+            _check_properties(keys)
+
+
+def _check_properties(keys: Iterable[str]) -> None:
+    """Refuse configuration keys: a commit may only touch the clients' own properties.
+
+    Which keys those are is `tables.settable_property`'s allowlist rule (the
+    server never acts on any other property either: see `tables.stage`).
+    """
+    from lakehouse.catalog.tables import settable_property
+
+    refused = sorted(k for k in keys if not settable_property(k))
+    if refused:
+        raise InvalidRequest(
+            f"a commit may not set or remove the table property {refused[0]!r}: properties under "
+            "write., read., commit., schema., format-, py-, s3. and the like configure the table and "
+            "are the lakehouse's own",
+            property=refused[0],
+        )
 
 
 def _carried_sources(current: Manifest, objects: list[ObjectRef]) -> list[str]:

@@ -27,6 +27,7 @@ starts without it and one thread at a time imports it.
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 import time
 import uuid
@@ -93,6 +94,25 @@ from lakehouse.storage.base import DATASETS_PREFIX
 
 _METADATA_CACHE = 256
 
+# The table properties the lakehouse itself sets (`new_table`); the server's own
+# writes act on these and nothing else.
+SERVER_PROPERTIES = frozenset({TableProperties.DEFAULT_NAME_MAPPING, "write.parquet.compression-codec"})
+# The first word (up to the first "." or "-") of every property key Iceberg or
+# pyiceberg treat as configuration: writing (`write.*`, the location provider,
+# codecs), reading, commits, expiry, the name mapping, format versions, FileIO
+# and credentials (`py-io-impl`, `s3.*`, `client.*`, `token` ...), and our own.
+_RESERVED_WORDS = frozenset(
+    {
+        "adls", "audience", "avro", "client", "commit", "compatibility", "credential", "current",
+        "default", "downcast", "engine", "format", "gc", "gcs", "hdfs", "header", "hf", "history",
+        "hive", "iceberg", "io", "lakehouse", "location", "manifest", "metadata", "oauth", "oauth2",
+        "orc", "oss", "parquet", "prefix", "py", "pyarrow", "read", "resource", "rest", "s3",
+        "schema", "scope", "sigv4", "signer", "snapshot", "table", "token", "uri", "uuid",
+        "warehouse", "write",
+    }
+)  # fmt: skip
+_FIRST_WORD = re.compile(r"[^.\-]*")
+
 _SIMPLE: dict[str, IcebergType] = {
     "BOOLEAN": BooleanType(),
     "TINYINT": IntegerType(),
@@ -158,6 +178,9 @@ class IcebergTables:
             before = ()
         else:
             base = self.metadata(parent)
+        # The metadata may carry properties a client set: staging never acts on them.
+        properties = kept_properties(base.properties)
+        base = base.model_copy(update={"properties": properties})
         kept = {ref.key for ref in after}
         removed = [ref for ref in before if ref.key not in kept]
         known = {ref.key for ref in before}
@@ -183,9 +206,7 @@ class IcebergTables:
         snapshot_id = base.new_snapshot_id()
         sequence = base.next_sequence_number()
         schema, spec = base.schema(), base.spec()
-        compression: Any = base.properties.get(
-            TableProperties.WRITE_AVRO_COMPRESSION, TableProperties.WRITE_AVRO_COMPRESSION_DEFAULT
-        )
+        compression: Any = TableProperties.WRITE_AVRO_COMPRESSION_DEFAULT
         folder = f"{self._table_key(name)}/metadata"
         commit = uuid.uuid4()
         manifests: list[ManifestFile] = list(parent.manifests(self._io)) if parent is not None else []
@@ -244,8 +265,14 @@ class IcebergTables:
         removed: Sequence[ObjectRef],
         added: Sequence[ObjectRef],
     ) -> tuple[TableMetadata, list[str]]:
-        """An overwrite through a pyiceberg transaction: `removed` leave the snapshot, `added` join it."""
-        table = Table((NAMESPACE, name), base, self.warehouse.uri(parent or ""), self._io, None)  # type: ignore[arg-type]
+        """An overwrite through a pyiceberg transaction: `removed` leave the snapshot, `added` join it.
+
+        The transaction sees only the server's own properties (pyiceberg takes
+        its location provider, paths and codecs from them); the new metadata
+        gets `base`'s back.
+        """
+        inert = _inert(base)
+        table = Table((NAMESPACE, name), inert, self.warehouse.uri(parent or ""), self._io, None)  # type: ignore[arg-type]
         tx = table.transaction()
         update = tx.update_snapshot(snapshot_properties={VERSION_PROPERTY: str(version)})
         with update.overwrite() as overwrite:
@@ -253,7 +280,7 @@ class IcebergTables:
                 overwrite.delete_data_file(data_file)
             for ref in added:
                 overwrite.append_data_file(self.data_file(ref))
-        staged = tx.table_metadata
+        staged = tx.table_metadata.model_copy(update={"properties": base.properties})
         snapshot = staged.current_snapshot()
         assert snapshot is not None
         written = self._keys([snapshot.manifest_list])
@@ -349,6 +376,34 @@ class IcebergTables:
             self._cache.move_to_end(key)
             while len(self._cache) > _METADATA_CACHE:
                 self._cache.popitem(last=False)
+
+
+def settable_property(key: str) -> bool:
+    """Whether a commit may set or remove table property `key`.
+
+    The rule is an allowlist by shape: a key is the client's own (`owner`,
+    `comment`, `team.contact`) unless its first word, up to the first "." or
+    "-" and in any case, is one Iceberg, pyiceberg or the lakehouse reserve
+    for configuration (`write.metadata.path`, `format-version`,
+    `py-io-impl`, `schema.name-mapping.default`, `lakehouse.*` ...). New
+    configuration keys appear under these words, so they stay refused.
+    """
+    first = _FIRST_WORD.match(key.lower())
+    return bool(key) and first is not None and first.group() not in _RESERVED_WORDS
+
+
+def kept_properties(properties: dict[str, str]) -> dict[str, str]:
+    """The properties a new version carries on: the server's own and the clients' (`settable_property`).
+
+    Configuration a commit managed to set before it was refused is dropped.
+    """
+    return {k: v for k, v in properties.items() if k in SERVER_PROPERTIES or settable_property(k)}
+
+
+def _inert(metadata: TableMetadata) -> TableMetadata:
+    """`metadata` with only the server's own properties, for pyiceberg code that acts on properties."""
+    own = {k: v for k, v in metadata.properties.items() if k in SERVER_PROPERTIES}
+    return metadata.model_copy(update={"properties": own})
 
 
 def iceberg_schema(columns: Sequence[Column]) -> Schema:

@@ -1,0 +1,135 @@
+"""Hostile Iceberg REST commits against a live server: what a commit may change, and what it may name.
+
+Each test sends what a client could send (through pyiceberg or as raw JSON)
+and checks what a user would notice afterwards: the answer's Iceberg error,
+the dataset's versions, SQL over it, later ingests, and where files land.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.e2e.test_iceberg_http import TRIPS_V1, TRIPS_V2, Served, iceberg_error, ingest, serve, sql_rows
+
+pytestmark = pytest.mark.e2e
+
+CONFIGURATION = {
+    "write.metadata.path": "file://{outside}",
+    "write.py-location-provider.impl": "this.Nope",
+    "write.avro.compression-codec": "bogus",
+}
+
+
+@pytest.fixture(scope="module")
+def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """A local-backend server (the checks do not depend on the backend)."""
+    with serve(tmp_path_factory.mktemp("iceberg-commits"), "local", None) as server:
+        yield server
+
+
+def root_of(served: Served) -> Path:
+    return Path(served.storage["root"])
+
+
+def table_url(name: str) -> str:
+    return f"/iceberg/v1/namespaces/default/tables/{name}"
+
+
+def versions(client: httpx.Client, name: str) -> list[tuple[int, int]]:
+    listed = client.get(f"/v1/catalog/datasets/{name}/versions").json()["versions"]
+    return [(v["version"], v["row_count"]) for v in listed]
+
+
+def files_under(folder: Path) -> set[Path]:
+    return {p for p in folder.rglob("*") if p.is_file()} if folder.exists() else set()
+
+
+# --- properties: configuration is refused, and never acted on -------------------------------
+
+
+@pytest.mark.parametrize("key", sorted(CONFIGURATION))
+def test_a_configuration_property_is_refused_and_ingests_still_work(
+    local: Served, key: str, tmp_path: Path
+) -> None:
+    name = f"trips_{uuid.uuid4().hex[:8]}"
+    outside = tmp_path / "outside"
+    value = CONFIGURATION[key].format(outside=outside)
+    with local.client() as client:
+        ingest(client, name, TRIPS_V1)
+        for update in (
+            {"action": "set-properties", "updates": {key: value}},
+            {"action": "remove-properties", "removals": [key]},
+        ):
+            answer = client.post(table_url(name), json={"updates": [update]})
+            assert key in iceberg_error(answer, 400, "BadRequestException")
+        assert key not in client.get(table_url(name)).json()["metadata"]["properties"]
+        ingest(client, name, TRIPS_V2, mode="replace")
+        ingest(client, name, TRIPS_V1)
+        assert sorted(r[0] for r in sql_rows(client, f"SELECT id FROM {name}")) == [1, 2, 3]
+    assert files_under(outside) == set()
+
+
+def test_a_configuration_key_in_any_spelling_is_refused_through_pyiceberg(local: Served) -> None:
+    from pyiceberg.exceptions import BadRequestError
+
+    name = f"trips_{uuid.uuid4().hex[:8]}"
+    with local.client() as client:
+        ingest(client, name, TRIPS_V1)
+    table = local.catalog().load_table(f"default.{name}")
+    for key in ("Write.Metadata.Path", "format-version", "py-io-impl", "s3.endpoint", "lakehouse.version"):
+        with pytest.raises(BadRequestError), table.transaction() as tx:
+            tx.set_properties({key: "x"})
+    assert local.catalog().load_table(f"default.{name}").properties.keys() <= {
+        "schema.name-mapping.default",
+        "write.parquet.compression-codec",
+    }
+
+
+def test_an_ordinary_property_commits_and_reads_back(local: Served) -> None:
+    name = f"trips_{uuid.uuid4().hex[:8]}"
+    with local.client() as client:
+        ingest(client, name, TRIPS_V1)
+        table = local.catalog().load_table(f"default.{name}")
+        with table.transaction() as tx:
+            tx.set_properties({"owner": "alice", "team.contact": "data@example.com"})
+        loaded = local.catalog().load_table(f"default.{name}")
+        assert loaded.properties["owner"] == "alice"
+        assert loaded.properties["team.contact"] == "data@example.com"
+        # Later versions keep it, and it can be removed again.
+        ingest(client, name, TRIPS_V2)
+        ingest(client, name, TRIPS_V1, mode="replace")
+        assert local.catalog().load_table(f"default.{name}").properties["owner"] == "alice"
+        with local.catalog().load_table(f"default.{name}").transaction() as tx:
+            tx.remove_properties("owner")
+        assert "owner" not in local.catalog().load_table(f"default.{name}").properties
+        assert sorted(r[0] for r in sql_rows(client, f"SELECT id FROM {name}")) == [1, 2]
+
+
+def test_configuration_already_in_a_table_is_not_acted_on(tmp_path: Path) -> None:
+    """A table whose metadata carries configuration (written before the refusal, say) stays inert."""
+    name = "planted"
+    outside = tmp_path / "outside"
+    with serve(tmp_path, "local", None) as first, first.client() as client:
+        ingest(client, name, TRIPS_V1)
+        location = client.get(table_url(name)).json()["metadata-location"]
+    metadata_file = Path(location.removeprefix("file://"))
+    metadata = json.loads(metadata_file.read_text())
+    metadata["properties"].update({k: v.format(outside=outside) for k, v in CONFIGURATION.items()})
+    metadata_file.write_text(json.dumps(metadata))
+    with serve(tmp_path, "local", None) as second, second.client() as client:
+        ingest(client, name, TRIPS_V2, mode="replace")  # an overwrite: a pyiceberg transaction
+        ingest(client, name, TRIPS_V1)  # an append: manifests written by the lakehouse
+        assert sorted(r[0] for r in sql_rows(client, f"SELECT id FROM {name}")) == [1, 2, 3]
+        assert versions(client, name) == [(1, 2), (2, 1), (3, 3)]
+        properties = client.get(table_url(name)).json()["metadata"]["properties"]
+        assert not set(CONFIGURATION) & set(properties)
+        assert "Zen of Python" not in second.proc.log()
+    assert files_under(outside) == set()
+    root = root_of(second).resolve()
+    assert all(root in p.resolve().parents for p in files_under(tmp_path) if p.suffix == ".avro")
