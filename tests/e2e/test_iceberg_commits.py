@@ -8,14 +8,25 @@ the dataset's versions, SQL over it, later ingests, and where files land.
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
-from tests.e2e.test_iceberg_http import TRIPS_V1, TRIPS_V2, Served, iceberg_error, ingest, serve, sql_rows
+from tests.e2e.test_iceberg_http import (
+    TRIPS_V1,
+    TRIPS_V2,
+    TRIPS_V3,
+    Served,
+    iceberg_error,
+    ingest,
+    serve,
+    sql_rows,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -133,3 +144,67 @@ def test_configuration_already_in_a_table_is_not_acted_on(tmp_path: Path) -> Non
     assert files_under(outside) == set()
     root = root_of(second).resolve()
     assert all(root in p.resolve().parents for p in files_under(tmp_path) if p.suffix == ".avro")
+
+
+# --- snapshots: only the one main ends on, on a branch ---------------------------------------
+
+
+def raw_snapshot(metadata: dict[str, Any], snapshot_id: int, manifest_list: str) -> dict[str, Any]:
+    return {
+        "action": "add-snapshot",
+        "snapshot": {
+            "snapshot-id": snapshot_id,
+            "parent-snapshot-id": metadata["current-snapshot-id"],
+            "sequence-number": metadata["last-sequence-number"] + 1,
+            "timestamp-ms": int(time.time() * 1000),
+            "manifest-list": manifest_list,
+            "summary": {"operation": "append"},
+            "schema-id": metadata["current-schema-id"],
+        },
+    }
+
+
+def main_ref(snapshot_id: int, kind: str = "branch") -> dict[str, Any]:
+    return {"action": "set-snapshot-ref", "ref-name": "main", "type": kind, "snapshot-id": snapshot_id}
+
+
+def test_a_snapshot_main_does_not_end_on_is_refused_and_expire_still_works(local: Served) -> None:
+    name = f"trips_{uuid.uuid4().hex[:8]}"
+    with local.client() as client:
+        for body in (TRIPS_V1, TRIPS_V2, TRIPS_V3):
+            ingest(client, name, body)
+        metadata = client.get(table_url(name)).json()["metadata"]
+        before = versions(client, name)
+        for updates in (
+            [raw_snapshot(metadata, 114, "file:///etc/passwd")],
+            [raw_snapshot(metadata, 115, metadata["location"] + "/metadata/none.avro")],
+            [
+                raw_snapshot(metadata, 116, "file:///etc/passwd"),
+                raw_snapshot(metadata, 117, "file:///etc/passwd"),
+                main_ref(117),
+            ],
+        ):
+            iceberg_error(client.post(table_url(name), json={"updates": updates}), 400, "BadRequestException")
+        after = client.get(table_url(name)).json()["metadata"]
+        assert [s["snapshot-id"] for s in after["snapshots"]] == [
+            s["snapshot-id"] for s in metadata["snapshots"]
+        ]
+        assert versions(client, name) == before
+        expired = client.post(f"/v1/catalog/datasets/{name}/expire", json={"keep_last": 1})
+        assert expired.status_code == 200, expired.text
+        assert [v for v, _ in versions(client, name)] == [3]
+        assert sorted(r[0] for r in sql_rows(client, f"SELECT id FROM {name}")) == [1, 2, 3, 4, 5, 6]
+
+
+def test_main_cannot_become_a_tag(local: Served) -> None:
+    name = f"trips_{uuid.uuid4().hex[:8]}"
+    with local.client() as client:
+        ingest(client, name, TRIPS_V1)
+        metadata = client.get(table_url(name)).json()["metadata"]
+        answer = client.post(
+            table_url(name), json={"updates": [main_ref(metadata["current-snapshot-id"], "tag")]}
+        )
+        assert "tag" in iceberg_error(answer, 400, "BadRequestException")
+        assert client.get(table_url(name)).json()["metadata"]["refs"]["main"]["type"] == "branch"
+        ingest(client, name, TRIPS_V2)
+        assert versions(client, name) == [(1, 2), (2, 3)]

@@ -132,6 +132,7 @@ class IcebergRest:
             updated = update_table_metadata(base, request.updates)
         except ValueError as exc:
             raise InvalidRequest(f"the commit cannot be applied: {exc}") from None
+        _check_added(request.updates, updated)
         snapshot = updated.current_snapshot()
         if snapshot is None or snapshot.snapshot_id == base.current_snapshot_id:
             return await self._commit_properties(name, current, updated)
@@ -231,7 +232,7 @@ ENDPOINTS = (
 
 
 def _check_updates(base: TableMetadata, updates: tuple[TableUpdate, ...]) -> None:
-    from pyiceberg.table.refs import MAIN_BRANCH
+    from pyiceberg.table.refs import MAIN_BRANCH, SnapshotRefType
     from pyiceberg.table.update import (
         AddSnapshotUpdate,
         AssignUUIDUpdate,
@@ -254,9 +255,27 @@ def _check_updates(base: TableMetadata, updates: tuple[TableUpdate, ...]) -> Non
             raise InvalidRequest(f"a dataset's table does not take the update {update.action!r}")
         if isinstance(update, SetSnapshotRefUpdate) and update.ref_name != MAIN_BRANCH:
             raise InvalidRequest("a dataset's table has one branch, main: no other refs")
+        if isinstance(update, SetSnapshotRefUpdate) and update.type != SnapshotRefType.BRANCH:
+            raise InvalidRequest("main is a branch: a commit may not make it a tag")
         if isinstance(update, SetPropertiesUpdate | RemovePropertiesUpdate):
             keys = update.updates if isinstance(update, SetPropertiesUpdate) else update.removals
             _check_properties(keys)
+
+
+def _check_added(updates: tuple[TableUpdate, ...], updated: TableMetadata) -> None:
+    """A commit adds at most one snapshot, and main must end on it.
+
+    Otherwise the snapshot would stay in the metadata without the checks a
+    new version gets (its manifest list could name any file), for expiry and
+    engines to open later.
+    """
+    from pyiceberg.table.update import AddSnapshotUpdate
+
+    added = [u.snapshot.snapshot_id for u in updates if isinstance(u, AddSnapshotUpdate)]
+    if len(added) > 1:
+        raise InvalidRequest("a commit may add one snapshot at most")
+    if added and updated.current_snapshot_id != added[0]:
+        raise InvalidRequest("a commit's new snapshot must be the one main ends on (set-snapshot-ref main)")
 
 
 def _check_properties(keys: Iterable[str]) -> None:
