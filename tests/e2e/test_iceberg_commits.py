@@ -208,3 +208,74 @@ def test_main_cannot_become_a_tag(local: Served) -> None:
         assert client.get(table_url(name)).json()["metadata"]["refs"]["main"]["type"] == "branch"
         ingest(client, name, TRIPS_V2)
         assert versions(client, name) == [(1, 2), (2, 3)]
+
+
+# --- data files: checked against storage ------------------------------------------------------
+
+
+def parquet_in_table(served: Served, name: str, table: Any) -> tuple[str, int]:
+    """A Parquet file with the dataset's columns written inside the table's location: (uri, size)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = Path(table.location().removeprefix("file://")) / f"{uuid.uuid4().hex}.parquet"
+    rows = pa.table({"id": pa.array([7], pa.int64()), "city": ["Gary"], "fare": [1.0]})
+    pq.write_table(rows, path)
+    return f"file://{path}", path.stat().st_size
+
+
+def append_file(table: Any, uri: str, *, rows: int, size: int) -> None:
+    from pyiceberg.manifest import DataFile, DataFileContent, FileFormat
+    from pyiceberg.typedef import Record
+
+    data_file = DataFile.from_args(
+        content=DataFileContent.DATA,
+        file_path=uri,
+        file_format=FileFormat.PARQUET,
+        partition=Record(),
+        record_count=rows,
+        file_size_in_bytes=size,
+    )
+    with table.transaction() as tx, tx.update_snapshot().fast_append() as append:
+        append.append_data_file(data_file)
+
+
+def wrong_schema(table: Any) -> tuple[str, int]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = Path(table.location().removeprefix("file://")) / f"{uuid.uuid4().hex}.parquet"
+    pq.write_table(pa.table({"id": ["not-a-number"], "secret": ["x"]}), path)
+    return f"file://{path}", path.stat().st_size
+
+
+@pytest.mark.parametrize("case", ["missing", "wrong size", "wrong rows", "wrong schema", "not parquet"])
+def test_a_data_file_storage_disagrees_with_is_refused(local: Served, case: str) -> None:
+    from pyiceberg.exceptions import BadRequestError
+
+    name = f"trips_{uuid.uuid4().hex[:8]}"
+    with local.client() as client:
+        ingest(client, name, TRIPS_V1)
+        table = local.catalog().load_table(f"default.{name}")
+        uri, size = parquet_in_table(local, name, table)
+        rows = 1
+        if case == "missing":
+            uri, rows, size = table.location() + "/ghost.parquet", 1_000_000, 12345
+        elif case == "wrong size":
+            size += 1
+        elif case == "wrong rows":
+            rows = 1_000_000
+        elif case == "wrong schema":
+            uri, size = wrong_schema(table)
+        else:
+            Path(uri.removeprefix("file://")).write_bytes(b"id\n7\n" * 10)
+            size = 30
+        with pytest.raises(BadRequestError):
+            append_file(table, uri, rows=rows, size=size)
+        assert versions(client, name) == [(1, 2)]
+        assert sql_rows(client, f"SELECT count(*), sum(id) FROM {name}") == [[2, 3]]
+        # The same file told truthfully (when it is right) commits.
+        if case in ("wrong size", "wrong rows"):
+            good_uri, good_size = parquet_in_table(local, name, table)
+            append_file(local.catalog().load_table(f"default.{name}"), good_uri, rows=1, size=good_size)
+            assert sql_rows(client, f"SELECT count(*), sum(id) FROM {name}") == [[3, 10]]

@@ -36,6 +36,7 @@ from lakehouse.storage.base import DATASETS_PREFIX
 
 if TYPE_CHECKING:
     # pyiceberg is imported by the commit itself, after `iceberg.ready()` (see `catalog.iceberg`).
+    from pyiceberg.manifest import DataFile
     from pyiceberg.table.metadata import TableMetadata
     from pyiceberg.table.update import TableUpdate
 
@@ -132,11 +133,11 @@ class IcebergRest:
             updated = update_table_metadata(base, request.updates)
         except ValueError as exc:
             raise InvalidRequest(f"the commit cannot be applied: {exc}") from None
-        _check_added(request.updates, updated)
+        added = _check_added(request.updates, updated)
         snapshot = updated.current_snapshot()
         if snapshot is None or snapshot.snapshot_id == base.current_snapshot_id:
             return await self._commit_properties(name, current, updated)
-        return await self._commit_version(name, current, updated)
+        return await self._commit_version(name, current, updated, added)
 
     async def _commit_properties(self, name: str, current: Manifest, updated: TableMetadata) -> LoadedTable:
         tables = self.catalog.tables
@@ -146,32 +147,25 @@ class IcebergRest:
             raise _lost(name)
         return LoadedTable(tables.warehouse.uri(key), json.loads(updated.model_dump_json()))
 
-    async def _commit_version(self, name: str, current: Manifest, updated: TableMetadata) -> LoadedTable:
-        from pyiceberg.manifest import DataFileContent, FileFormat
+    async def _commit_version(
+        self, name: str, current: Manifest, updated: TableMetadata, added: list[int]
+    ) -> LoadedTable:
         from pyiceberg.table.snapshots import Operation, Summary
 
         tables = self.catalog.tables
         snapshot = updated.current_snapshot()
         assert snapshot is not None
-        area = f"{DATASETS_PREFIX}{name}/"
-        for path in [snapshot.manifest_list]:
-            _inside(tables.warehouse.key(path), area, "manifest list")
-        manifests = await run_blocking(snapshot.manifests, tables._io)
-        for manifest in manifests:
-            _inside(tables.warehouse.key(manifest.manifest_path), area, "manifest")
-        files = await run_blocking(tables.snapshot_files, updated, snapshot.snapshot_id)
         known = {o.key for o in current.objects}
-        objects: list[ObjectRef] = []
-        for data_file in files:
-            if data_file.content != DataFileContent.DATA:
-                raise InvalidRequest("a commit may add data files only: delete files are not supported")
-            if data_file.file_format != FileFormat.PARQUET:
-                raise InvalidRequest(f"data files must be Parquet, not {data_file.file_format}")
-            key = tables.warehouse.key(data_file.file_path)
-            if key not in known:
-                _inside(key, area, "data file")
-            assert key is not None
-            objects.append(ObjectRef(key, data_file.file_size_in_bytes, data_file.record_count))
+        # Every snapshot the commit adds (an overwrite's delete snapshot too) lies inside the table.
+        for snapshot_id in added:
+            if snapshot_id != snapshot.snapshot_id:
+                await self._snapshot_files(name, updated, snapshot_id, known)
+        files = await self._snapshot_files(name, updated, snapshot.snapshot_id, known)
+        objects = [ObjectRef(key, f.file_size_in_bytes, f.record_count) for key, f in files]
+        # New files must exist with the claimed size, rows and the dataset's schema.
+        fresh = [o for o in objects if o.key not in known]
+        await self.catalog._check_objects(fresh, {})
+        await run_blocking(tables.check_data_files, fresh, current.schema)
         version = current.version + 1
         given = snapshot.summary or Summary(Operation.APPEND)
         summary = Summary(
@@ -198,6 +192,39 @@ class IcebergRest:
             await self.catalog.store.delete(key)
             raise _lost(name) from None
         return LoadedTable(tables.warehouse.uri(key), json.loads(updated.model_dump_json()))
+
+    async def _snapshot_files(
+        self, name: str, metadata: TableMetadata, snapshot_id: int, known: set[str]
+    ) -> list[tuple[str, DataFile]]:
+        """A snapshot's data files by key, once its manifest list, manifests and files are checked.
+
+        Raises:
+            Forbidden: a manifest list, manifest or new data file outside the table.
+            InvalidRequest: a delete file, a file not Parquet.
+        """
+        from pyiceberg.manifest import DataFileContent, FileFormat
+
+        tables = self.catalog.tables
+        snapshot = metadata.snapshot_by_id(snapshot_id)
+        assert snapshot is not None
+        area = f"{DATASETS_PREFIX}{name}/"
+        _inside(tables.warehouse.key(snapshot.manifest_list), area, "manifest list")
+        manifests = await run_blocking(snapshot.manifests, tables._io)
+        for manifest in manifests:
+            _inside(tables.warehouse.key(manifest.manifest_path), area, "manifest")
+        files = await run_blocking(tables.snapshot_files, metadata, snapshot_id)
+        found: list[tuple[str, DataFile]] = []
+        for data_file in files:
+            if data_file.content != DataFileContent.DATA:
+                raise InvalidRequest("a commit may add data files only: delete files are not supported")
+            if data_file.file_format != FileFormat.PARQUET:
+                raise InvalidRequest(f"data files must be Parquet, not {data_file.file_format}")
+            key = tables.warehouse.key(data_file.file_path)
+            if key not in known:
+                _inside(key, area, "data file")
+            assert key is not None
+            found.append((key, data_file))
+        return found
 
     async def _current(self, namespace: str, name: str) -> Manifest:
         self.check_namespace(namespace)
@@ -262,20 +289,31 @@ def _check_updates(base: TableMetadata, updates: tuple[TableUpdate, ...]) -> Non
             _check_properties(keys)
 
 
-def _check_added(updates: tuple[TableUpdate, ...], updated: TableMetadata) -> None:
-    """A commit adds at most one snapshot, and main must end on it.
+def _check_added(updates: tuple[TableUpdate, ...], updated: TableMetadata) -> list[int]:
+    """The ids of the snapshots a commit adds: each must be the one main ends on or its parent.
 
-    Otherwise the snapshot would stay in the metadata without the checks a
-    new version gets (its manifest list could name any file), for expiry and
+    (pyiceberg's overwrite adds two, a delete then an append.) A snapshot
+    main does not reach would stay in the metadata without the checks a new
+    version gets (its manifest list could name any file), for expiry and
     engines to open later.
+
+    Raises:
+        InvalidRequest: an added snapshot main does not end on or descend from.
     """
     from pyiceberg.table.update import AddSnapshotUpdate
 
     added = [u.snapshot.snapshot_id for u in updates if isinstance(u, AddSnapshotUpdate)]
-    if len(added) > 1:
-        raise InvalidRequest("a commit may add one snapshot at most")
-    if added and updated.current_snapshot_id != added[0]:
-        raise InvalidRequest("a commit's new snapshot must be the one main ends on (set-snapshot-ref main)")
+    on_main: set[int] = set()
+    snapshot = updated.current_snapshot()
+    while snapshot is not None and snapshot.snapshot_id in added and snapshot.snapshot_id not in on_main:
+        on_main.add(snapshot.snapshot_id)
+        parent = snapshot.parent_snapshot_id
+        snapshot = updated.snapshot_by_id(parent) if parent is not None else None
+    if set(added) - on_main:
+        raise InvalidRequest(
+            "every snapshot a commit adds must be the one main ends on or its parent (set-snapshot-ref main)"
+        )
+    return added
 
 
 def _check_properties(keys: Iterable[str]) -> None:

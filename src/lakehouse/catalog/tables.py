@@ -35,8 +35,10 @@ from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
+import pyarrow.parquet as pq
 from duckdb.sqltypes import DuckDBPyType
 from pyiceberg.io import FileIO
+from pyiceberg.io.pyarrow import _pyarrow_to_schema_without_ids
 from pyiceberg.manifest import (
     DataFile,
     DataFileContent,
@@ -328,6 +330,36 @@ class IcebergTables:
             file_size_in_bytes=ref.size,
         )
 
+    def check_data_files(self, refs: Sequence[ObjectRef], columns: Sequence[Column]) -> None:
+        """Check each Parquet file holds `ref.rows` rows of the dataset's columns (its footer only).
+
+        Names, order and types (nested ones too) must be the dataset's;
+        nullability and field ids are not compared.
+
+        Raises:
+            InvalidRequest: a file is not Parquet, or its rows or schema differ.
+        """
+        expected = _shape(iceberg_schema(columns).as_struct())
+        for ref in refs:
+            try:
+                with self._io.new_input(self.warehouse.uri(ref.key)).open() as stream:
+                    footer = pq.ParquetFile(stream)
+                    rows, arrow = footer.metadata.num_rows, footer.schema_arrow
+                found = _shape(_pyarrow_to_schema_without_ids(arrow).as_struct())
+            except (OSError, ValueError, TypeError) as exc:
+                raise InvalidRequest(
+                    f"data file {ref.key!r} is not a readable Parquet file: {exc}", key=ref.key
+                ) from None
+            if rows != ref.rows:
+                raise InvalidRequest(
+                    f"data file {ref.key!r} holds {rows} rows, not the {ref.rows} the commit claims",
+                    key=ref.key,
+                )
+            if found != expected:
+                raise InvalidRequest(
+                    f"data file {ref.key!r} does not have the dataset's columns and types", key=ref.key
+                )
+
     def snapshot_files(self, metadata: TableMetadata, snapshot_id: int) -> list[DataFile]:
         """Every data file of one snapshot (delete files too: callers refuse them)."""
         snapshot = metadata.snapshot_by_id(snapshot_id)
@@ -398,6 +430,17 @@ def kept_properties(properties: dict[str, str]) -> dict[str, str]:
     Configuration a commit managed to set before it was refused is dropped.
     """
     return {k: v for k, v in properties.items() if k in SERVER_PROPERTIES or settable_property(k)}
+
+
+def _shape(kind: IcebergType) -> Any:
+    """A type's names and types, without field ids or nullability, to compare schemas by."""
+    if isinstance(kind, StructType):
+        return ("struct", tuple((f.name, _shape(f.field_type)) for f in kind.fields))
+    if isinstance(kind, ListType):
+        return ("list", _shape(kind.element_type))
+    if isinstance(kind, MapType):
+        return ("map", _shape(kind.key_type), _shape(kind.value_type))
+    return str(kind)
 
 
 def _inert(metadata: TableMetadata) -> TableMetadata:
