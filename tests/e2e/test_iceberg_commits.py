@@ -279,3 +279,24 @@ def test_a_data_file_storage_disagrees_with_is_refused(local: Served, case: str)
             good_uri, good_size = parquet_in_table(local, name, table)
             append_file(local.catalog().load_table(f"default.{name}"), good_uri, rows=1, size=good_size)
             assert sql_rows(client, f"SELECT count(*), sum(id) FROM {name}") == [[3, 10]]
+
+
+@pytest.mark.parametrize("manifest_list", ["metadata/none.avro", "a data file", "metadata"])
+def test_an_unreadable_manifest_list_inside_the_table_is_a_bad_request(
+    local: Served, manifest_list: str
+) -> None:
+    name = f"trips_{uuid.uuid4().hex[:8]}"
+    with local.client() as client:
+        ingest(client, name, TRIPS_V1)
+        metadata = client.get(table_url(name)).json()["metadata"]
+        if manifest_list == "a data file":
+            key = client.get(f"/v1/catalog/datasets/{name}").json()["objects"][0]["key"]
+            path = f"{local.storage['root']}/objects/{key}"
+            assert Path(path).is_file()
+            uri = f"file://{path}"
+        else:
+            uri = f"{metadata['location']}/{manifest_list}"
+        updates = [raw_snapshot(metadata, 4242, uri), main_ref(4242)]
+        iceberg_error(client.post(table_url(name), json={"updates": updates}), 400, "BadRequestException")
+        assert versions(client, name) == [(1, 2)]
+        assert sql_rows(client, f"SELECT count(*) FROM {name}") == [[2]]

@@ -30,7 +30,15 @@ from pydantic import ValidationError
 from lakehouse.catalog import iceberg
 from lakehouse.catalog.iceberg import NAMESPACE, VERSION_PROPERTY
 from lakehouse.catalog.manifest import Manifest, ObjectRef, manifest_key, validate_name
-from lakehouse.errors import CommitFailed, Forbidden, InvalidName, InvalidRequest, NotFound, VersionConflict
+from lakehouse.errors import (
+    CommitFailed,
+    Forbidden,
+    InvalidName,
+    InvalidRequest,
+    LakehouseError,
+    NotFound,
+    VersionConflict,
+)
 from lakehouse.runner import run_blocking
 from lakehouse.storage.base import DATASETS_PREFIX
 
@@ -209,10 +217,17 @@ class IcebergRest:
         assert snapshot is not None
         area = f"{DATASETS_PREFIX}{name}/"
         _inside(tables.warehouse.key(snapshot.manifest_list), area, "manifest list")
-        manifests = await run_blocking(snapshot.manifests, tables._io)
-        for manifest in manifests:
-            _inside(tables.warehouse.key(manifest.manifest_path), area, "manifest")
-        files = await run_blocking(tables.snapshot_files, metadata, snapshot_id)
+        try:
+            manifests = await run_blocking(snapshot.manifests, tables._io)
+            for manifest in manifests:
+                _inside(tables.warehouse.key(manifest.manifest_path), area, "manifest")
+            files = await run_blocking(tables.snapshot_files, metadata, snapshot_id)
+        except LakehouseError:
+            raise
+        except Exception as exc:  # the client's files: whatever fails reading them is its error
+            raise InvalidRequest(
+                f"the commit's manifest list or manifests cannot be read: {type(exc).__name__}: {exc}"
+            ) from None
         found: list[tuple[str, DataFile]] = []
         for data_file in files:
             if data_file.content != DataFileContent.DATA:
