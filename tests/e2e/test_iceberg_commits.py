@@ -300,3 +300,35 @@ def test_an_unreadable_manifest_list_inside_the_table_is_a_bad_request(
         iceberg_error(client.post(table_url(name), json={"updates": updates}), 400, "BadRequestException")
         assert versions(client, name) == [(1, 2)]
         assert sql_rows(client, f"SELECT count(*) FROM {name}") == [[2]]
+
+
+def test_a_refused_commit_leaves_no_metadata_file(local: Served) -> None:
+    name = f"trips_{uuid.uuid4().hex[:8]}"
+    with local.client() as client:
+        ingest(client, name, TRIPS_V1)
+        table = local.catalog().load_table(f"default.{name}")
+        metadata_dir = Path(table.location().removeprefix("file://")) / "metadata"
+        before = sorted(metadata_dir.glob("*.metadata.json"))
+        uri, size = parquet_in_table(local, name, table)
+        from pyiceberg.exceptions import BadRequestError
+        from pyiceberg.manifest import DataFile, DataFileContent, FileFormat
+        from pyiceberg.typedef import Record
+
+        data_file = DataFile.from_args(
+            content=DataFileContent.DATA,
+            file_path=uri,
+            file_format=FileFormat.PARQUET,
+            partition=Record(),
+            record_count=1,
+            file_size_in_bytes=size,
+        )
+        for _ in range(3):  # the same file twice in one version: refused by the catalog itself
+            with (
+                pytest.raises(BadRequestError),
+                table.transaction() as tx,
+                tx.update_snapshot().fast_append() as append,
+            ):
+                append.append_data_file(data_file)
+                append.append_data_file(data_file)
+        assert sorted(metadata_dir.glob("*.metadata.json")) == before
+        assert versions(client, name) == [(1, 2)]

@@ -19,6 +19,7 @@ version through the same compare-and-set as every other write:
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 from collections.abc import Iterable
@@ -150,9 +151,13 @@ class IcebergRest:
     async def _commit_properties(self, name: str, current: Manifest, updated: TableMetadata) -> LoadedTable:
         tables = self.catalog.tables
         key = await run_blocking(tables.write, name, current.version, updated)
-        etag = (await self.catalog.store.head(manifest_key(name, current.version))).etag
-        if not await self.catalog._rewrite(dataclasses.replace(current, metadata_key=key), etag):
-            raise _lost(name)
+        try:
+            etag = (await self.catalog.store.head(manifest_key(name, current.version))).etag
+            if not await self.catalog._rewrite(dataclasses.replace(current, metadata_key=key), etag):
+                raise _lost(name)
+        except BaseException:
+            await asyncio.shield(self.catalog.store.delete(key))
+            raise
         return LoadedTable(tables.warehouse.uri(key), json.loads(updated.model_dump_json()))
 
     async def _commit_version(
@@ -199,6 +204,9 @@ class IcebergRest:
         except VersionConflict:
             await self.catalog.store.delete(key)
             raise _lost(name) from None
+        except BaseException:  # refused (or cancelled): the metadata file names no version
+            await asyncio.shield(self.catalog.store.delete(key))
+            raise
         return LoadedTable(tables.warehouse.uri(key), json.loads(updated.model_dump_json()))
 
     async def _snapshot_files(
