@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -173,6 +175,77 @@ def test_bounds_give_a_clear_4xx_and_the_server_stays_up(client: httpx.Client) -
     assert answer.status_code == 413 and answer.json()["error"]["code"] == "too_large"
     assert client.get("/health").status_code == 200
     assert client.get("/v1/catalog/datasets/bounded").status_code == 404
+
+
+SHEET_NS = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
+ID_HEADER = '<row r="1"><c r="A1" t="inlineStr"><is><t>id</t></is></c>'
+# Sheets a few hundred bytes big that DuckDB would size by their farthest cell: minutes of CPU or
+# gigabytes of memory each, before the scan refused them.
+FAR_SHEETS = {
+    "column-ZZZZ": f'{ID_HEADER}<c r="ZZZZ1"><v>1</v></c></row><row r="2"><c r="A2"><v>1</v></c></row>',
+    "column-ZZZZZZ": f'{ID_HEADER}<c r="ZZZZZZ1"><v>1</v></c></row><row r="2"><c r="A2"><v>1</v></c></row>',
+    "row-2000000000": f'{ID_HEADER}</row><row r="2000000000"><c r="A2000000000"><v>1</v></c></row>',
+    "column-XFD-past-the-column-cap": f'{ID_HEADER}<c r="XFD1"><v>1</v></c></row>',
+    "unreferenced-cells-past-the-column-cap": '<row r="1">' + "<c><v>1</v></c>" * 10_001 + "</row>",
+    "a-lying-dimension": f"{ID_HEADER}</row>",
+}
+BEFORE_DATA = {"a-lying-dimension": '<dimension ref="A1:XFD1048576"/>'}
+
+
+def workbook_with_sheet(sheet_data: str, before: str = "") -> bytes:
+    """A one-sheet workbook whose sheet XML holds `sheet_data` inside its sheetData, `before` ahead of it."""
+    book = io.BytesIO(xlsx_bytes({"s": [["id"], [1]]}))
+    out = io.BytesIO()
+    with zipfile.ZipFile(book) as source, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as target:
+        for name in source.namelist():
+            data = source.read(name)
+            if name == "xl/worksheets/sheet1.xml":
+                data = (
+                    f'<?xml version="1.0" encoding="UTF-8"?><worksheet xmlns="{SHEET_NS}">'
+                    f"{before}<sheetData>{sheet_data}</sheetData></worksheet>"
+                ).encode()
+            target.writestr(name, data)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("case", sorted(FAR_SHEETS))
+def test_a_sheet_reaching_past_excels_bounds_is_400_at_once_and_creates_nothing(
+    client: httpx.Client, case: str
+) -> None:
+    workbook = workbook_with_sheet(FAR_SHEETS[case], BEFORE_DATA.get(case, ""))
+    assert len(workbook) < 4096
+    name = "far_" + case.replace("-", "_").lower()
+    answer = client.post(
+        f"/v1/ingest/{name}", content=workbook, headers={"content-type": CONTENT_TYPES["xlsx"]}
+    )
+    assert answer.status_code == 400, answer.text
+    error = answer.json()["error"]
+    assert error["code"] == "invalid_file"
+    assert "XFD" in error["message"] or "10000 columns" in error["message"]
+    assert client.get(f"/v1/catalog/datasets/{name}").status_code == 404
+    # Named by ?sheet= the same sheet is refused the same way.
+    named = client.post(
+        f"/v1/ingest/{name}?sheet=s", content=workbook, headers={"content-type": CONTENT_TYPES["xlsx"]}
+    )
+    assert named.status_code == 400 and named.json()["error"]["code"] == "invalid_file"
+    assert client.get(f"/v1/catalog/datasets/{name}").status_code == 404
+    assert client.get("/health").status_code == 200
+
+
+def test_a_sheet_at_the_edge_of_the_bounds_still_ingests(client: httpx.Client) -> None:
+    # Unreferenced cells (each one column on) and a cell at Excel's last row: both allowed.
+    data = (
+        '<row r="1"><c r="A1" t="inlineStr"><is><t>id</t></is></c>'
+        '<c t="inlineStr"><is><t>b</t></is></c></row>'
+        '<row r="2"><c r="A2"><v>1</v></c><c><v>2</v></c></row>'
+        '<row r="1048576"><c r="A1048576"><v>3</v></c></row>'
+    )
+    workbook = workbook_with_sheet(data)
+    body = created(
+        client.post("/v1/ingest/edge", content=workbook, headers={"content-type": CONTENT_TYPES["xlsx"]})
+    )
+    assert [c["name"] for c in body["schema"]] == ["id", "b"]
+    assert rows(client, "SELECT id, b FROM edge ORDER BY id") == [[1.0, 2.0], [3.0, None]]
 
 
 def test_the_python_client_sends_each_format_by_its_extension(

@@ -4,7 +4,9 @@ The extension loops forever on bytes that start like a zip but have no
 central directory, so Python's zipfile opens the workbook first; it also
 bounds what the workbook unpacks to (a zip bomb would otherwise keep the
 converter busy for hours) and lists the sheets for the error that names an
-unknown one. Rows of a sheet are read past blank rows (the extension would
+unknown one. The chosen sheet's XML is streamed through `xlsx_extent` too,
+so a cell far beyond Excel's bounds is refused before DuckDB sizes the
+sheet by it. Rows of a sheet are read past blank rows (the extension would
 stop at the first one and drop the rest silently); rows that are blank in
 every column are not data and are left out.
 """
@@ -12,14 +14,18 @@ every column are not data and are left out.
 from __future__ import annotations
 
 import html
+import posixpath
 import re
 import zipfile
+import zlib
 from pathlib import Path
 
 import duckdb
 
+from lakehouse.catalog.manifest import MAX_COLUMNS
 from lakehouse.errors import InvalidFile, LakehouseError, TooLarge
 from lakehouse.ingest.csv_reader import literal
+from lakehouse.ingest.xlsx_extent import check_extent
 
 # What a workbook may unpack to: a generous ratio to its packed size, with a floor for small files.
 MAX_RATIO = 200
@@ -27,14 +33,24 @@ MIN_UNPACKED_BYTES = 256 * 1024 * 1024
 MAX_UNPACKED_BYTES = 16 * 1024 * 1024 * 1024
 MAX_WORKBOOK_XML = 4 * 1024 * 1024
 REQUIRED = ("[Content_Types].xml", "xl/workbook.xml")
+RELS = "xl/_rels/workbook.xml.rels"
 _SHEET = re.compile(rb"<(?:\w+:)?sheet\b[^>]*?\bname=\"([^\"]*)\"")
+_SHEET_TAG = re.compile(rb"<(?:\w+:)?sheet\b[^>]*>")
+_SHEET_RID = re.compile(rb"\s(?:\w+:)?id=\"([^\"]*)\"")
+_RELATIONSHIP = re.compile(rb"<(?:\w+:)?Relationship\b[^>]*>")
+_REL_ID = re.compile(rb"\sId=\"([^\"]*)\"")
+_REL_TARGET = re.compile(rb"\sTarget=\"([^\"]*)\"")
 
 
 def check_workbook(path: Path, sheet: str | None) -> list[str]:
     """The workbook's sheet names, after checking it is a zip DuckDB can safely read.
 
+    The sheet DuckDB will read (`sheet`, else the first) must reach no farther
+    than Excel's bounds and the dataset's column cap.
+
     Raises:
-        InvalidFile: not a zip, not a workbook, or no sheet by the name `sheet`.
+        InvalidFile: not a zip, not a workbook, no sheet by the name `sheet`,
+            or a cell of the sheet beyond those bounds.
         TooLarge: the workbook unpacks to more than its size allows.
     """
     try:
@@ -48,10 +64,20 @@ def check_workbook(path: Path, sheet: str | None) -> list[str]:
             info = workbook.getinfo("xl/workbook.xml")
             if info.file_size > MAX_WORKBOOK_XML:
                 raise InvalidFile("the workbook's sheet list (xl/workbook.xml) is implausibly large")
-            sheets = [
-                html.unescape(m.decode("utf-8", "replace")) for m in _SHEET.findall(workbook.read(info))
-            ]
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, NotImplementedError) as exc:
+            listing = workbook.read(info)
+            sheets = _sheet_names(listing)
+            if sheets and (sheet is None or sheet in sheets):
+                for part in _sheet_parts(workbook, listing, sheet if sheet is not None else sheets[0]):
+                    with workbook.open(part) as stream:
+                        check_extent(stream, MAX_COLUMNS)
+    except (
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        zlib.error,
+        EOFError,
+        ValueError,
+        NotImplementedError,
+    ) as exc:
         raise InvalidFile(f"the file is not a readable XLSX workbook (a zip archive): {exc}") from None
     if not sheets:
         raise InvalidFile("the workbook has no sheets")
@@ -61,6 +87,27 @@ def check_workbook(path: Path, sheet: str | None) -> list[str]:
             f"the workbook has no sheet {sheet!r}; its sheets are {listed}", sheets=sheets[:100]
         )
     return sheets
+
+
+def _sheet_parts(workbook: zipfile.ZipFile, listing: bytes, sheet: str) -> list[str]:
+    """The zip part of the sheet named `sheet`, by its relationship; every worksheet part when that fails."""
+    names = workbook.namelist()
+    named = [tag for tag in _SHEET_TAG.findall(listing) if _sheet_names(tag) == [sheet]]
+    rid = _SHEET_RID.search(named[0]) if named else None
+    if rid is not None and RELS in names and workbook.getinfo(RELS).file_size <= MAX_WORKBOOK_XML:
+        for relationship in _RELATIONSHIP.findall(workbook.read(RELS)):
+            found, target = _REL_ID.search(relationship), _REL_TARGET.search(relationship)
+            if found is None or target is None or found.group(1) != rid.group(1):
+                continue
+            path = html.unescape(target.group(1).decode("utf-8", "replace"))
+            part = path.lstrip("/") if path.startswith("/") else posixpath.normpath("xl/" + path)
+            if part in names:
+                return [part]
+    return [n for n in names if n.startswith("xl/worksheets/") and n.endswith(".xml")]
+
+
+def _sheet_names(xml: bytes) -> list[str]:
+    return [html.unescape(m.decode("utf-8", "replace")) for m in _SHEET.findall(xml)]
 
 
 def _check_size(packed: int, unpacked: int) -> None:
