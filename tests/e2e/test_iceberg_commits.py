@@ -332,3 +332,34 @@ def test_a_refused_commit_leaves_no_metadata_file(local: Served) -> None:
                 append.append_data_file(data_file)
         assert sorted(metadata_dir.glob("*.metadata.json")) == before
         assert versions(client, name) == [(1, 2)]
+
+
+def test_a_properties_commit_that_answers_ok_is_never_lost_to_a_racing_version(local: Served) -> None:
+    """Properties commits race appends; each one answered 200 is in the final table, the rest are 409."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    name = f"trips_{uuid.uuid4().hex[:8]}"
+    with local.client() as client:
+        ingest(client, name, TRIPS_V1)
+
+    def set_property(index: int) -> tuple[str, int]:
+        with local.client() as own:
+            update = {"action": "set-properties", "updates": {f"note-{index}": "x"}}
+            answer = own.post(table_url(name), json={"updates": [update]})
+        assert answer.status_code in (200, 409), answer.text
+        return f"note-{index}", answer.status_code
+
+    def append(index: int) -> None:
+        with local.client() as own:
+            ingest(own, name, f"id,city,fare\n{100 + index},Gary,1.0\n".encode())
+
+    with ThreadPoolExecutor(8) as pool:
+        notes = [pool.submit(set_property, i) for i in range(16)]
+        appends = [pool.submit(append, i) for i in range(8)]
+        answered = [f.result() for f in notes]
+        for f in appends:
+            f.result()
+    with local.client() as client:
+        properties = client.get(table_url(name)).json()["metadata"]["properties"]
+        assert {key for key, status in answered if status == 200} <= set(properties)
+        assert len(versions(client, name)) == 9

@@ -281,7 +281,8 @@ class Catalog:
         """Make an already written Iceberg snapshot (an Iceberg REST commit) version `parent + 1`.
 
         Raises:
-            VersionConflict: `parent` is no longer the current version; nothing was written.
+            VersionConflict: `parent` is no longer the current version, or its
+                metadata file was replaced (a properties commit); nothing was written.
         """
         refs = tuple(objects)
         validate_parts(parent.schema, refs, sum(o.rows for o in refs))
@@ -300,7 +301,12 @@ class Catalog:
         )
         key = manifest_key(name, manifest.version)
         async with self._locks.setdefault(name, asyncio.Lock()):
+            # A properties commit may have rewritten `parent` since it was read: its
+            # metadata file is then not the one this snapshot was applied to.
+            moved = (await self._load(name, parent.version)).metadata_key != parent.metadata_key
             try:
+                if moved:
+                    raise AlreadyExists(key)
                 stored = await self.store.put_bytes(key, manifest.to_json(), if_absent=True)
             except AlreadyExists:
                 raise VersionConflict(

@@ -152,9 +152,17 @@ class IcebergRest:
         tables = self.catalog.tables
         key = await run_blocking(tables.write, name, current.version, updated)
         try:
-            etag = (await self.catalog.store.head(manifest_key(name, current.version))).etag
-            if not await self.catalog._rewrite(dataclasses.replace(current, metadata_key=key), etag):
-                raise _lost(name)
+            # Under the dataset's lock (versions are written under it too): the version the
+            # properties were applied to must still be the latest, and unchanged, when rewritten.
+            async with self.catalog._locks.setdefault(name, asyncio.Lock()):
+                if await self._exists(manifest_key(name, current.version + 1)):
+                    raise _lost(name)
+                etag = (await self.catalog.store.head(manifest_key(name, current.version))).etag
+                stored = await self.catalog._load(name, current.version, etag)
+                if stored.metadata_key != current.metadata_key:  # another properties commit
+                    raise _lost(name)
+                if not await self.catalog._rewrite(dataclasses.replace(current, metadata_key=key), etag):
+                    raise _lost(name)
         except BaseException:
             await asyncio.shield(self.catalog.store.delete(key))
             raise
@@ -208,6 +216,13 @@ class IcebergRest:
             await asyncio.shield(self.catalog.store.delete(key))
             raise
         return LoadedTable(tables.warehouse.uri(key), json.loads(updated.model_dump_json()))
+
+    async def _exists(self, key: str) -> bool:
+        try:
+            await self.catalog.store.head(key)
+        except NotFound:
+            return False
+        return True
 
     async def _snapshot_files(
         self, name: str, metadata: TableMetadata, snapshot_id: int, known: set[str]
