@@ -384,3 +384,57 @@ async def test_an_ingest_leaves_no_copy_behind(
     # The converted file was moved into the store: neither the spool nor the store's temp folder keeps one.
     assert list((Path(settings.ingestd.tmp_dir) / "lakehouse-ingest").iterdir()) == []
     assert list((Path(settings.storage.root) / ".tmp").iterdir()) == []
+
+
+def form(fields: list[tuple[str, bytes]], boundary: str = "B0und") -> tuple[bytes, str]:
+    """A multipart/form-data body of these fields in order; the one named `file` is a CSV file."""
+    out = b""
+    for name, value in fields:
+        filename = '; filename="x.csv"' if name == "file" else ""
+        out += f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"{filename}\r\n\r\n'.encode()
+        out += value + b"\r\n"
+    return out + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        [("junk", b"x" * 3_000_000), ("file", b"a\n1\n")],
+        [("file", b"a\n1\n"), ("after", b"x" * 3_000_000)],
+        [("junk", b"x" * 1_500_000), ("file", b"a\n1\n"), ("after", b"x" * 1_500_000)],
+        [(f"f{i}", b"x" * 1000) for i in range(3000)] + [("file", b"a\n1\n")],
+    ],
+    ids=["field-before", "field-after", "fields-around", "many-small-fields"],
+)
+async def test_a_multipart_body_counts_whole_against_the_upload_cap(
+    ingester: Ingester, store: ObjectStore, settings: Settings, fields: list[tuple[str, bytes]]
+) -> None:
+    # The file is 4 bytes; the body around it is far past the 2 MB cap.
+    data, content_type = form(fields)
+    pulled = 0
+
+    async def counted() -> AsyncIterator[bytes]:
+        nonlocal pulled
+        async for chunk in body(data):
+            pulled += len(chunk)
+            yield chunk
+
+    with pytest.raises(TooLarge) as raised:
+        await ingester.ingest("padded", counted(), content_type)
+    assert raised.value.code == "too_large" and raised.value.status == 413
+    # Reading stopped at the chunk that passed the cap (and its allowance for framing).
+    cap = settings.ingestd.max_upload_bytes + 64 * 1024
+    assert pulled <= cap + 65536 < len(data)
+    assert list((Path(settings.ingestd.tmp_dir) / "lakehouse-ingest").iterdir()) == []
+    assert await dataset_files(store) == []
+    with pytest.raises(NotFound):
+        await Catalog(store).get("padded")
+
+
+async def test_a_multipart_body_near_the_cap_with_small_fields_still_ingests(ingester: Ingester) -> None:
+    # A file just under the cap, with a few small fields and the framing on top of it.
+    file = b"a\n" + b"1\n" * 999_000
+    data, content_type = form([("note", b"hello"), ("file", file), ("tag", b"x" * 10_000)])
+    assert len(file) < 2_000_000 < len(data)
+    result = await ingester.ingest("near_cap", body(data), content_type)
+    assert result.rows == 999_000

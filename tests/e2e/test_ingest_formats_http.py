@@ -311,3 +311,49 @@ def test_split_mode_passes_the_format_and_the_sheet_through_the_gateway(tmp_path
             assert str(tmp_path) not in broken.text
     finally:
         cluster.stop_all()
+
+
+def form_body(fields: list[tuple[str, bytes]], boundary: str = "B0und") -> tuple[bytes, dict[str, str]]:
+    """A multipart/form-data body of these fields in order (the one named `file` a CSV file), its headers."""
+    out = b""
+    for name, value in fields:
+        filename = '; filename="a.csv"' if name == "file" else ""
+        out += f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"{filename}\r\n\r\n'.encode()
+        out += value + b"\r\n"
+    body = out + f"--{boundary}--\r\n".encode()
+    return body, {"content-type": f"multipart/form-data; boundary={boundary}"}
+
+
+def test_extra_multipart_fields_count_against_the_upload_cap(tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path / "lakehouse.toml",
+        {
+            "storage": {"root": str(tmp_path / "data")},
+            "ingestd": {"tmp_dir": str(tmp_path / "spool"), "max_upload_bytes": 1000},
+        },
+    )
+    junk = b"x" * 5_000_000
+    with serving(config) as proc, proc.client(timeout=60) as http:
+        for name, fields in {
+            "before": [("junk", junk), ("file", b"id\n1\n")],
+            "after": [("file", b"id\n1\n"), ("after", junk)],
+            "around": [("junk", junk), ("file", b"id\n1\n"), ("after", junk)],
+        }.items():
+            content, headers = form_body(fields)
+            answer = http.post(f"/v1/ingest/padded_{name}", content=content, headers=headers)
+            assert answer.status_code == 413, answer.text
+            assert answer.json()["error"]["code"] == "too_large"
+            assert http.get(f"/v1/catalog/datasets/padded_{name}").status_code == 404
+        # The same code as a raw body past the cap.
+        raw = http.post(
+            "/v1/ingest/raw", content=b"id\n" + b"1\n" * 1000, headers={"content-type": "text/csv"}
+        )
+        assert raw.status_code == 413 and raw.json()["error"]["code"] == "too_large"
+        # A file within the cap, with a small field and the framing on top, still ingests.
+        content, headers = form_body([("note", b"n" * 500), ("file", b"id\n" + b"1\n" * 400)])
+        assert len(content) > 1000
+        body = created(http.post("/v1/ingest/small", content=content, headers=headers))
+        assert body["row_count"] == 400
+        assert http.get("/v1/catalog/datasets").status_code == 200
+        listed = http.get("/v1/catalog/datasets").json()
+        assert "padded_around" not in json.dumps(listed) and "small" in json.dumps(listed)

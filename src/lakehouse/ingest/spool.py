@@ -23,13 +23,15 @@ from typing import BinaryIO
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from lakehouse.errors import InvalidCsv, InvalidFile, InvalidRequest
+from lakehouse.errors import InvalidCsv, InvalidFile, InvalidRequest, TooLarge
 from lakehouse.ingest.formats import TEXT_TABLES, Format, from_filename, from_media_type
 from lakehouse.storage.base import write_streamed
 
 SPOOL_PREFIX = "upload-"
 BOM = b"\xef\xbb\xbf"
 BLANK = b" \t\r\n"
+# What a multipart body may hold beyond `max_bytes`: its boundaries, part headers and small fields.
+MULTIPART_ALLOWANCE = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -46,10 +48,12 @@ async def spool(chunks: AsyncIterator[bytes], content_type: str, folder: Path, m
     """Write the file carried by the body to a temp file in `folder`.
 
     A `multipart/form-data` body contributes its `file` field; any other body is the file.
+    A multipart body as a whole, its other fields included, may hold at most
+    `MULTIPART_ALLOWANCE` bytes more than `max_bytes`; nothing past that is read.
     The temp file is removed when anything goes wrong, including a cut-off upload.
 
     Raises:
-        TooLarge: the file passed `max_bytes`.
+        TooLarge: the file, or a multipart body with it, passed its limit.
         InvalidRequest: a multipart body without a `file` field, or a broken one.
         InvalidCsv: the upload is empty or blank and not declared as another format.
         InvalidFile: the upload is empty and declared as Parquet, JSON, NDJSON or XLSX.
@@ -61,7 +65,7 @@ async def spool(chunks: AsyncIterator[bytes], content_type: str, folder: Path, m
         if not boundary:
             raise InvalidRequest("multipart body without a boundary")
         part = FilePart()
-        chunks = file_field(chunks, boundary, part=part)
+        chunks = file_field(_capped(chunks, max_bytes), boundary, part=part)
     folder.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=SPOOL_PREFIX, suffix=".upload", dir=folder)
     path = Path(name)
@@ -82,6 +86,21 @@ async def spool(chunks: AsyncIterator[bytes], content_type: str, folder: Path, m
             raise InvalidFile("the file is empty")
         raise InvalidCsv("the CSV is empty" if size == 0 else "the CSV holds only blank lines", line=1)
     return Spooled(path, size, sink.hasher.hexdigest(), declared)
+
+
+async def _capped(chunks: AsyncIterator[bytes], max_bytes: int) -> AsyncIterator[bytes]:
+    """The raw multipart body, cut off with `TooLarge` at the chunk that takes it past its limit."""
+    limit = max_bytes + MULTIPART_ALLOWANCE
+    size = 0
+    async for chunk in chunks:
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge(
+                f"the multipart body is larger than the {max_bytes}-byte upload limit "
+                f"(and {MULTIPART_ALLOWANCE} bytes for its other fields and framing)",
+                limit=max_bytes,
+            )
+        yield chunk
 
 
 class _Sink:
