@@ -9,7 +9,7 @@ version through the same compare-and-set as every other write:
   it was built on must still be current when its version is written, else
   409 `CommitFailedException` (the client refreshes and retries);
 - only data may change: a new snapshot on `main`, the clients' own table
-  properties (no configuration key: `tables.settable_property`). A schema
+  properties (no configuration key: `properties.settable_property`). A schema
   change is refused with 409 (the schema-drift rule); a new location,
   partition spec, sort order, format version or snapshot removal with 400;
 - every file the new snapshot lists must be a Parquet data file inside the
@@ -31,6 +31,7 @@ from pydantic import ValidationError
 from lakehouse.catalog import iceberg
 from lakehouse.catalog.iceberg import NAMESPACE, VERSION_PROPERTY
 from lakehouse.catalog.manifest import Manifest, ObjectRef, manifest_key, validate_name
+from lakehouse.catalog.properties import settable_property
 from lakehouse.errors import (
     CommitFailed,
     Forbidden,
@@ -357,11 +358,9 @@ def _check_added(updates: tuple[TableUpdate, ...], updated: TableMetadata) -> li
 def _check_properties(keys: Iterable[str]) -> None:
     """Refuse configuration keys: a commit may only touch the clients' own properties.
 
-    Which keys those are is `tables.settable_property`'s allowlist rule (the
+    Which keys those are is `properties.settable_property`'s allowlist rule (the
     server never acts on any other property either: see `tables.stage`).
     """
-    from lakehouse.catalog.tables import settable_property
-
     refused = sorted(k for k in keys if not settable_property(k))
     if refused:
         raise InvalidRequest(

@@ -27,7 +27,6 @@ starts without it and one thread at a time imports it.
 from __future__ import annotations
 
 import contextlib
-import re
 import threading
 import time
 import uuid
@@ -89,6 +88,7 @@ from pyiceberg.types import (
 
 from lakehouse.catalog.iceberg import NAMESPACE, VERSION_PROPERTY, Staged
 from lakehouse.catalog.manifest import Column, ObjectRef
+from lakehouse.catalog.properties import SERVER_PROPERTIES, kept_properties
 from lakehouse.catalog.types import parsed_type
 from lakehouse.catalog.warehouse import Warehouse
 from lakehouse.errors import InvalidRequest
@@ -96,24 +96,6 @@ from lakehouse.storage.base import DATASETS_PREFIX
 
 _METADATA_CACHE = 256
 
-# The table properties the lakehouse itself sets (`new_table`); the server's own
-# writes act on these and nothing else.
-SERVER_PROPERTIES = frozenset({TableProperties.DEFAULT_NAME_MAPPING, "write.parquet.compression-codec"})
-# The first word (up to the first "." or "-") of every property key Iceberg or
-# pyiceberg treat as configuration: writing (`write.*`, the location provider,
-# codecs), reading, commits, expiry, the name mapping, format versions, FileIO
-# and credentials (`py-io-impl`, `s3.*`, `client.*`, `token` ...), and our own.
-_RESERVED_WORDS = frozenset(
-    {
-        "adls", "audience", "avro", "client", "commit", "compatibility", "credential", "current",
-        "default", "downcast", "engine", "format", "gc", "gcs", "hdfs", "header", "hf", "history",
-        "hive", "iceberg", "io", "lakehouse", "location", "manifest", "metadata", "oauth", "oauth2",
-        "orc", "oss", "parquet", "prefix", "py", "pyarrow", "read", "resource", "rest", "s3",
-        "schema", "scope", "sigv4", "signer", "snapshot", "table", "token", "uri", "uuid",
-        "warehouse", "write",
-    }
-)  # fmt: skip
-_FIRST_WORD = re.compile(r"[^.\-]*")
 
 _SIMPLE: dict[str, IcebergType] = {
     "BOOLEAN": BooleanType(),
@@ -408,28 +390,6 @@ class IcebergTables:
             self._cache.move_to_end(key)
             while len(self._cache) > _METADATA_CACHE:
                 self._cache.popitem(last=False)
-
-
-def settable_property(key: str) -> bool:
-    """Whether a commit may set or remove table property `key`.
-
-    The rule is an allowlist by shape: a key is the client's own (`owner`,
-    `comment`, `team.contact`) unless its first word, up to the first "." or
-    "-" and in any case, is one Iceberg, pyiceberg or the lakehouse reserve
-    for configuration (`write.metadata.path`, `format-version`,
-    `py-io-impl`, `schema.name-mapping.default`, `lakehouse.*` ...). New
-    configuration keys appear under these words, so they stay refused.
-    """
-    first = _FIRST_WORD.match(key.lower())
-    return bool(key) and first is not None and first.group() not in _RESERVED_WORDS
-
-
-def kept_properties(properties: dict[str, str]) -> dict[str, str]:
-    """The properties a new version carries on: the server's own and the clients' (`settable_property`).
-
-    Configuration a commit managed to set before it was refused is dropped.
-    """
-    return {k: v for k, v in properties.items() if k in SERVER_PROPERTIES or settable_property(k)}
 
 
 def _shape(kind: IcebergType) -> Any:
