@@ -122,6 +122,24 @@ def test_an_ordinary_property_commits_and_reads_back(local: Served) -> None:
         assert sorted(r[0] for r in sql_rows(client, f"SELECT id FROM {name}")) == [1, 2]
 
 
+def test_properties_past_their_cap_are_refused_and_the_table_keeps_its_own(local: Served) -> None:
+    name = f"trips_{uuid.uuid4().hex[:8]}"
+    with local.client() as client:
+        ingest(client, name, TRIPS_V1)
+        with local.catalog().load_table(f"default.{name}").transaction() as tx:
+            tx.set_properties({"owner": "alice"})
+        from pyiceberg.exceptions import BadRequestError
+
+        for big in ({"notes": "x" * 70_000}, {f"tag{i}": "y" * 100 for i in range(700)}):
+            table = local.catalog().load_table(f"default.{name}")
+            with pytest.raises(BadRequestError), table.transaction() as tx:
+                tx.set_properties(big)
+        loaded = local.catalog().load_table(f"default.{name}")
+        assert loaded.properties["owner"] == "alice"
+        assert "notes" not in loaded.properties and "tag0" not in loaded.properties
+        assert versions(client, name) == [(1, 2)]
+
+
 def test_configuration_already_in_a_table_is_not_acted_on(tmp_path: Path) -> None:
     """A table whose metadata carries configuration (written before the refusal, say) stays inert."""
     name = "planted"

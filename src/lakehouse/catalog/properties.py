@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import re
 
+from lakehouse.errors import InvalidRequest
+
 # The table properties the lakehouse itself sets (`new_table`); the server's own
 # writes act on these and nothing else.
 # (pyiceberg's TableProperties.DEFAULT_NAME_MAPPING and the Parquet codec.)
@@ -31,6 +33,9 @@ _RESERVED_WORDS = frozenset(
     }
 )  # fmt: skip
 _FIRST_WORD = re.compile(r"[^.\-]*")
+# Every later metadata file (and the metadata cache) carries the clients' properties:
+# at most this many bytes of keys and values.
+MAX_CLIENT_BYTES = 64 * 1024
 
 
 def settable_property(key: str) -> bool:
@@ -53,3 +58,17 @@ def kept_properties(properties: dict[str, str]) -> dict[str, str]:
     Configuration a commit managed to set before it was refused is dropped.
     """
     return {k: v for k, v in properties.items() if k in SERVER_PROPERTIES or settable_property(k)}
+
+
+def check_size(properties: dict[str, str]) -> None:
+    """Refuse a table whose clients' properties, keys and values, pass MAX_CLIENT_BYTES in UTF-8.
+
+    Raises:
+        InvalidRequest: the properties are too large.
+    """
+    size = sum(len(k.encode()) + len(v.encode()) for k, v in properties.items() if k not in SERVER_PROPERTIES)
+    if size > MAX_CLIENT_BYTES:
+        raise InvalidRequest(
+            f"a table's own properties may hold at most {MAX_CLIENT_BYTES} bytes of keys and values, "
+            f"not {size}"
+        )

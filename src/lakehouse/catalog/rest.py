@@ -31,7 +31,7 @@ from pydantic import ValidationError
 from lakehouse.catalog import iceberg
 from lakehouse.catalog.iceberg import NAMESPACE, VERSION_PROPERTY
 from lakehouse.catalog.manifest import Manifest, ObjectRef, manifest_key, validate_name
-from lakehouse.catalog.properties import settable_property
+from lakehouse.catalog.properties import check_size, settable_property
 from lakehouse.errors import (
     CommitFailed,
     Forbidden,
@@ -143,6 +143,7 @@ class IcebergRest:
             updated = update_table_metadata(base, request.updates)
         except ValueError as exc:
             raise InvalidRequest(f"the commit cannot be applied: {exc}") from None
+        check_size(updated.properties)
         added = _check_added(request.updates, updated)
         snapshot = updated.current_snapshot()
         if snapshot is None or snapshot.snapshot_id == base.current_snapshot_id:
