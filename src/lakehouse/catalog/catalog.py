@@ -63,6 +63,7 @@ from lakehouse.errors import (
     PreconditionFailed,
     VersionConflict,
 )
+from lakehouse.named_locks import NamedLocks
 from lakehouse.runner import run_blocking
 from lakehouse.storage.base import (
     CATALOG_PREFIX,
@@ -114,7 +115,8 @@ class Catalog:
         self.generation = 0
         # key -> (etag it was read with, manifest); checked against listings and HEADs.
         self._cache: dict[str, tuple[str, Manifest]] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
+        # One writer per dataset name at a time in this process.
+        self.locks = NamedLocks()
 
     @property
     def tables(self) -> IcebergTables:
@@ -179,7 +181,7 @@ class Catalog:
         fp = fingerprint or content_fingerprint(columns, refs, etags)
         # One writer per dataset inside this process; the conditional create
         # settles races with other processes.
-        async with self._locks.setdefault(name, asyncio.Lock()):
+        async with self.locks(name):
             pinned: tuple[ObjectRef, ...] | None = None
             copies: list[str] = []
             written = False
@@ -300,7 +302,7 @@ class Catalog:
             metadata_key=metadata_key,
         )
         key = manifest_key(name, manifest.version)
-        async with self._locks.setdefault(name, asyncio.Lock()):
+        async with self.locks(name):
             # A properties commit may have rewritten `parent` since it was read: its
             # metadata file is then not the one this snapshot was applied to.
             moved = (await self._load(name, parent.version)).metadata_key != parent.metadata_key
@@ -337,7 +339,7 @@ class Catalog:
             NotFound: no such dataset.
         """
         validate_name(name)
-        async with self._locks.setdefault(name, asyncio.Lock()):
+        async with self.locks(name):
             return await lifecycle.expire(self, name, keep_last=keep_last, older_than=older_than)
 
     async def _rewrite(self, manifest: Manifest, etag: str) -> bool:
@@ -366,7 +368,7 @@ class Catalog:
             NotFound: neither a version nor a file of `name` exists.
         """
         validate_name(name)
-        async with self._locks.setdefault(name, asyncio.Lock()):
+        async with self.locks(name):
             numbers = sorted(await self._version_etags(name))
             files, _ = await self.store.list(f"{DATASETS_PREFIX}{name}/")
             if not numbers and not files:

@@ -156,7 +156,7 @@ class IcebergRest:
         try:
             # Under the dataset's lock (versions are written under it too): the version the
             # properties were applied to must still be the latest, and unchanged, when rewritten.
-            async with self.catalog._locks.setdefault(name, asyncio.Lock()):
+            async with self.catalog.locks(name):
                 if await self._exists(manifest_key(name, current.version + 1)):
                     raise _lost(name)
                 etag = (await self.catalog.store.head(manifest_key(name, current.version))).etag

@@ -34,6 +34,7 @@ from lakehouse.config import Settings
 from lakehouse.errors import Busy, LakehouseError, NotFound, VersionConflict
 from lakehouse.ingest.convert import to_parquet
 from lakehouse.ingest.spool import Spooled, clean_spool, spool
+from lakehouse.named_locks import NamedLocks
 from lakehouse.runner import run_blocking
 from lakehouse.storage.base import DATASETS_PREFIX, ObjectStore
 
@@ -76,7 +77,7 @@ class Ingester:
         self._store = store
         self._catalog = catalog
         self._tmp = Path(self._cfg.tmp_dir or tempfile.gettempdir()).expanduser() / "lakehouse-ingest"
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._locks = NamedLocks()
 
     async def ingest(
         self,
@@ -110,7 +111,7 @@ class Ingester:
         try:
             # One ingest per dataset at a time in this ingester; other writers are settled by
             # the catalog's compare-and-set in `_register`.
-            async with self._locks.setdefault(name, asyncio.Lock()):
+            async with self._locks(name):
                 result = await self._ingest_file(name, spooled, mode, sheet, clock)
         finally:
             spooled.path.unlink(missing_ok=True)
