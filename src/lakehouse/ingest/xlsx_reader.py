@@ -4,9 +4,9 @@ The extension loops forever on bytes that start like a zip but have no
 central directory, so Python's zipfile opens the workbook first; it also
 bounds what the workbook unpacks to (a zip bomb would otherwise keep the
 converter busy for hours) and lists the sheets for the error that names an
-unknown one. The chosen sheet's XML is streamed through `xlsx_extent` too,
-so a cell far beyond Excel's bounds is refused before DuckDB sizes the
-sheet by it. Rows of a sheet are read past blank rows (the extension would
+unknown one. Every XML part is streamed through `xlsx_extent` too, so a
+cell far beyond Excel's bounds is refused before DuckDB sizes a sheet by
+it. Rows of a sheet are read past blank rows (the extension would
 stop at the first one and drop the rest silently); rows that are blank in
 every column are not data and are left out.
 """
@@ -14,7 +14,6 @@ every column are not data and are left out.
 from __future__ import annotations
 
 import html
-import posixpath
 import re
 import zipfile
 import zlib
@@ -33,13 +32,7 @@ MIN_UNPACKED_BYTES = 256 * 1024 * 1024
 MAX_UNPACKED_BYTES = 16 * 1024 * 1024 * 1024
 MAX_WORKBOOK_XML = 4 * 1024 * 1024
 REQUIRED = ("[Content_Types].xml", "xl/workbook.xml")
-RELS = "xl/_rels/workbook.xml.rels"
 _SHEET = re.compile(rb"<(?:\w+:)?sheet\b[^>]*?\bname=\"([^\"]*)\"")
-_SHEET_TAG = re.compile(rb"<(?:\w+:)?sheet\b[^>]*>")
-_SHEET_RID = re.compile(rb"\s(?:\w+:)?id=\"([^\"]*)\"")
-_RELATIONSHIP = re.compile(rb"<(?:\w+:)?Relationship\b[^>]*>")
-_REL_ID = re.compile(rb"\sId=\"([^\"]*)\"")
-_REL_TARGET = re.compile(rb"\sTarget=\"([^\"]*)\"")
 
 
 def check_workbook(path: Path, sheet: str | None) -> list[str]:
@@ -66,10 +59,19 @@ def check_workbook(path: Path, sheet: str | None) -> list[str]:
                 raise InvalidFile("the workbook's sheet list (xl/workbook.xml) is implausibly large")
             listing = workbook.read(info)
             sheets = _sheet_names(listing)
+            if len(names) != len(entries):
+                raise InvalidFile(
+                    "the zip holds two parts of one name, so readers could disagree on the sheet"
+                )
             if sheets and (sheet is None or sheet in sheets):
-                for part in _sheet_parts(workbook, listing, sheet if sheet is not None else sheets[0]):
-                    with workbook.open(part) as stream:
-                        check_extent(stream, MAX_COLUMNS)
+                # Every XML part, not only the one the sheet's relationship names: which part
+                # the excel extension reads is its own reading of the workbook, and a crafted
+                # one (two sheets of one name, a duplicate relationship id, odd quoting) could
+                # make that differ from any reading here.
+                for entry in entries:
+                    if _xml_part(workbook, entry):
+                        with workbook.open(entry) as stream:
+                            check_extent(stream, MAX_COLUMNS)
     except (
         zipfile.BadZipFile,
         zipfile.LargeZipFile,
@@ -89,21 +91,15 @@ def check_workbook(path: Path, sheet: str | None) -> list[str]:
     return sheets
 
 
-def _sheet_parts(workbook: zipfile.ZipFile, listing: bytes, sheet: str) -> list[str]:
-    """The zip part of the sheet named `sheet`, by its relationship; every worksheet part when that fails."""
-    names = workbook.namelist()
-    named = [tag for tag in _SHEET_TAG.findall(listing) if _sheet_names(tag) == [sheet]]
-    rid = _SHEET_RID.search(named[0]) if named else None
-    if rid is not None and RELS in names and workbook.getinfo(RELS).file_size <= MAX_WORKBOOK_XML:
-        for relationship in _RELATIONSHIP.findall(workbook.read(RELS)):
-            found, target = _REL_ID.search(relationship), _REL_TARGET.search(relationship)
-            if found is None or target is None or found.group(1) != rid.group(1):
-                continue
-            path = html.unescape(target.group(1).decode("utf-8", "replace"))
-            part = path.lstrip("/") if path.startswith("/") else posixpath.normpath("xl/" + path)
-            if part in names:
-                return [part]
-    return [n for n in names if n.startswith("xl/worksheets/") and n.endswith(".xml")]
+def _xml_part(workbook: zipfile.ZipFile, entry: zipfile.ZipInfo) -> bool:
+    """Whether a part could be XML (a sheet among them): it opens with markup, or in UTF-16/32."""
+    if entry.is_dir():
+        return False
+    with workbook.open(entry) as stream:
+        head = stream.read(64)
+    if head[:2] in (b"\xff\xfe", b"\xfe\xff") or b"\x00" in head[:4]:
+        return True  # `check_extent` refuses a sheet not in UTF-8
+    return head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<")
 
 
 def _sheet_names(xml: bytes) -> list[str]:
