@@ -18,21 +18,25 @@ from lakehouse.errors import InvalidRequest
 # writes act on these and nothing else.
 # (pyiceberg's TableProperties.DEFAULT_NAME_MAPPING and the Parquet codec.)
 SERVER_PROPERTIES = frozenset({"schema.name-mapping.default", "write.parquet.compression-codec"})
-# The first word (up to the first "." or "-") of every property key Iceberg or
-# pyiceberg treat as configuration: writing (`write.*`, the location provider,
-# codecs), reading, commits, expiry, the name mapping, format versions, FileIO
-# and credentials (`py-io-impl`, `s3.*`, `client.*`, `token` ...), and our own.
+# The first word (up to the first ".", "-" or "_") of every property key Iceberg,
+# pyiceberg or its catalogs treat as configuration: writing (`write.*`, the
+# location provider, codecs), reading, commits, expiry, the name mapping, format
+# versions, and FileIO and credentials (`py-io-impl`, `s3.*`, `client.*`,
+# `buffer-size`, `token` ...), which pyiceberg's REST client merges into every
+# reader's file access from the table's properties; and our own.
 _RESERVED_WORDS = frozenset(
     {
-        "adls", "audience", "avro", "client", "commit", "compatibility", "credential", "current",
-        "default", "downcast", "engine", "format", "gc", "gcs", "hdfs", "header", "hf", "history",
-        "hive", "iceberg", "io", "lakehouse", "location", "manifest", "metadata", "oauth", "oauth2",
-        "orc", "oss", "parquet", "prefix", "py", "pyarrow", "read", "resource", "rest", "s3",
-        "schema", "scope", "sigv4", "signer", "snapshot", "table", "token", "uri", "uuid",
-        "warehouse", "write",
+        "adls", "audience", "auth", "avro", "aws", "azure", "botocore", "buffer", "client", "commit",
+        "compatibility", "credential", "credentials", "current", "default", "downcast", "dynamodb",
+        "encryption", "engine", "format", "fs", "fsspec", "gc", "gcp", "gcs", "glue", "grant", "hadoop",
+        "hdfs", "header", "hf", "history", "hive", "http", "https", "iceberg", "io", "kms", "lakehouse",
+        "location", "lock", "manifest", "metadata", "namespace", "oauth", "oauth2", "orc", "oss",
+        "parquet", "prefix", "proxy", "py", "pyarrow", "pyiceberg", "read", "resource", "rest", "s3",
+        "scan", "schema", "scope", "sigv4", "signer", "snapshot", "ssl", "table", "tls", "token", "uri",
+        "uuid", "vended", "warehouse", "write",
     }
 )  # fmt: skip
-_FIRST_WORD = re.compile(r"[^.\-]*")
+_FIRST_WORD = re.compile(r"[^._\-]*")
 # Every later metadata file (and the metadata cache) carries the clients' properties:
 # at most this many bytes of keys and values.
 MAX_CLIENT_BYTES = 64 * 1024
@@ -42,8 +46,8 @@ def settable_property(key: str) -> bool:
     """Whether a commit may set or remove table property `key`.
 
     The rule is an allowlist by shape: a key is the client's own (`owner`,
-    `comment`, `team.contact`) unless its first word, up to the first "." or
-    "-" and in any case, is one Iceberg, pyiceberg or the lakehouse reserve
+    `comment`, `team.contact`) unless its first word, up to the first ".",
+    "-" or "_" and in any case, is one Iceberg, pyiceberg or the lakehouse reserve
     for configuration (`write.metadata.path`, `format-version`,
     `py-io-impl`, `schema.name-mapping.default`, `lakehouse.*` ...). New
     configuration keys appear under these words, so they stay refused.
