@@ -299,6 +299,36 @@ def test_a_data_file_storage_disagrees_with_is_refused(local: Served, case: str)
             assert sql_rows(client, f"SELECT count(*), sum(id) FROM {name}") == [[3, 10]]
 
 
+@pytest.mark.parametrize("claim", ["rows", "size"])
+def test_a_file_the_dataset_holds_cannot_be_listed_again_with_other_counts(local: Served, claim: str) -> None:
+    from pyiceberg.exceptions import BadRequestError
+    from pyiceberg.manifest import DataFile, DataFileContent, FileFormat
+    from pyiceberg.typedef import Record
+
+    name = f"trips_{uuid.uuid4().hex[:8]}"
+    with local.client() as client:
+        ingest(client, name, TRIPS_V1)
+        table = local.catalog().load_table(f"default.{name}")
+        (held,) = [task.file for task in table.scan().plan_files()]
+        relisted = DataFile.from_args(
+            content=DataFileContent.DATA,
+            file_path=held.file_path,
+            file_format=FileFormat.PARQUET,
+            partition=Record(),
+            record_count=10**12 if claim == "rows" else held.record_count,
+            file_size_in_bytes=held.file_size_in_bytes + (1 if claim == "size" else 0),
+        )
+        with (
+            pytest.raises(BadRequestError),
+            table.transaction() as tx,
+            tx.update_snapshot().overwrite() as ow,
+        ):
+            ow.delete_data_file(held)
+            ow.append_data_file(relisted)
+        assert versions(client, name) == [(1, 2)]
+        assert sql_rows(client, f"SELECT count(*) FROM {name}") == [[2]]
+
+
 @pytest.mark.parametrize("manifest_list", ["metadata/none.avro", "a data file", "metadata"])
 def test_an_unreadable_manifest_list_inside_the_table_is_a_bad_request(
     local: Served, manifest_list: str

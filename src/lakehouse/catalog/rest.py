@@ -185,7 +185,9 @@ class IcebergRest:
                 await self._snapshot_files(name, updated, snapshot_id, known)
         files = await self._snapshot_files(name, updated, snapshot.snapshot_id, known)
         objects = [ObjectRef(key, f.file_size_in_bytes, f.record_count) for key, f in files]
-        # New files must exist with the claimed size, rows and the dataset's schema.
+        # Files the dataset holds must be listed as it holds them; new ones must exist with
+        # the claimed size, rows and the dataset's schema.
+        _check_kept(objects, current.objects)
         fresh = [o for o in objects if o.key not in known]
         await self.catalog._check_objects(fresh, {})
         await run_blocking(tables.check_data_files, fresh, current.schema)
@@ -354,6 +356,23 @@ def _check_added(updates: tuple[TableUpdate, ...], updated: TableMetadata) -> li
             "every snapshot a commit adds must be the one main ends on or its parent (set-snapshot-ref main)"
         )
     return added
+
+
+def _check_kept(objects: list[ObjectRef], held: Iterable[ObjectRef]) -> None:
+    """Refuse a file the dataset already holds listed with another size or row count.
+
+    Raises:
+        InvalidRequest: a kept file's claimed size or rows differ from the dataset's.
+    """
+    by_key = {o.key: o for o in held}
+    for claimed in objects:
+        known = by_key.get(claimed.key)
+        if known is not None and (claimed.size, claimed.rows) != (known.size, known.rows):
+            raise InvalidRequest(
+                f"data file {claimed.key!r} is listed with {claimed.size} bytes and {claimed.rows} rows; "
+                f"the dataset holds it with {known.size} bytes and {known.rows} rows",
+                key=claimed.key,
+            )
 
 
 def _check_properties(keys: Iterable[str]) -> None:
