@@ -302,20 +302,18 @@ class Catalog:
             metadata_key=metadata_key,
         )
         key = manifest_key(name, manifest.version)
+        moved = VersionConflict(
+            f"dataset {name!r} moved past version {parent.version}", dataset=name, expected=parent.version
+        )
         async with self.locks(name):
             # A properties commit may have rewritten `parent` since it was read: its
             # metadata file is then not the one this snapshot was applied to.
-            moved = (await self._load(name, parent.version)).metadata_key != parent.metadata_key
+            if (await self._load(name, parent.version)).metadata_key != parent.metadata_key:
+                raise moved
             try:
-                if moved:
-                    raise AlreadyExists(key)
                 stored = await self.store.put_bytes(key, manifest.to_json(), if_absent=True)
             except AlreadyExists:
-                raise VersionConflict(
-                    f"dataset {name!r} moved past version {parent.version}",
-                    dataset=name,
-                    expected=parent.version,
-                ) from None
+                raise moved from None
         self._cache[key] = (stored.info.etag, manifest)
         await self.changes.announce(name)
         return manifest
