@@ -242,11 +242,12 @@ def parquet_in_table(served: Served, name: str, table: Any) -> tuple[str, int]:
     return f"file://{path}", path.stat().st_size
 
 
-def append_file(table: Any, uri: str, *, rows: int, size: int) -> None:
+def parquet_data_file(uri: str, *, rows: int, size: int) -> Any:
+    """pyiceberg's entry for a Parquet data file at `uri`, claiming `rows` rows and `size` bytes."""
     from pyiceberg.manifest import DataFile, DataFileContent, FileFormat
     from pyiceberg.typedef import Record
 
-    data_file = DataFile.from_args(
+    return DataFile.from_args(
         content=DataFileContent.DATA,
         file_path=uri,
         file_format=FileFormat.PARQUET,
@@ -254,8 +255,11 @@ def append_file(table: Any, uri: str, *, rows: int, size: int) -> None:
         record_count=rows,
         file_size_in_bytes=size,
     )
+
+
+def append_file(table: Any, uri: str, *, rows: int, size: int) -> None:
     with table.transaction() as tx, tx.update_snapshot().fast_append() as append:
-        append.append_data_file(data_file)
+        append.append_data_file(parquet_data_file(uri, rows=rows, size=size))
 
 
 def wrong_schema(table: Any) -> tuple[str, int]:
@@ -302,21 +306,16 @@ def test_a_data_file_storage_disagrees_with_is_refused(local: Served, case: str)
 @pytest.mark.parametrize("claim", ["rows", "size"])
 def test_a_file_the_dataset_holds_cannot_be_listed_again_with_other_counts(local: Served, claim: str) -> None:
     from pyiceberg.exceptions import BadRequestError
-    from pyiceberg.manifest import DataFile, DataFileContent, FileFormat
-    from pyiceberg.typedef import Record
 
     name = f"trips_{uuid.uuid4().hex[:8]}"
     with local.client() as client:
         ingest(client, name, TRIPS_V1)
         table = local.catalog().load_table(f"default.{name}")
         (held,) = [task.file for task in table.scan().plan_files()]
-        relisted = DataFile.from_args(
-            content=DataFileContent.DATA,
-            file_path=held.file_path,
-            file_format=FileFormat.PARQUET,
-            partition=Record(),
-            record_count=10**12 if claim == "rows" else held.record_count,
-            file_size_in_bytes=held.file_size_in_bytes + (1 if claim == "size" else 0),
+        relisted = parquet_data_file(
+            held.file_path,
+            rows=10**12 if claim == "rows" else held.record_count,
+            size=held.file_size_in_bytes + (1 if claim == "size" else 0),
         )
         with (
             pytest.raises(BadRequestError),
@@ -359,17 +358,8 @@ def test_a_refused_commit_leaves_no_metadata_file(local: Served) -> None:
         before = sorted(metadata_dir.glob("*.metadata.json"))
         uri, size = parquet_in_table(local, name, table)
         from pyiceberg.exceptions import BadRequestError
-        from pyiceberg.manifest import DataFile, DataFileContent, FileFormat
-        from pyiceberg.typedef import Record
 
-        data_file = DataFile.from_args(
-            content=DataFileContent.DATA,
-            file_path=uri,
-            file_format=FileFormat.PARQUET,
-            partition=Record(),
-            record_count=1,
-            file_size_in_bytes=size,
-        )
+        data_file = parquet_data_file(uri, rows=1, size=size)
         for _ in range(3):  # the same file twice in one version: refused by the catalog itself
             with (
                 pytest.raises(BadRequestError),
