@@ -47,7 +47,7 @@ def held_in_thread(enter: object) -> Iterator[None]:
         thread.join(10)
 
 
-@pytest.mark.parametrize("engine", ["hnswlib", "usearch"])
+@pytest.mark.parametrize("engine", ["faiss", "hnswlib", "usearch"])
 def test_at_once_answers_as_the_search_does(engine: str) -> None:
     index, data = filled(engine)
     for n, k in ((0, 1), (17, 10), (599, AT_ONCE_MAX_K)):

@@ -150,7 +150,7 @@ def pending_index(engine: str, metric: str, data: np.ndarray) -> VectorIndex:
 
 
 @pytest.mark.parametrize("metric", list(METRICS))
-@pytest.mark.parametrize("engine", ["hnswlib", "usearch"])
+@pytest.mark.parametrize("engine", ["faiss", "hnswlib", "usearch"])
 def test_an_index_answers_a_batch_alike_before_and_after_linking(engine: str, metric: str) -> None:
     rng = np.random.default_rng(7)
     n, dim = 6000, 16

@@ -191,7 +191,7 @@ async def test_a_damaged_record_is_set_aside_with_all_after_it(local: Opened) ->
     await restarted.close()
 
 
-@pytest.mark.parametrize("engine", ["hnswlib", "usearch"])
+@pytest.mark.parametrize("engine", ["faiss", "hnswlib", "usearch"])
 def test_pending_chunks_of_any_size_answer_exactly(engine: str) -> None:
     dim, sizes = 8, [5000, 1, 3, 4200, 10, 2000, 2500, 7]
     data = clustered(sum(sizes), dim, seed=9)

@@ -101,7 +101,9 @@ def by_graph(index: VectorIndex) -> bool:
     return found >= 0.9 and filtered >= 0.9
 
 
-@pytest.mark.parametrize(("engine", "dtype"), [("hnswlib", "f32"), ("usearch", "f32"), ("usearch", "f16")])
+@pytest.mark.parametrize(
+    ("engine", "dtype"), [("faiss", "f32"), ("hnswlib", "f32"), ("usearch", "f32"), ("usearch", "f16")]
+)
 def test_pending_vectors_answer_exactly_like_linked_ones(engine: str, dtype: str) -> None:
     data = clustered(1500, 16, seed=4)
     log = history(data)
@@ -127,24 +129,25 @@ def test_pending_vectors_answer_exactly_like_linked_ones(engine: str, dtype: str
 
 
 @pytest.mark.parametrize("metric", ["cosine", "l2", "ip"])
-def test_both_engines_rank_and_score_alike(metric: str) -> None:
+def test_every_engine_ranks_and_scores_alike(metric: str) -> None:
     data = clustered(800, 16, seed=5)
     query = data[[3, 400]] + 0.02
     found = {}
-    for engine in ("hnswlib", "usearch"):
+    for engine in ("faiss", "hnswlib", "usearch"):
         index = VectorIndex.empty(spec(engine, metric=metric))
         index.apply(
             Batch("add", [f"v{i}" for i in range(800)], list(range(800)), data, [{}] * 800, [None] * 800)
         )
         found[engine] = [[(h.id, h.score) for h in hits[:3]] for hits in index.search(query, 10)]
-    for ours, theirs in zip(found["hnswlib"], found["usearch"], strict=True):
-        assert [i for i, _ in ours] == [i for i, _ in theirs]
-        assert [score for _, score in ours] == pytest.approx([score for _, score in theirs], abs=1e-4)
+    for engine in ("faiss", "hnswlib"):
+        for ours, theirs in zip(found[engine], found["usearch"], strict=True):
+            assert [i for i, _ in ours] == [i for i, _ in theirs]
+            assert [score for _, score in ours] == pytest.approx([score for _, score in theirs], abs=1e-4)
 
 
 def test_a_snapshot_round_trips_each_engine(tmp_path: Path) -> None:
     data = clustered(600, 16, seed=6)
-    for engine in ("hnswlib", "usearch"):
+    for engine in ("faiss", "hnswlib", "usearch"):
         index = replayed(VectorIndex.empty(spec(engine)), history(data), defer=False)
         files, state = index.save(tmp_path / engine)
         loaded = VectorIndex.load(spec(engine), files, state)
@@ -243,7 +246,7 @@ async def test_a_change_is_snapshotted_within_the_interval(tmp_path: Path, ollam
     await svc.create("timed", 16)
     await svc.add("timed", items(clustered(10, 16), kind="t"))
     await until(lambda: _none(keys_under(parts[1], "timed", "wal")))
-    assert any(key.endswith(".hnsw") for key in await keys_under(parts[1], "timed", "snap"))
+    assert any(key.endswith(".faiss") for key in await keys_under(parts[1], "timed", "snap"))
     assert (await start(parts)).info("timed")["count"] == 10
     await svc.close()
 

@@ -111,7 +111,7 @@ class VectordConfig(Section):
     # a snapshot also follows any change within this many seconds, so the log to replay stays short
     snapshot_interval_secs: float = Field(default=60.0, gt=0)
     # the HNSW engine of new float32 indexes (f16 and i8 ones always use usearch)
-    engine: Literal["hnswlib", "usearch"] = "hnswlib"
+    engine: Literal["faiss", "hnswlib", "usearch"] = "faiss"
     max_batch: int = Field(default=10000, gt=0)
     sync_interval_secs: float = Field(default=10.0, gt=0)
 

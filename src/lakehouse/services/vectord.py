@@ -83,7 +83,7 @@ class IndexInfo(BaseModel):
     state: Literal["loading", "ready"] = "ready"
     progress: LoadProgress | None = None
     load_error: str | None = None
-    engine: Literal["hnswlib", "usearch"] = "usearch"
+    engine: Literal["faiss", "hnswlib", "usearch"] = "usearch"
     # replayed vectors, searched exactly until a background task links them into the graph
     unindexed: int = 0
 

@@ -2,8 +2,9 @@
 
     _lakehouse/vectors/<name>/index.json                 the definition (created once)
     _lakehouse/vectors/<name>/<gen>/wal/<seq>            one record per acknowledged batch
-    _lakehouse/vectors/<name>/<gen>/snap/<seq>.hnsw      the engine's own save of the graph
-                                                         (`.usearch` for usearch indexes)
+    _lakehouse/vectors/<name>/<gen>/snap/<seq>.faiss     the engine's own save of the graph
+                                                         (`.hnsw` for hnswlib, `.usearch` for usearch),
+                                                         with `.npz` (vectors, keys) for faiss and hnswlib
     _lakehouse/vectors/<name>/<gen>/snap/<seq>.json      ids, metadata; written last
 
 Every object is written whole with one atomic put, so the same layout works

@@ -1,11 +1,12 @@
 """The HNSW graph behind an index, with room for vectors not yet in it.
 
-Two engines sit behind one small interface, chosen per index when it is
-created (`IndexSpec.engine`), by measurement (docs/BENCHMARKS.md, "Vector
-engines"): hnswlib for float32 indexes, as it builds and searches fastest
-here, and usearch for the f16 and i8 storage types, which hnswlib lacks.
-Indexes defined before engines were chosen keep usearch, whose snapshots they
-hold.
+Three engines sit behind one small interface, chosen per index when it is
+created (`IndexSpec.engine`), by measurement (docs/BENCHMARKS.md, "The
+engine, chosen by measurement"): faiss for new float32 indexes, as it builds
+and searches fastest here (`faiss_engine.py`), and usearch for the f16 and i8
+storage types, which the others lack. Indexes keep the engine they were
+created with, whose snapshots they hold: usearch for those defined before
+engines were chosen, hnswlib for the float32 ones of the round before faiss.
 
 `Graph` adds a pending set: vectors that are searchable at once, exactly, but
 not yet linked into the graph. Recovery fills it from the log so an index is
@@ -28,10 +29,11 @@ import numpy.typing as npt
 from usearch.compiled import MetricKind
 from usearch.index import BatchMatches, Index
 
+from lakehouse.vectors.faiss_engine import FaissGraph
 from lakehouse.vectors.pending import Chunk, Rows, coalesced, lookup, scan, without
 from lakehouse.vectors.records import Vectors
 
-Engine = Literal["hnswlib", "usearch"]
+Engine = Literal["faiss", "hnswlib", "usearch"]
 Keys = npt.NDArray[np.uint64]
 Found = tuple[Keys, npt.NDArray[np.float32]]
 
@@ -41,7 +43,11 @@ SPACES = {"cosine": "cosine", "l2": "l2", "ip": "ip"}
 HNSW_MIN_CAPACITY = 1024
 THREADS = os.cpu_count() or 1
 # The files of a snapshot's graph, by extension, for each engine.
-SUFFIXES: dict[str, tuple[str, ...]] = {"hnswlib": ("hnsw", "npz"), "usearch": ("usearch",)}
+SUFFIXES: dict[str, tuple[str, ...]] = {
+    "faiss": ("faiss", "npz"),
+    "hnswlib": ("hnsw", "npz"),
+    "usearch": ("usearch",),
+}
 Files = dict[str, Path]
 
 
@@ -56,7 +62,7 @@ def _per_query(found: Any) -> list[Found]:
 
 
 class Backend(Protocol):
-    """What both engines do: keyed vectors in, nearest keys out."""
+    """What every engine does: keyed vectors in, nearest keys out."""
 
     def add(self, keys: Keys, vectors: Vectors) -> None:
         """Link these vectors into the graph under these keys (new keys only)."""
@@ -119,7 +125,7 @@ class UsearchGraph:
 
 
 class HnswGraph:
-    """hnswlib: the engine for float32 indexes.
+    """hnswlib: the engine of float32 indexes created before faiss was chosen.
 
     hnswlib hands stored vectors back only as Python lists (and normalised,
     for cosine), so the vectors are also kept here, one row per live key, for
@@ -234,7 +240,9 @@ class Graph:
     ) -> Graph:
         """An empty graph on the named engine."""
         chosen: Backend
-        if engine == "hnswlib":
+        if engine == "faiss":
+            chosen = FaissGraph(dim, metric, connectivity, ef_add, ef_search)
+        elif engine == "hnswlib":
             chosen = HnswGraph(dim, metric, connectivity, ef_add, ef_search)
         else:
             chosen = UsearchGraph(dim, metric, dtype, connectivity, ef_add, ef_search)

@@ -192,7 +192,7 @@ class VectorService:
             generation=uuid.uuid4().hex,
             created_at=datetime.now(UTC).isoformat(),
             source=linked_to,
-            engine="hnswlib" if dtype == "f32" and self.config.engine == "hnswlib" else "usearch",
+            engine=self.config.engine if dtype == "f32" else "usearch",
         )
         try:
             await write_spec(self.store, spec)

@@ -1,0 +1,191 @@
+"""faiss's HNSW (`IndexHNSWFlat`): the engine of new float32 indexes, chosen by measurement.
+
+On this project's bench (docs/BENCHMARKS.md, "The engine, chosen by
+measurement") it built and searched fastest of the three HNSW engines at the
+same graph parameters and recall. Its graph cannot delete, so a removed key's
+node stays as a tombstone: still walked through, so the graph stays as well
+connected as it was built, but never answered, because every search that
+could meet one passes faiss a bitmap of the live positions. When tombstones
+outnumber the live nodes (and are at least `COMPACT_MIN`), the graph is
+rebuilt from the live vectors, so its size stays within twice the index's.
+
+faiss numbers vectors by position (0, 1, ...); the index's keys are mapped
+onto positions here. The vectors are also kept here as given, one row per
+position, for the exact paths (filters, pending merges) and because cosine
+vectors enter faiss normalised. faiss is imported with the first graph built:
+it takes a tenth of a second or more, which a server with no float32 index
+should not pay at start-up.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from lakehouse.vectors.records import Vectors
+
+Keys = npt.NDArray[np.uint64]
+Found = tuple[Keys, npt.NDArray[np.float32]]
+# Rebuild the graph once this many tombstones, and more than the live nodes, are in it.
+COMPACT_MIN = 1024
+# Room made for positions at a time, at least (then growth by half).
+MIN_CAPACITY = 1024
+
+
+def _faiss() -> Any:
+    import faiss
+
+    return faiss
+
+
+class FaissGraph:
+    """Keyed float32 vectors in a faiss HNSW graph, with tombstones for removed keys."""
+
+    def __init__(self, dim: int, metric: str, connectivity: int, ef_add: int, ef_search: int):
+        self.dim, self.metric = dim, metric
+        self.connectivity, self.ef_add, self.ef_search = connectivity, ef_add, ef_search
+        self.index = self._new()
+        # By position: the vector as given, its key, whether it is live.
+        self.store: Vectors = np.zeros((0, dim), dtype=np.float32)
+        self.labels: Keys = np.zeros(0, dtype=np.uint64)
+        self.alive = np.zeros(0, dtype=bool)
+        self.positions: dict[int, int] = {}
+        self.dead = 0
+        self._bitmap: Any = None  # the live positions packed for faiss, kept until they change
+
+    def _new(self) -> Any:
+        faiss = _faiss()
+        kind = faiss.METRIC_L2 if self.metric == "l2" else faiss.METRIC_INNER_PRODUCT
+        index = faiss.IndexHNSWFlat(self.dim, self.connectivity, kind)
+        index.hnsw.efConstruction = self.ef_add
+        index.hnsw.efSearch = self.ef_search
+        return index
+
+    @property
+    def size(self) -> int:
+        """Positions in the graph, tombstones included."""
+        return int(self.index.ntotal)
+
+    def reserve(self, more: int) -> None:
+        self._grow(self.size + more)
+
+    def add(self, keys: Keys, vectors: Vectors) -> None:
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(keys), self.dim)
+        start = self.size
+        self._grow(start + len(keys))
+        end = start + len(keys)
+        self.store[start:end] = vectors
+        self.labels[start:end] = keys
+        self.alive[start:end] = True
+        self.index.add(self._prepared(vectors))
+        self.positions.update(zip(keys.tolist(), range(start, end), strict=True))
+        self._bitmap = None
+
+    def remove(self, keys: Keys) -> None:
+        for key in keys.tolist():
+            position = self.positions.pop(key)
+            self.alive[position] = False
+            self.dead += 1
+        self._bitmap = None
+        if self.dead >= COMPACT_MIN and self.dead > len(self.positions):
+            self._rebuild()
+
+    def search(self, queries: Vectors, k: int, threads: int) -> list[Found]:
+        """Per query, up to k live (key, distance) pairs, nearest first.
+
+        `threads` is not applied per call: faiss answers one query on the
+        calling thread, and a batch on its OpenMP threads (one a core).
+        """
+        k = min(k, len(self.positions))
+        if k <= 0:
+            empty: Found = (np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.float32))
+            return [empty for _ in range(len(queries))]
+        faiss = _faiss()
+        params = faiss.SearchParametersHNSW()
+        params.efSearch = max(self.ef_search, k)
+        if self.dead:
+            params.sel = self._selector()
+        distances, positions = self.index.search(self._prepared(queries), k, params=params)
+        found: list[Found] = []
+        for row in range(len(queries)):
+            at = positions[row]
+            kept = at >= 0
+            near = distances[row][kept]
+            # hnswlib and usearch report 1 - similarity for cosine and ip; faiss the similarity.
+            found.append((self.labels[at[kept]], near if self.metric == "l2" else (1.0 - near)))
+        return found
+
+    def get(self, keys: Keys) -> Vectors:
+        rows = np.fromiter((self.positions[key] for key in keys.tolist()), dtype=np.int64, count=len(keys))
+        return self.store[rows]
+
+    def save(self, stem: Path) -> dict[str, Path]:
+        graph, vectors = stem.with_suffix(".faiss"), stem.with_suffix(".npz")
+        _faiss().write_index(self.index, str(graph))
+        size = self.size
+        with open(vectors, "wb") as fh:
+            np.savez(fh, keys=self.labels[:size], alive=self.alive[:size], vectors=self.store[:size])
+        return {"faiss": graph, "npz": vectors}
+
+    def load(self, files: dict[str, Path]) -> None:
+        """Read what `save` wrote.
+
+        Raises:
+            ValueError: the graph and its key file disagree on how many positions there are.
+        """
+        index = _faiss().read_index(str(files["faiss"]))
+        with np.load(files["npz"], allow_pickle=False) as saved:
+            keys, alive, vectors = saved["keys"], saved["alive"], saved["vectors"]
+        if not (int(index.ntotal) == len(keys) == len(alive) == len(vectors)):
+            raise ValueError(f"a faiss snapshot holds {index.ntotal} vectors but {len(keys)} keys")
+        index.hnsw.efSearch = self.ef_search
+        self.index = index
+        self.labels = keys.astype(np.uint64)
+        self.alive = alive.astype(bool)
+        self.store = np.ascontiguousarray(vectors, dtype=np.float32)
+        live = np.flatnonzero(self.alive)
+        self.positions = dict(zip(self.labels[live].tolist(), live.tolist(), strict=True))
+        self.dead = len(keys) - len(live)
+        self._bitmap = None
+
+    def _prepared(self, vectors: Vectors) -> Vectors:
+        """Vectors as faiss takes them: contiguous float32, unit length for cosine (zero stays zero)."""
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if self.metric != "cosine":
+            return vectors
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        return np.ascontiguousarray(vectors / (norms + np.float32(1e-30)), dtype=np.float32)
+
+    def _selector(self) -> Any:
+        """A faiss selector of the live positions (it reads the bitmap kept on `self`)."""
+        if self._bitmap is None:
+            faiss = _faiss()
+            bits = np.packbits(self.alive[: self.size], bitorder="little")
+            self._bitmap = (bits, faiss.IDSelectorBitmap(len(bits), faiss.swig_ptr(bits)))
+        return self._bitmap[1]
+
+    def _grow(self, need: int) -> None:
+        if need <= len(self.labels):
+            return
+        capacity = max(need, len(self.labels) * 3 // 2, MIN_CAPACITY)
+        store = np.zeros((capacity, self.dim), dtype=np.float32)
+        labels = np.zeros(capacity, dtype=np.uint64)
+        alive = np.zeros(capacity, dtype=bool)
+        size = self.size
+        store[:size], labels[:size], alive[:size] = self.store[:size], self.labels[:size], self.alive[:size]
+        self.store, self.labels, self.alive = store, labels, alive
+
+    def _rebuild(self) -> None:
+        """A new graph of the live vectors only, positions renumbered."""
+        live = np.flatnonzero(self.alive[: self.size])
+        keys, vectors = self.labels[live].copy(), self.store[live].copy()
+        self.index = self._new()
+        self.store = np.zeros((0, self.dim), dtype=np.float32)
+        self.labels = np.zeros(0, dtype=np.uint64)
+        self.alive = np.zeros(0, dtype=bool)
+        self.positions, self.dead, self._bitmap = {}, 0, None
+        if len(keys):
+            self.add(keys, vectors)

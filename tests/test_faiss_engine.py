@@ -1,0 +1,141 @@
+"""faiss behind an index: removed keys stay in its graph as tombstones, never answered, until compaction."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lakehouse.vectors.faiss_engine import COMPACT_MIN, FaissGraph
+from lakehouse.vectors.index import VectorIndex
+from lakehouse.vectors.records import Batch
+from tests.test_vectors import clustered
+from tests.test_vectors_recovery import spec
+
+N, DIM = 3000, 16
+
+
+def filled(metric: str = "cosine") -> tuple[VectorIndex, dict[str, np.ndarray]]:
+    data = clustered(N, DIM, seed=21)
+    index = VectorIndex.empty(spec("faiss", metric=metric, dim=DIM))
+    ids = [f"v{i}" for i in range(N)]
+    index.apply(Batch("add", ids, list(range(N)), data, [{}] * N, [None] * N))
+    return index, dict(zip(ids, data, strict=True))
+
+
+def engine_of(index: VectorIndex) -> FaissGraph:
+    engine = index.graph.engine
+    assert isinstance(engine, FaissGraph)
+    return engine
+
+
+def agrees(index: VectorIndex, live: dict[str, np.ndarray], metric: str = "cosine", k: int = 10) -> None:
+    """Every query's hits are exactly the brute-force nearest live items."""
+    ids = list(live)
+    matrix = np.stack([live[i] for i in ids])
+    queries = np.stack([live[ids[n]] for n in range(0, len(ids), max(1, len(ids) // 25))]) + 0.01
+    if metric == "l2":
+        order = np.argsort(((queries[:, None, :] - matrix[None]) ** 2).sum(-1), axis=1, kind="stable")
+    else:
+        norms = np.linalg.norm(matrix, axis=1) if metric == "cosine" else np.ones(len(ids))
+        order = np.argsort(-(queries @ matrix.T) / norms, axis=1, kind="stable")
+    found = index.search(queries.astype(np.float32), k)
+    truth = [[ids[j] for j in row[:k]] for row in order]
+    hits = [[h.id for h in row] for row in found]
+    # HNSW is approximate: nearly every hit is a true neighbour, and never a removed item.
+    assert all(set(row) <= set(live) for row in hits)
+    overlap = np.mean([len(set(a) & set(b)) / len(b) for a, b in zip(hits, truth, strict=True)])
+    assert overlap >= 0.95
+
+
+@pytest.mark.parametrize("metric", ["cosine", "l2", "ip"])
+def test_removed_and_replaced_items_are_never_answered(metric: str) -> None:
+    index, live = filled(metric)
+    gone = [f"v{i}" for i in range(0, N, 7)]
+    index.apply(Batch("delete", gone, []))
+    for i in gone:
+        del live[i]
+    moved = [f"v{i}" for i in range(3, N, 11) if f"v{i}" in live]
+    flipped = np.stack([-live[i] for i in moved])
+    keys = list(range(N, N + len(moved)))
+    index.apply(Batch("add", moved, keys, flipped, [{}] * len(moved), [None] * len(moved)))
+    live.update(zip(moved, flipped, strict=True))
+    engine = engine_of(index)
+    assert engine.dead == len(gone) + len(moved)  # tombstones, not yet compacted
+    assert engine.size == N + len(moved)
+    assert index.count == len(live)
+    agrees(index, live, metric)
+    np.testing.assert_allclose(index.vectors_of(moved[:5]), flipped[:5])
+    # The old place of a moved item is never its answer: its new vector is.
+    (hits,) = index.search(flipped[:1], 1)
+    assert hits[0].id == moved[0]
+
+
+def test_tombstones_are_compacted_once_they_outnumber_the_live() -> None:
+    index, live = filled()
+    first = [f"v{i}" for i in range(N // 2)]
+    index.apply(Batch("delete", first, []))
+    for i in first:
+        del live[i]
+    engine = engine_of(index)
+    assert engine.dead == N // 2 and engine.size == N  # as many dead as live: kept
+    index.apply(Batch("delete", ["v2999"], []))
+    del live["v2999"]
+    assert engine.dead == 0 and engine.size == len(live) == N // 2 - 1  # rebuilt from the live
+    agrees(index, live)
+    more = clustered(10, DIM, seed=22)
+    index.apply(
+        Batch("add", [f"n{i}" for i in range(10)], list(range(N, N + 10)), more, [{}] * 10, [None] * 10)
+    )
+    live.update({f"n{i}": more[i] for i in range(10)})
+    agrees(index, live)
+    assert COMPACT_MIN <= N // 2
+
+
+def test_a_graph_smaller_than_the_compaction_floor_keeps_its_tombstones() -> None:
+    index, live = filled()
+    keep = [f"v{i}" for i in range(5)]
+    gone = [i for i in live if i not in keep][: COMPACT_MIN - 1]
+    index.apply(Batch("delete", gone, []))
+    engine = engine_of(index)
+    assert engine.dead == COMPACT_MIN - 1
+    assert index.count == N - len(gone)
+    # k past the live count: every live item once, no tombstone, no padding.
+    only = VectorIndex.empty(spec("faiss", dim=DIM))
+    data = clustered(8, DIM, seed=23)
+    only.apply(Batch("add", [f"o{i}" for i in range(8)], list(range(8)), data, [{}] * 8, [None] * 8))
+    only.apply(Batch("delete", ["o1", "o2", "o3"], []))
+    (hits,) = only.search(data[:1], 50)
+    assert sorted(h.id for h in hits) == ["o0", "o4", "o5", "o6", "o7"]
+
+
+def test_a_snapshot_keeps_the_tombstones_and_takes_new_items(tmp_path: Path) -> None:
+    index, live = filled()
+    gone = [f"v{i}" for i in range(1, N, 5)]
+    index.apply(Batch("delete", gone, []))
+    for i in gone:
+        del live[i]
+    files, state = index.save(tmp_path / "snap")
+    assert sorted(files) == ["faiss", "npz"]
+    loaded = VectorIndex.load(spec("faiss", dim=DIM), files, state)
+    assert engine_of(loaded).dead == len(gone) and loaded.count == len(live)
+    queries = np.stack([live["v0"], live["v2"], live["v2998"]])
+    assert [[h.id for h in row] for row in loaded.search(queries, 5)] == [
+        [h.id for h in row] for row in index.search(queries, 5)
+    ]
+    agrees(loaded, live)
+    loaded.apply(Batch("add", ["z"], [10**6], -live["v0"][None, :], [{}], [None]))
+    assert loaded.search(-live["v0"][None, :], 1)[0][0].id == "z"
+
+
+def test_a_snapshot_whose_files_disagree_is_refused(tmp_path: Path) -> None:
+    index, _ = filled()
+    files, _ = index.save(tmp_path / "a")
+    other = VectorIndex.empty(spec("faiss", dim=DIM))
+    data = clustered(10, DIM, seed=24)
+    other.apply(Batch("add", [f"o{i}" for i in range(10)], list(range(10)), data, [{}] * 10, [None] * 10))
+    theirs, _ = other.save(tmp_path / "b")
+    mixed = {"faiss": files["faiss"], "npz": theirs["npz"]}
+    with pytest.raises(ValueError, match="holds 3000 vectors but 10 keys"):
+        FaissGraph(DIM, "cosine", 16, 128, 128).load(mixed)
