@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from lakehouse.client.vectors import arrow_stream, base64_vector
 from lakehouse.errors import InvalidRequest
-from lakehouse.vectors.wire import items_of_arrow, vector_of_base64
+from lakehouse.vectors.wire import items_of_arrow, rows_of_base64, vector_of_base64
 
 IDS = st.text(min_size=1, max_size=20)
 FLOATS = st.floats(width=32, allow_nan=False, allow_infinity=False)
@@ -49,6 +49,30 @@ def test_what_the_client_writes_the_server_reads_back_exactly(
 def test_base64_vectors_round_trip_bit_for_bit(values: list[float]) -> None:
     vector = np.array(values, dtype=np.float32)
     assert np.array_equal(vector_of_base64(base64_vector(vector)), vector)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(FLOATS, min_size=1, max_size=6), min_size=1, max_size=8))
+def test_a_batch_decoded_at_once_equals_each_decoded_alone(rows: list[list[float]]) -> None:
+    texts = [base64_vector(np.array(row, dtype=np.float32)) for row in rows]
+    at_once = rows_of_base64(texts)
+    alone = [vector_of_base64(text) for text in texts]
+    if at_once is None:
+        # Only when the rows differ in length or pad: then each is decoded (and judged) alone.
+        assert len({len(t) for t in texts}) > 1 or any("=" in t for t in texts)
+    else:
+        assert at_once.shape == (len(rows), len(rows[0]))
+        assert all(np.array_equal(mine, theirs) for mine, theirs in zip(at_once, alone, strict=True))
+
+
+def test_a_batch_with_one_bad_vector_is_left_to_the_one_by_one_decoding() -> None:
+    good = base64_vector(np.ones(3, dtype=np.float32))  # 12 bytes, 16 characters, no padding
+    assert rows_of_base64([good, good]) is not None
+    assert rows_of_base64([good, "a-b_" * 4]) is None  # not base64
+    assert rows_of_base64([good, good[:-4] + "AA=="]) is None  # padded: 10 bytes, not 12
+    assert rows_of_base64([good, good + "AAAA"]) is None  # another length
+    assert rows_of_base64([base64.b64encode(b"123456").decode()] * 2) is None  # 6 bytes a row: not float32s
+    assert rows_of_base64([]) is None
 
 
 def _sample_stream() -> bytes:

@@ -50,32 +50,20 @@ def hits_arrow(found: list[list[Hit]]) -> bytes:
     """Every query's hits as one uncompressed Arrow IPC stream (see the module's columns)."""
     import pyarrow as pa
 
-    queries: list[int] = []
-    ids: list[str] = []
-    scores: list[float] = []
-    metadata: list[str] = []
-    texts: list[str | None] = []
-    ranks: dict[str, list[int | None]] = {by: [] for by in RANKINGS}
-    by_score: dict[str, list[float | None]] = {by: [] for by in RANKINGS}
-    for query, hits in enumerate(found):
-        queries.extend([query] * len(hits))
-        for hit in hits:
-            ids.append(hit.id)
-            scores.append(hit.score)
-            metadata.append(_metadata_json(hit.metadata))
-            texts.append(hit.text)
-            for by in RANKINGS:
-                ranks[by].append(hit.ranks.get(by))
-                by_score[by].append(hit.scores.get(by))
+    queries = [query for query, hits in enumerate(found) for _ in hits]
+    hits = [hit for query_hits in found for hit in query_hits]
     columns = [
         pa.array(queries, pa.int32()),
-        pa.array(ids, pa.string()),
-        pa.array(scores, pa.float64()),
-        pa.array(metadata, pa.string()),
-        pa.array(texts, pa.string()),
+        pa.array([hit.id for hit in hits], pa.string()),
+        pa.array([hit.score for hit in hits], pa.float64()),
+        pa.array([_metadata_json(hit.metadata) for hit in hits], pa.string()),
+        pa.array([hit.text for hit in hits], pa.string()),
     ]
     for by in RANKINGS:
-        columns += [pa.array(ranks[by], pa.int32()), pa.array(by_score[by], pa.float64())]
+        columns += [
+            pa.array([hit.ranks.get(by) for hit in hits], pa.int32()),
+            pa.array([hit.scores.get(by) for hit in hits], pa.float64()),
+        ]
     batch = pa.record_batch(columns, schema=schema())
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, batch.schema) as writer:

@@ -109,14 +109,12 @@ class FaissGraph:
         if self.dead:
             params.sel = self._selector()
         distances, positions = self.index.search(self._prepared(queries), k, params=params)
-        found: list[Found] = []
-        for row in range(len(queries)):
-            at = positions[row]
-            kept = at >= 0
-            near = distances[row][kept]
-            # hnswlib and usearch report 1 - similarity for cosine and ip; faiss the similarity.
-            found.append((self.labels[at[kept]], near if self.metric == "l2" else (1.0 - near)))
-        return found
+        if self.metric != "l2":
+            distances = 1.0 - distances  # hnswlib and usearch report 1 - similarity; faiss the similarity
+        keys = self.labels[np.maximum(positions, 0)]
+        if (positions >= 0).all():
+            return list(zip(keys, distances, strict=True))
+        return [(keys[row][at >= 0], distances[row][at >= 0]) for row, at in enumerate(positions)]
 
     def get(self, keys: Keys) -> Vectors:
         rows = np.fromiter((self.positions[key] for key in keys.tolist()), dtype=np.int64, count=len(keys))

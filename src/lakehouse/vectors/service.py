@@ -345,7 +345,7 @@ class VectorService:
     async def search(
         self,
         name: str,
-        vectors: Sequence[Vector] | None = None,
+        vectors: Sequence[Vector] | Vectors | None = None,
         text: str | None = None,
         k: int = 10,
         where: dict[str, Any] | None = None,

