@@ -139,3 +139,15 @@ def test_a_snapshot_whose_files_disagree_is_refused(tmp_path: Path) -> None:
     mixed = {"faiss": files["faiss"], "npz": theirs["npz"]}
     with pytest.raises(ValueError, match="holds 3000 vectors but 10 keys"):
         FaissGraph(DIM, "cosine", 16, 128, 128).load(mixed)
+
+
+def test_a_key_linked_again_answers_only_with_its_new_vector() -> None:
+    graph = FaissGraph(4, "cosine", 16, 64, 64)
+    basis = np.eye(4, dtype=np.float32)
+    graph.add(np.array([1, 2], dtype=np.uint64), basis[:2])
+    graph.add(np.array([1], dtype=np.uint64), basis[2:3])
+    keys, distances = graph.search(basis[:1], 3, 0)[0]
+    # Both are orthogonal to the query now: its old vector, the query itself, is never answered.
+    assert sorted(keys.tolist()) == [1, 2] and distances.tolist() == pytest.approx([1.0, 1.0])
+    np.testing.assert_array_equal(graph.get(np.array([1], dtype=np.uint64)), basis[2:3])
+    assert graph.dead == 1

@@ -73,7 +73,10 @@ class FaissGraph:
         self._grow(self.size + more)
 
     def add(self, keys: Keys, vectors: Vectors) -> None:
+        """Link vectors under keys; a key already here has its old node made a tombstone first."""
         vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(keys), self.dim)
+        if not self.positions.keys().isdisjoint(keys.tolist()):
+            self.remove(np.array([key for key in keys.tolist() if key in self.positions], dtype=np.uint64))
         start = self.size
         self._grow(start + len(keys))
         end = start + len(keys)
