@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lakehouse.vectors.faiss_engine import COMPACT_MIN, FaissGraph
+from lakehouse.vectors.faiss_engine import FaissGraph
 from lakehouse.vectors.index import VectorIndex
 from lakehouse.vectors.records import Batch
 from tests.test_vectors import clustered
@@ -82,7 +82,13 @@ def test_tombstones_are_compacted_once_they_outnumber_the_live() -> None:
     assert engine.dead == N // 2 and engine.size == N  # as many dead as live: kept
     index.apply(Batch("delete", ["v2999"], []))
     del live["v2999"]
-    assert engine.dead == 0 and engine.size == len(live) == N // 2 - 1  # rebuilt from the live
+    # Emptied, its live vectors pending: answered exactly until linked back.
+    assert engine.size == 0 and index.pending == index.count == len(live) == N // 2 - 1
+    agrees(index, live)
+    assert index.link_pending(1000) == len(live) - 1000  # a slice at a time
+    agrees(index, live)
+    assert index.link_pending(len(live)) == 0
+    assert engine.dead == 0 and engine.size == len(live)  # rebuilt from the live
     agrees(index, live)
     more = clustered(10, DIM, seed=22)
     index.apply(
@@ -90,24 +96,55 @@ def test_tombstones_are_compacted_once_they_outnumber_the_live() -> None:
     )
     live.update({f"n{i}": more[i] for i in range(10)})
     agrees(index, live)
-    assert COMPACT_MIN <= N // 2
 
 
-def test_a_graph_smaller_than_the_compaction_floor_keeps_its_tombstones() -> None:
+def test_an_index_emptied_and_filled_again_answers_with_every_item() -> None:
+    index = VectorIndex.empty(spec("faiss", dim=DIM))
+    first = clustered(1000, DIM, seed=30)
+    ids = [f"v{i}" for i in range(1000)]
+    index.apply(Batch("add", ids, list(range(1000)), first, [{}] * 1000, [None] * 1000))
+    index.apply(Batch("delete", ids, []))
+    data = clustered(5, DIM, seed=23)
+    index.apply(Batch("add", [f"o{i}" for i in range(5)], list(range(N, N + 5)), data, [{}] * 5, [None] * 5))
+    queries = clustered(200, DIM, seed=25)
+    assert all(sorted(h.id for h in hits) == [f"o{i}" for i in range(5)] for hits in index.search(queries, 5))
+    assert sorted(h.id for h in index.search(queries[:1], 50)[0]) == [f"o{i}" for i in range(5)]
+
+
+def test_half_removed_an_index_still_answers_k_equal_to_its_count() -> None:
     index, live = filled()
-    keep = [f"v{i}" for i in range(5)]
-    gone = [i for i in live if i not in keep][: COMPACT_MIN - 1]
+    gone = [f"v{i}" for i in range(0, N, 2)]
     index.apply(Batch("delete", gone, []))
+    assert engine_of(index).dead == len(gone) == index.count  # as many dead as live: not compacted
+    queries = clustered(20, DIM, seed=26)
+    found = index.search(queries, index.count)
+    assert all(sorted(h.id for h in hits) == sorted(set(live) - set(gone)) for hits in found)
+
+
+def test_searches_only_read_the_live_bitmap_the_writers_made() -> None:
+    # faiss's selector points into the bitmap: a search that made or replaced it
+    # could free the one a concurrent search is still walking with.
+    index, _ = filled()
     engine = engine_of(index)
-    assert engine.dead == COMPACT_MIN - 1
-    assert index.count == N - len(gone)
-    # k past the live count: every live item once, no tombstone, no padding.
-    only = VectorIndex.empty(spec("faiss", dim=DIM))
-    data = clustered(8, DIM, seed=23)
-    only.apply(Batch("add", [f"o{i}" for i in range(8)], list(range(8)), data, [{}] * 8, [None] * 8))
-    only.apply(Batch("delete", ["o1", "o2", "o3"], []))
-    (hits,) = only.search(data[:1], 50)
-    assert sorted(h.id for h in hits) == ["o0", "o4", "o5", "o6", "o7"]
+    assert engine._bitmap is None  # nothing dead, no selector
+    index.apply(Batch("delete", ["v1", "v2"], []))
+    made = engine._bitmap
+    assert made is not None
+    index.search(clustered(30, DIM, seed=27), 10)
+    index.search_at_once(clustered(1, DIM, seed=28)[0], 10)
+    assert engine._bitmap is made
+
+
+@pytest.mark.parametrize("scale", [1e-23, 1e20])
+def test_cosine_ranks_tiny_and_huge_vectors_as_their_directions(scale: float) -> None:
+    data = clustered(300, DIM, seed=29)
+    index = VectorIndex.empty(spec("faiss", dim=DIM))
+    scaled = (data.astype(np.float64) * scale).astype(np.float32)
+    index.apply(
+        Batch("add", [f"v{i}" for i in range(300)], list(range(300)), scaled, [{}] * 300, [None] * 300)
+    )
+    (hits,) = index.search(scaled[[7]], 3)
+    assert hits[0].id == "v7" and hits[0].score == pytest.approx(1.0, abs=1e-5)
 
 
 def test_a_snapshot_keeps_the_tombstones_and_takes_new_items(tmp_path: Path) -> None:

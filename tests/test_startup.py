@@ -141,7 +141,7 @@ events = []
 
 class Linked(logging.Handler):  # the log line of a finished link of replayed vectors
     def emit(self, record):
-        if "replayed vectors linked" in record.getMessage():
+        if "pending vectors linked" in record.getMessage():
             events.append("linked")
 
 class Watch:  # the warm-up's first import, and what the index was doing then

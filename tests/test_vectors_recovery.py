@@ -273,3 +273,32 @@ async def test_an_index_keeps_the_engine_it_was_created_with(tmp_path: Path, oll
     (hits,) = await later.search("old", [data[7].tolist()], k=1)
     assert hits[0].id == "v7"
     await later.close()
+
+
+async def test_a_compacted_graph_answers_meanwhile_and_is_linked_again_in_the_background(
+    tmp_path: Path, ollama: FakeOllama
+) -> None:
+    parts = opened(tmp_path, ollama)
+    svc = await start(parts)
+    await svc.create("c", 16)
+    data = clustered(1200, 16, seed=12)
+    await svc.add("c", items(data))
+    await svc.add("c", items(-data[:600]))  # upserts: 600 tombstones, 1,200 live
+    live = svc._live["c"]
+    engine = live.index.graph.engine
+    assert (engine.size, engine.dead, live.index.pending) == (1800, 600, 0)  # type: ignore[attr-defined]
+    # 600 more: the tombstones outnumber the 600 untouched, which go pending while the graph is rebuilt.
+    await svc.add("c", items(-data[600:], start=600))
+    (hits,) = await svc.search("c", [(-data[5]).tolist()], k=1)  # answered at once, exactly
+    assert hits[0].id == "v5"
+    await until(lambda: live.index.pending == 0)
+    engine = live.index.graph.engine
+    assert (engine.size, engine.dead, live.index.count) == (1200, 0, 1200)  # type: ignore[attr-defined]
+    found = await svc.search("c", [(-data[5]).tolist(), (-data[900]).tolist()], k=1)
+    assert [hits[0].id for hits in found] == ["v5", "v900"]
+    await svc.close()
+    again = await start(parts)  # the snapshot after relinking, and the log, give the same index
+    assert again.info("c")["count"] == 1200
+    (hits,) = await again.search("c", [(-data[7]).tolist()], k=1)
+    assert hits[0].id == "v7"
+    await again.close()

@@ -5,9 +5,19 @@ measurement") it built and searched fastest of the three HNSW engines at the
 same graph parameters and recall. Its graph cannot delete, so a removed key's
 node stays as a tombstone: still walked through, so the graph stays as well
 connected as it was built, but never answered, because every search that
-could meet one passes faiss a bitmap of the live positions. When tombstones
-outnumber the live nodes (and are at least `COMPACT_MIN`), the graph is
-rebuilt from the live vectors, so its size stays within twice the index's.
+could meet one passes faiss a bitmap of the live positions. faiss still
+counts tombstones in its walk's bounded queue, so near many of them a walk
+can end with fewer than k live hits: such queries are walked again deeper,
+and `Graph.search` scans exactly whatever is still short. Once tombstones
+outnumber the live nodes the graph is `compactable`: `Graph` then empties it
+and moves the live vectors to its pending set, searchable exactly at once and
+linked back in the background a slice at a time, so the rebuild never holds
+the index for longer than one slice and the graph stays within twice the
+index's size.
+
+The bitmap is made by the writers (under the index's write lock) and only
+read by searches: faiss's selector holds a bare pointer into it, so a search
+keeps its own reference to both until faiss returns.
 
 faiss numbers vectors by position (0, 1, ...); the index's keys are mapped
 onto positions here. The vectors are also kept here as given, one row per
@@ -29,8 +39,6 @@ from lakehouse.vectors.records import Vectors
 
 Keys = npt.NDArray[np.uint64]
 Found = tuple[Keys, npt.NDArray[np.float32]]
-# Rebuild the graph once this many tombstones, and more than the live nodes, are in it.
-COMPACT_MIN = 1024
 # Room made for positions at a time, at least (then growth by half).
 MIN_CAPACITY = 1024
 
@@ -54,7 +62,8 @@ class FaissGraph:
         self.alive = np.zeros(0, dtype=bool)
         self.positions: dict[int, int] = {}
         self.dead = 0
-        self._bitmap: Any = None  # the live positions packed for faiss, kept until they change
+        # The live positions packed for faiss, and its selector over them; None while nothing is dead.
+        self._bitmap: tuple[npt.NDArray[np.uint8], Any] | None = None
 
     def _new(self) -> Any:
         faiss = _faiss()
@@ -68,6 +77,16 @@ class FaissGraph:
     def size(self) -> int:
         """Positions in the graph, tombstones included."""
         return int(self.index.ntotal)
+
+    @property
+    def count(self) -> int:
+        """Live keys in the graph."""
+        return len(self.positions)
+
+    def live(self) -> tuple[Keys, Vectors]:
+        """Every live key and its vector, in position order."""
+        at = np.flatnonzero(self.alive[: self.size])
+        return self.labels[at], self.store[at]
 
     def reserve(self, more: int) -> None:
         self._grow(self.size + more)
@@ -85,16 +104,27 @@ class FaissGraph:
         self.alive[start:end] = True
         self.index.add(self._prepared(vectors))
         self.positions.update(zip(keys.tolist(), range(start, end), strict=True))
-        self._bitmap = None
+        self._mark()
 
     def remove(self, keys: Keys) -> None:
         for key in keys.tolist():
             position = self.positions.pop(key)
             self.alive[position] = False
             self.dead += 1
-        self._bitmap = None
-        if self.dead >= COMPACT_MIN and self.dead > len(self.positions):
-            self._rebuild()
+        self._mark()
+
+    @property
+    def compactable(self) -> bool:
+        """Whether tombstones outnumber the live nodes (rebuilding then costs less than they did)."""
+        return self.dead > len(self.positions)
+
+    def clear(self) -> None:
+        """Drop every node, live or not: an empty graph."""
+        self.index = self._new()
+        self.store = np.zeros((0, self.dim), dtype=np.float32)
+        self.labels = np.zeros(0, dtype=np.uint64)
+        self.alive = np.zeros(0, dtype=bool)
+        self.positions, self.dead, self._bitmap = {}, 0, None
 
     def search(self, queries: Vectors, k: int, threads: int) -> list[Found]:
         """Per query, up to k live (key, distance) pairs, nearest first.
@@ -106,12 +136,15 @@ class FaissGraph:
         if k <= 0:
             empty: Found = (np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.float32))
             return [empty for _ in range(len(queries))]
-        faiss = _faiss()
-        params = faiss.SearchParametersHNSW()
-        params.efSearch = max(self.ef_search, k)
-        if self.dead:
-            params.sel = self._selector()
-        distances, positions = self.index.search(self._prepared(queries), k, params=params)
+        prepared = self._prepared(queries)
+        bitmap = self._bitmap  # held until faiss returns: the selector points into it
+        distances, positions = self._walk(prepared, k, max(self.ef_search, k), bitmap)
+        if bitmap is not None:
+            short = np.flatnonzero((positions < 0).any(axis=1))
+            if len(short):
+                # Tombstones filled the walk's queue: walk again, deeper by their share.
+                ef = min(self.size, max(self.ef_search, k) * 4 * -(-self.size // len(self.positions)))
+                distances[short], positions[short] = self._walk(prepared[short], k, ef, bitmap)
         if self.metric != "l2":
             distances = 1.0 - distances  # hnswlib and usearch report 1 - similarity; faiss the similarity
         keys = self.labels[np.maximum(positions, 0)]
@@ -150,23 +183,41 @@ class FaissGraph:
         live = np.flatnonzero(self.alive)
         self.positions = dict(zip(self.labels[live].tolist(), live.tolist(), strict=True))
         self.dead = len(keys) - len(live)
-        self._bitmap = None
+        self._mark()
+
+    def _walk(
+        self, prepared: Vectors, k: int, ef: int, bitmap: tuple[npt.NDArray[np.uint8], Any] | None
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+        """faiss's search: distances and positions (-1 past the hits found), live positions only."""
+        params = _faiss().SearchParametersHNSW()
+        params.efSearch = ef
+        if bitmap is not None:
+            params.sel = bitmap[1]
+        distances, positions = self.index.search(prepared, k, params=params)
+        return distances, positions
 
     def _prepared(self, vectors: Vectors) -> Vectors:
-        """Vectors as faiss takes them: contiguous float32, unit length for cosine (zero stays zero)."""
+        """Vectors as faiss takes them: contiguous float32, unit length for cosine (zero stays zero).
+
+        The norm is taken in float64: in float32 it underflows to 0 for components
+        near 1e-23 and overflows for ones near 1e20, both finite float32 values.
+        """
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if self.metric != "cosine":
             return vectors
-        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-        return np.ascontiguousarray(vectors / (norms + np.float32(1e-30)), dtype=np.float32)
+        wide = vectors.astype(np.float64)
+        norms = np.linalg.norm(wide, axis=1, keepdims=True)
+        unit = np.divide(wide, norms, out=np.zeros_like(wide), where=norms > 0)
+        return np.ascontiguousarray(unit, dtype=np.float32)
 
-    def _selector(self) -> Any:
-        """A faiss selector of the live positions (it reads the bitmap kept on `self`)."""
-        if self._bitmap is None:
-            faiss = _faiss()
-            bits = np.packbits(self.alive[: self.size], bitorder="little")
-            self._bitmap = (bits, faiss.IDSelectorBitmap(len(bits), faiss.swig_ptr(bits)))
-        return self._bitmap[1]
+    def _mark(self) -> None:
+        """Pack the live positions for faiss's selector (writers only; None while nothing is dead)."""
+        if not self.dead:
+            self._bitmap = None
+            return
+        faiss = _faiss()
+        bits = np.packbits(self.alive[: self.size], bitorder="little")
+        self._bitmap = (bits, faiss.IDSelectorBitmap(len(bits), faiss.swig_ptr(bits)))
 
     def _grow(self, need: int) -> None:
         if need <= len(self.labels):
@@ -178,15 +229,3 @@ class FaissGraph:
         size = self.size
         store[:size], labels[:size], alive[:size] = self.store[:size], self.labels[:size], self.alive[:size]
         self.store, self.labels, self.alive = store, labels, alive
-
-    def _rebuild(self) -> None:
-        """A new graph of the live vectors only, positions renumbered."""
-        live = np.flatnonzero(self.alive[: self.size])
-        keys, vectors = self.labels[live].copy(), self.store[live].copy()
-        self.index = self._new()
-        self.store = np.zeros((0, self.dim), dtype=np.float32)
-        self.labels = np.zeros(0, dtype=np.uint64)
-        self.alive = np.zeros(0, dtype=bool)
-        self.positions, self.dead, self._bitmap = {}, 0, None
-        if len(keys):
-            self.add(keys, vectors)

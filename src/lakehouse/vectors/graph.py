@@ -76,6 +76,20 @@ class Backend(Protocol):
     def get(self, keys: Keys) -> Vectors:
         """The stored vectors of these keys, as float32 rows."""
 
+    @property
+    def count(self) -> int:
+        """How many keys the graph holds."""
+
+    def live(self) -> tuple[Keys, Vectors]:
+        """Every key the graph holds and its vector (for the exact scan of a short answer)."""
+
+    @property
+    def compactable(self) -> bool:
+        """Whether the graph would be better rebuilt from its live vectors (see `Graph.remove`)."""
+
+    def clear(self) -> None:
+        """Drop every key: an empty graph."""
+
     def reserve(self, more: int) -> None:
         """Make room for `more` keys at once, rather than growing as they come."""
 
@@ -90,14 +104,15 @@ class UsearchGraph:
     """usearch: the engine for quantised (f16, i8) indexes."""
 
     def __init__(self, dim: int, metric: str, dtype: str, connectivity: int, ef_add: int, ef_search: int):
-        self.index = Index(
-            ndim=dim,
-            metric=METRICS[metric],
-            dtype=dtype,
-            connectivity=connectivity,
-            expansion_add=ef_add,
-            expansion_search=ef_search,
-        )
+        self.options: dict[str, Any] = {
+            "ndim": dim,
+            "metric": METRICS[metric],
+            "dtype": dtype,
+            "connectivity": connectivity,
+            "expansion_add": ef_add,
+            "expansion_search": ef_search,
+        }
+        self.index = Index(**self.options)
 
     def add(self, keys: Keys, vectors: Vectors) -> None:
         self.index.add(keys, vectors, threads=THREADS)
@@ -111,6 +126,21 @@ class UsearchGraph:
     def get(self, keys: Keys) -> Vectors:
         rows: Any = self.index.get(keys, dtype="f32")
         return np.vstack(rows).astype(np.float32).reshape(len(keys), -1)
+
+    @property
+    def count(self) -> int:
+        return len(self.index)
+
+    def live(self) -> tuple[Keys, Vectors]:
+        keys = np.asarray(self.index.keys, dtype=np.uint64)
+        return keys, self.get(keys) if len(keys) else np.zeros((0, self.index.ndim), dtype=np.float32)
+
+    @property
+    def compactable(self) -> bool:
+        return False  # usearch frees a removed key's node itself
+
+    def clear(self) -> None:
+        self.index = Index(**self.options)
 
     def reserve(self, more: int) -> None:
         """Nothing to do: usearch's Python index grows its own capacity as keys arrive."""
@@ -195,6 +225,23 @@ class HnswGraph:
         rows = np.fromiter((self.rows[key] for key in keys.tolist()), dtype=np.int64, count=len(keys))
         return self.store[rows]
 
+    @property
+    def count(self) -> int:
+        return len(self.rows)
+
+    def live(self) -> tuple[Keys, Vectors]:
+        keys = np.fromiter(self.rows, dtype=np.uint64, count=len(self.rows))
+        rows = np.fromiter(self.rows.values(), dtype=np.int64, count=len(self.rows))
+        return keys, self.store[rows]
+
+    @property
+    def compactable(self) -> bool:
+        return False  # hnswlib reuses a removed key's node for the next one added
+
+    def clear(self) -> None:
+        self.index = self._new(HNSW_MIN_CAPACITY)
+        self.store, self.rows, self.free = np.zeros((0, self.dim), dtype=np.float32), {}, []
+
     def save(self, stem: Path) -> Files:
         graph, vectors = stem.with_suffix(".hnsw"), stem.with_suffix(".npz")
         self.index.save_index(str(graph))
@@ -273,10 +320,31 @@ class Graph:
             in_graph = keys[~waiting]
         if len(in_graph):
             self.engine.remove(in_graph)
+        if self.engine.compactable:
+            # Rebuilt from the live vectors through the pending set: searchable
+            # exactly at once, linked back by `drain` a slice at a time.
+            keys, vectors = self.engine.live()
+            self.engine.clear()
+            if len(keys):
+                self._fresh.append((keys, vectors))
+                self._waiting.update(keys.tolist())
 
     def search(self, queries: Vectors, k: int, threads: int) -> list[Found]:
-        """Per query, the k nearest keys among graph and pending, nearest first."""
+        """Per query, the k nearest keys among graph and pending, nearest first.
+
+        A query the graph answers with fewer than k of its keys (or all it
+        holds, when fewer) is answered by an exact scan of the graph's
+        vectors instead: HNSW walks can end short after many deletions.
+        """
         found = self.engine.search(queries, k, threads)
+        want = min(k, self.engine.count)
+        short = [row for row, (keys, _) in enumerate(found) if len(keys) < want]
+        if short:
+            held = self.engine.live()
+            keys, distances = scan([held], np.asarray(queries)[short], want, self.metric, THREADS)
+            for at, row in enumerate(short):
+                kept = np.isfinite(distances[at])
+                found[row] = (keys[at][kept], distances[at][kept])
         chunks = self._settled()
         if not chunks:
             return found

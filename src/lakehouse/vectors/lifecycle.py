@@ -49,6 +49,7 @@ class LiveIndex:
     pending: int = 0
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     snapshotting: asyncio.Task[None] | None = None
+    linking: asyncio.Task[None] | None = None
     refreshing: asyncio.Task[None] | None = None
     sync: linked.SyncState = field(default_factory=linked.SyncState)
     # Set while the index loads from storage; `index` is then an empty stand-in.
@@ -99,11 +100,17 @@ class Lifecycle:
         self.refresh_keywords(live)
         if live.index.spec.source is not None:
             self.spawn(self._sync(name))
-        if live.index.pending:
-            self._links.append(self.spawn(self._link(live)))
+        self.start_linking(live)
+
+    def start_linking(self, live: LiveIndex) -> None:
+        """Link the index's pending vectors (replayed, or a compacted graph's) in the background."""
+        idle = live.linking is None or live.linking.done()
+        if live.index.pending and idle:
+            live.linking = self.spawn(self._link(live))
+            self._links = [task for task in self._links if not task.done()] + [live.linking]
 
     async def _link(self, live: LiveIndex) -> None:
-        """Link an index's replayed vectors into its graph, then snapshot so the next start is quick."""
+        """Link an index's pending vectors into its graph, then snapshot so the next start is quick."""
         started, total = time.perf_counter(), live.index.pending
         try:
             while await run_blocking(live.index.link_pending, LINK_SLICE):
@@ -111,10 +118,10 @@ class Lifecycle:
         except Exception:
             # Said now, not when the task is collected at exit (`_links` keeps it). The
             # vectors stay pending, searched exactly; the log still holds them.
-            log.exception("index %s: linking %d replayed vectors failed", live.index.spec.name, total)
+            log.exception("index %s: linking %d pending vectors failed", live.index.spec.name, total)
             return
         log.info(
-            "index %s: %d replayed vectors linked in %.0f ms",
+            "index %s: %d pending vectors linked in %.0f ms",
             live.index.spec.name,
             total,
             (time.perf_counter() - started) * 1000,

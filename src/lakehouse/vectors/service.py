@@ -339,6 +339,7 @@ class VectorService:
             await run_blocking(live.index.apply, batch)
             live.pending += max(len(batch.ids), 1)
         self._lifecycle.refresh_keywords(live)
+        self._lifecycle.start_linking(live)  # a graph compacted by this change relinks its live vectors
         if live.pending >= self.config.snapshot_every:
             self._lifecycle.start_snapshot(live)
 
