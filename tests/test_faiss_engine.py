@@ -188,3 +188,26 @@ def test_a_key_linked_again_answers_only_with_its_new_vector() -> None:
     assert sorted(keys.tolist()) == [1, 2] and distances.tolist() == pytest.approx([1.0, 1.0])
     np.testing.assert_array_equal(graph.get(np.array([1], dtype=np.uint64)), basis[2:3])
     assert graph.dead == 1
+
+
+def test_no_compaction_while_a_compaction_relinks() -> None:
+    # Compacting again would throw back what the relink had linked so far: under steady
+    # upserts the index would stay unlinked, and unsnapshotted, for as long as they came.
+    index, live = filled()
+    gone = [f"v{i}" for i in range(N // 2 + 1)]
+    index.apply(Batch("delete", gone, []))
+    for i in gone:
+        del live[i]
+    assert index.pending == len(live) == 1499
+    assert index.link_pending(1000) == 499
+    linked = [i for i in live if i not in {f"v{n}" for n in range(N - 499, N)}][:600]
+    moved = clustered(600, DIM, seed=34)
+    index.apply(Batch("add", linked, list(range(N, N + 600)), moved, [{}] * 600, [None] * 600))
+    live.update(zip(linked, moved, strict=True))
+    engine = engine_of(index)
+    assert engine.dead > engine.count - 600  # compactable by its own count
+    assert index.pending == 499  # but left alone while the relink runs
+    agrees(index, live)
+    while index.link_pending(1000):
+        pass
+    agrees(index, live)

@@ -302,3 +302,24 @@ async def test_a_compacted_graph_answers_meanwhile_and_is_linked_again_in_the_ba
     (hits,) = await again.search("c", [(-data[7]).tolist()], k=1)
     assert hits[0].id == "v7"
     await again.close()
+
+
+async def test_an_index_deleted_while_it_relinks_leaves_nothing_in_storage(
+    tmp_path: Path, ollama: FakeOllama
+) -> None:
+    parts = opened(tmp_path, ollama)
+    svc = await start(parts)
+    await svc.create("gone", 16)
+    data = clustered(20000, 16, seed=13)
+    await svc.add("gone", items(data[:10000]))
+    await svc.add("gone", items(data[10000:], start=10000))
+    for start_at in (0, 5000, 10000, 15000):  # upserts: the last makes tombstones outnumber the live
+        await svc.add("gone", items(-data[start_at : start_at + 5000], start=start_at))
+    live = svc._live["gone"]
+    assert live.index.pending and live.linking is not None
+    await svc.delete("gone")
+    await svc._lifecycle.wait_settled()
+    await asyncio.sleep(0.2)
+    objects, _ = await parts[1].list(VECTORS_PREFIX + "gone/")
+    assert objects == []
+    await svc.close()

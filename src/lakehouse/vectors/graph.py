@@ -320,9 +320,10 @@ class Graph:
             in_graph = keys[~waiting]
         if len(in_graph):
             self.engine.remove(in_graph)
-        if self.engine.compactable:
+        if self.engine.compactable and not self._waiting:
             # Rebuilt from the live vectors through the pending set: searchable
-            # exactly at once, linked back by `drain` a slice at a time.
+            # exactly at once, linked back by `drain` a slice at a time. Never
+            # while a relink runs: it would throw back what that linked so far.
             keys, vectors = self.engine.live()
             self.engine.clear()
             if len(keys):

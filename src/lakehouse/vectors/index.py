@@ -235,7 +235,9 @@ class VectorIndex:
                 return None
             if not self.keys:
                 return []
-            keys, distances = self.graph.search(query.reshape(1, -1), k, threads=1)[0]
+            keys, distances = self.graph.engine.search(query.reshape(1, -1), k, threads=1)[0]
+            if len(keys) < min(k, self.graph.engine.count):
+                return None  # a short walk: the exact scan that completes it is a worker thread's
             return self._hits(keys, distances)
 
     def keyword_search(self, query: str, k: int, where: Node = MATCH_ALL) -> list[Hit]:

@@ -137,9 +137,11 @@ class Lifecycle:
                     self.start_snapshot(live)
 
     def start_snapshot(self, live: LiveIndex) -> None:
-        """Snapshot in the background, unless one runs, nothing changed or vectors wait to be linked."""
+        """Snapshot in the background, unless one runs, nothing changed, vectors wait to be linked
+        or the index was deleted."""
         idle = live.snapshotting is None or live.snapshotting.done()
-        if live.pending and not live.index.pending and idle:
+        current = self.indexes.get(live.index.spec.name) is live
+        if live.pending and not live.index.pending and idle and current:
             live.snapshotting = asyncio.create_task(self.snapshot(live))
 
     async def snapshot(self, live: LiveIndex) -> None:

@@ -272,9 +272,11 @@ class VectorService:
         async with live.lock:
             if self._live.get(name) is not live:
                 raise NotFound(f"no vector index named {name!r}", index=name)
-            for task in (live.snapshotting, live.refreshing):
+            if live.linking is not None:
+                live.linking.cancel()  # a deleted index is neither relinked nor snapshotted
+            for task in (live.linking, live.snapshotting, live.refreshing):
                 if task is not None:
-                    with contextlib.suppress(Exception):
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
                         await task
             await remove_index(self.store, live.index.spec)
             del self._live[name]
