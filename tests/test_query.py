@@ -255,6 +255,7 @@ async def test_views_follow_versions(lake: tuple[Ingester, QueryEngine]) -> None
     assert counts.rows == [[5, 50]]
 
 
+@module_loop
 async def test_views_a_query_does_not_name_are_still_listed_and_readable(
     lake: tuple[Ingester, QueryEngine],
 ) -> None:
