@@ -35,10 +35,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from lakehouse.vectors.records import Vectors
+from lakehouse.vectors.records import Found, Keys, Vectors
 
-Keys = npt.NDArray[np.uint64]
-Found = tuple[Keys, npt.NDArray[np.float32]]
 # Room made for positions at a time, at least (then growth by half).
 MIN_CAPACITY = 1024
 
@@ -52,18 +50,20 @@ def _faiss() -> Any:
 class FaissGraph:
     """Keyed float32 vectors in a faiss HNSW graph, with tombstones for removed keys."""
 
+    index: Any
+    # By position: the vector as given, its key, whether it is live.
+    store: Vectors
+    labels: Keys
+    alive: npt.NDArray[np.bool_]
+    positions: dict[int, int]  # key -> position, live keys only
+    dead: int
+    # The live positions packed for faiss, and its selector over them; None while nothing is dead.
+    _bitmap: tuple[npt.NDArray[np.uint8], Any] | None
+
     def __init__(self, dim: int, metric: str, connectivity: int, ef_add: int, ef_search: int):
         self.dim, self.metric = dim, metric
         self.connectivity, self.ef_add, self.ef_search = connectivity, ef_add, ef_search
-        self.index = self._new()
-        # By position: the vector as given, its key, whether it is live.
-        self.store: Vectors = np.zeros((0, dim), dtype=np.float32)
-        self.labels: Keys = np.zeros(0, dtype=np.uint64)
-        self.alive = np.zeros(0, dtype=bool)
-        self.positions: dict[int, int] = {}
-        self.dead = 0
-        # The live positions packed for faiss, and its selector over them; None while nothing is dead.
-        self._bitmap: tuple[npt.NDArray[np.uint8], Any] | None = None
+        self.clear()
 
     def _new(self) -> Any:
         faiss = _faiss()

@@ -25,17 +25,14 @@ from typing import Any, Literal, Protocol
 
 import hnswlib
 import numpy as np
-import numpy.typing as npt
 from usearch.compiled import MetricKind
 from usearch.index import BatchMatches, Index
 
 from lakehouse.vectors.faiss_engine import FaissGraph
 from lakehouse.vectors.pending import Chunk, Rows, coalesced, lookup, scan, without
-from lakehouse.vectors.records import Vectors
+from lakehouse.vectors.records import Found, Keys, Vectors
 
 Engine = Literal["faiss", "hnswlib", "usearch"]
-Keys = npt.NDArray[np.uint64]
-Found = tuple[Keys, npt.NDArray[np.float32]]
 
 METRICS: dict[str, MetricKind] = {"cosine": MetricKind.Cos, "l2": MetricKind.L2sq, "ip": MetricKind.IP}
 SPACES = {"cosine": "cosine", "l2": "l2", "ip": "ip"}

@@ -137,8 +137,7 @@ class Lifecycle:
                     self.start_snapshot(live)
 
     def start_snapshot(self, live: LiveIndex) -> None:
-        """Snapshot in the background, unless one runs, nothing changed, vectors wait to be linked
-        or the index was deleted."""
+        """Snapshot in the background, unless one runs, nothing changed, vectors wait or it was deleted."""
         idle = live.snapshotting is None or live.snapshotting.done()
         current = self.indexes.get(live.index.spec.name) is live
         if live.pending and not live.index.pending and idle and current:

@@ -36,6 +36,9 @@ _FRAME = struct.Struct("<4sIQI")
 ALIGN = 16
 
 Vectors = npt.NDArray[np.float32]
+Keys = npt.NDArray[np.uint64]
+# One query's answer from a graph engine: keys and their distances, nearest first.
+Found = tuple[Keys, npt.NDArray[np.float32]]
 
 
 class CorruptRecord(ValueError):
