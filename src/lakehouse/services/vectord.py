@@ -13,9 +13,10 @@ from lakehouse.runner import run_blocking
 from lakehouse.services.deps import Deps, DepsDep, deps_of
 from lakehouse.services.http import FastJSONResponse
 from lakehouse.services.negotiation import wants
-from lakehouse.vectors import Hit, NewItem
-from lakehouse.vectors.answers import hits_arrow
+from lakehouse.vectors import NewItem
+from lakehouse.vectors.answers import hits_arrow, hits_json
 from lakehouse.vectors.items import Vector
+from lakehouse.vectors.ranking import Answer
 from lakehouse.vectors.records import Vectors
 from lakehouse.vectors.wire import ARROW_STREAM, COLUMNS, items_of_arrow, rows_of_base64, vector_of_base64
 
@@ -286,7 +287,7 @@ async def search(name: str, request: Request) -> Response:
     body = await parse(request, SearchBody)
     given = body.vectors if body.vectors is not None else [body.vector] if body.vector is not None else None
     vectors = None if given is None else vectors_of(given)
-    found = await deps.vectors.search(name, vectors, body.text, body.k, body.filter, body.mode)
+    found = await deps.vectors.answer(name, vectors, body.text, body.k, body.filter, body.mode)
     if wants(request.headers.get("accept"), ARROW_STREAM):
         return Response(await run_blocking(hits_arrow, found), media_type=ARROW_STREAM)
     # Rendered directly: the hits are plain data, and skipping the response
@@ -295,25 +296,12 @@ async def search(name: str, request: Request) -> Response:
     # up the event loop.
     if body.vectors is not None:
         return Response(await run_blocking(_render_batch, found), media_type="application/json")
-    return FastJSONResponse({"hits": _hits(found[0])})
+    return FastJSONResponse({"hits": hits_json(found)[0]})
 
 
-def _render_batch(found: list[list[Hit]]) -> bytes:
+def _render_batch(found: Answer) -> bytes:
     """A batch's answer as JSON bytes."""
-    return bytes(FastJSONResponse({"results": [{"hits": _hits(hits)} for hits in found]}).body)
-
-
-def _hits(hits: list[Hit]) -> list[dict[str, Any]]:
-    out = []
-    for hit in hits:
-        row: dict[str, Any] = {"id": hit.id, "score": hit.score, "metadata": hit.metadata}
-        if hit.text is not None:
-            row["text"] = hit.text
-        row["found_by"] = [by for by in ("vector", "keyword") if by in hit.ranks]
-        row["ranks"] = hit.ranks
-        row["scores"] = hit.scores
-        out.append(row)
-    return out
+    return bytes(FastJSONResponse({"results": [{"hits": hits} for hits in hits_json(found)]}).body)
 
 
 @router.post("/index/{name}/sync", response_model=IndexInfo, summary="Catch up with the dataset")

@@ -1,4 +1,4 @@
-"""Search answers as an Arrow IPC stream: one row per hit, for clients that asked for it.
+"""Search answers rendered: as JSON values, or as an Arrow IPC stream of one row per hit.
 
 A batch of a thousand queries answers ten thousand hits. As JSON that is a
 megabyte and a half the server renders and compresses and the client parses
@@ -21,9 +21,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from lakehouse.vectors.index import Hit
-
-RANKINGS = ("vector", "keyword")
+from lakehouse.vectors.ranking import RANKINGS, Answer
 
 
 def schema() -> Any:
@@ -46,24 +44,45 @@ def _metadata_json(metadata: dict[str, Any]) -> str:
     return json.dumps(metadata, ensure_ascii=False, separators=(",", ":")) if metadata else "{}"
 
 
-def hits_arrow(found: list[list[Hit]]) -> bytes:
+def hits_json(answer: Answer) -> list[list[dict[str, Any]]]:
+    """Per query, its hits as the JSON answer's objects, best first."""
+    out: list[list[dict[str, Any]]] = [[] for _ in range(answer.queries)]
+    labels = [(by, place.tolist(), score.tolist()) for by, (place, score) in answer.ranks.items()]
+    for at, (query, item, score) in enumerate(
+        zip(answer.query.tolist(), answer.items, answer.score.tolist(), strict=True)
+    ):
+        hit: dict[str, Any] = {"id": item.id, "score": score, "metadata": item.metadata}
+        if item.text is not None:
+            hit["text"] = item.text
+        hit["found_by"] = [by for by, places, _ in labels if places[at]]
+        hit["ranks"] = {by: places[at] for by, places, _ in labels if places[at]}
+        hit["scores"] = {by: values[at] for by, places, values in labels if places[at]}
+        out[query].append(hit)
+    return out
+
+
+def hits_arrow(answer: Answer) -> bytes:
     """Every query's hits as one uncompressed Arrow IPC stream (see the module's columns)."""
     import pyarrow as pa
 
-    queries = [query for query, hits in enumerate(found) for _ in hits]
-    hits = [hit for query_hits in found for hit in query_hits]
+    items = answer.items
     columns = [
-        pa.array(queries, pa.int32()),
-        pa.array([hit.id for hit in hits], pa.string()),
-        pa.array([hit.score for hit in hits], pa.float64()),
-        pa.array([_metadata_json(hit.metadata) for hit in hits], pa.string()),
-        pa.array([hit.text for hit in hits], pa.string()),
+        pa.array(answer.query, pa.int32()),
+        pa.array([item.id for item in items], pa.string()),
+        pa.array(answer.score, pa.float64()),
+        pa.array([_metadata_json(item.metadata) for item in items], pa.string()),
+        pa.array([item.text for item in items], pa.string()),
     ]
     for by in RANKINGS:
-        columns += [
-            pa.array([hit.ranks.get(by) for hit in hits], pa.int32()),
-            pa.array([hit.scores.get(by) for hit in hits], pa.float64()),
-        ]
+        if by in answer.ranks:
+            place, score = answer.ranks[by]
+            missing = place == 0
+            columns += [
+                pa.array(place, pa.int32(), mask=missing),
+                pa.array(score, pa.float64(), mask=missing),
+            ]
+        else:
+            columns += [pa.nulls(len(items), pa.int32()), pa.nulls(len(items), pa.float64())]
     batch = pa.record_batch(columns, schema=schema())
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, batch.schema) as writer:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from lakehouse.vectors.index import Hit
+from lakehouse.vectors.ranking import Hit
 
 RRF_C = 60
 

@@ -23,12 +23,13 @@ from lakehouse.vectors.filters import MATCH_ALL, Node
 from lakehouse.vectors.graph import METRICS, Engine, Files, Graph
 from lakehouse.vectors.keyword import KeywordIndex
 from lakehouse.vectors.metadata import Keys, MetadataColumns
-from lakehouse.vectors.records import Batch, Vectors
+from lakehouse.vectors.ranking import Answer, Hit
+from lakehouse.vectors.records import Batch, Found, Vectors
 from lakehouse.vectors.rwlock import ReadWriteLock
 
 Metric = Literal["cosine", "l2", "ip"]
 DType = Literal["f32", "f16", "i8"]
-__all__ = ["METRICS", "Hit", "IndexSpec", "Item", "VectorIndex"]
+__all__ = ["METRICS", "Hit", "IndexSpec", "Item", "VectorIndex"]  # Hit from ranking.py, for callers
 
 # A filter matching at most this many items may be answered exactly over just
 # those items; broader filters walk the graph with a depth scaled to how
@@ -84,23 +85,6 @@ class Item:
     metadata: dict[str, Any]
     text: str | None = None
     digest: str | None = None
-
-
-@dataclass(slots=True)
-class Hit:
-    """One search result; `ranks` and `scores` say which rankings found it, at what place.
-
-    Not frozen: a frozen dataclass sets each field through `object.__setattr__`,
-    and a thousand-query batch makes ten thousand hits (12 ms frozen, 2 ms not).
-    """
-
-    id: str
-    score: float
-    distance: float
-    metadata: dict[str, Any]
-    text: str | None = None
-    ranks: dict[str, int] = field(default_factory=dict)
-    scores: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -212,14 +196,19 @@ class VectorIndex:
 
     def search(self, queries: Vectors, k: int, where: Node = MATCH_ALL) -> list[list[Hit]]:
         """The k best items for each query, best first, among those matching `where`."""
+        return self.answer(queries, k, where).hits()
+
+    def answer(self, queries: Vectors, k: int, where: Node = MATCH_ALL) -> Answer:
+        """`search`'s hits as columns, as a batch's answer is rendered."""
         with self.lock.read():
             if not self.keys:
-                return [[] for _ in range(len(queries))]
+                return Answer.empty(len(queries))
             if where != MATCH_ALL:
                 candidates = self.columns.select(where)
-                return [self._filtered(q, k, candidates) for q in queries]
+                found = [self._filtered(q, k, candidates) for q in queries]
+                return Answer.ranked(found, self.items, self.spec.metric)
             found = self.graph.search(queries, k, threads=1 if len(queries) == 1 else 0)
-            return [self._hits(keys, distances) for keys, distances in found]
+            return Answer.ranked(found, self.items, self.spec.metric)
 
     def search_at_once(self, query: Vectors, k: int) -> list[Hit] | None:
         """One query's k best, if the graph alone answers it and no writer holds the index; else None.
@@ -228,17 +217,22 @@ class VectorIndex:
         graph search of k <= `AT_ONCE_MAX_K` is a fraction of a millisecond,
         less than handing it to a worker thread costs.
         """
+        answer = self.answer_at_once(query, k)
+        return None if answer is None else answer.hits()[0]
+
+    def answer_at_once(self, query: Vectors, k: int) -> Answer | None:
+        """`search_at_once`'s hits as columns."""
         if k > AT_ONCE_MAX_K:
             return None
         with self.lock.read_at_once() as held:
             if not held or self.graph.pending:
                 return None
             if not self.keys:
-                return []
-            keys, distances = self.graph.engine.search(query.reshape(1, -1), k, threads=1)[0]
-            if len(keys) < min(k, self.graph.engine.count):
+                return Answer.empty(1)
+            found = self.graph.engine.search(query.reshape(1, -1), k, threads=1)
+            if len(found[0][0]) < min(k, self.graph.engine.count):
                 return None  # a short walk: the exact scan that completes it is a worker thread's
-            return self._hits(keys, distances)
+            return Answer.ranked(found, self.items, self.spec.metric)
 
     def keyword_search(self, query: str, k: int, where: Node = MATCH_ALL) -> list[Hit]:
         """The k items whose texts best match `query` by BM25, among those matching `where`."""
@@ -260,7 +254,8 @@ class VectorIndex:
                 by_vector = self._hits(keys, distances)
                 return by_vector, self._keyword_hits(text, depth, None)
             allowed = self.columns.select(where)
-            return self._filtered(query.reshape(-1), depth, allowed), self._keyword_hits(text, depth, allowed)
+            by_vector = self._hits(*self._filtered(query.reshape(-1), depth, allowed))
+            return by_vector, self._keyword_hits(text, depth, allowed)
 
     def _fresh_keywords(self) -> None:
         if self.keywords_stale and (self.keyword.version < 0 or self.texts <= KEYWORD_SYNC_REBUILD_MAX):
@@ -293,10 +288,10 @@ class VectorIndex:
                 [text for _, text in pairs if text is not None],
             )
 
-    def _filtered(self, query: Vectors, k: int, candidates: Keys) -> list[Hit]:
-        """Search only among `candidates`; k hits whenever k candidates exist."""
+    def _filtered(self, query: Vectors, k: int, candidates: Keys) -> Found:
+        """Search only among `candidates`: keys and distances, k whenever k candidates exist."""
         if not len(candidates):
-            return []
+            return np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.float32)
         # Walk the graph deep enough that about twice k matches are expected
         # among what it visits; go deeper while short of k. Fetching a
         # candidate's vector for the exact path costs about what visiting one
@@ -311,7 +306,7 @@ class VectorIndex:
             keys, distances = self.graph.search(query.reshape(1, -1), want, threads=1)[0]
             mask = member(keys)
             if int(mask.sum()) >= k:
-                return self._hits(keys[mask][:k], distances[mask][:k])
+                return keys[mask][:k], distances[mask][:k]
             want *= 4
         return self._exact(query, k, candidates)
 
@@ -324,36 +319,17 @@ class VectorIndex:
         ordered = np.sort(candidates)
         return lambda keys: np.isin(keys, ordered, assume_unique=False)
 
-    def _exact(self, query: Vectors, k: int, candidates: Keys) -> list[Hit]:
+    def _exact(self, query: Vectors, k: int, candidates: Keys) -> Found:
         keys = candidates
         vectors = self.graph.get(keys.astype(np.uint64))
         found = exact_search(
             vectors, query.reshape(1, -1), min(k, len(keys)), METRICS[self.spec.metric], exact=True, threads=1
         )
-        return self._hits(keys[found.keys.astype(np.int64)], found.distances)
+        return keys[found.keys.astype(np.int64)], found.distances
 
     def _hits(self, keys: Any, distances: Any) -> list[Hit]:
         """The items of keys nearest first, each labelled with its place and score in the vector ranking."""
-        hits: list[Hit] = []
-        # The engines report 1 - similarity for cosine and ip, and squared L2; scores in float64.
-        wide = np.asarray(distances, dtype=np.float64)
-        scores = np.sqrt(np.maximum(wide, 0.0)) if self.spec.metric == "l2" else 1.0 - wide
-        items = self.items
-        for key, distance, score in zip(keys.tolist(), wide.tolist(), scores.tolist(), strict=True):
-            item = items.get(key)
-            if item is not None:
-                hits.append(
-                    Hit(
-                        item.id,
-                        score,
-                        distance,
-                        item.metadata,
-                        item.text,
-                        {"vector": len(hits) + 1},
-                        {"vector": score},
-                    )
-                )
-        return hits
+        return Answer.ranked([(keys, distances)], self.items, self.spec.metric).hits()[0]
 
     @property
     def pending(self) -> int:

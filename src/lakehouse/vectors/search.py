@@ -9,8 +9,9 @@ from lakehouse.errors import InvalidRequest
 from lakehouse.runner import run_blocking
 from lakehouse.vectors.filters import MATCH_ALL, parse_filter
 from lakehouse.vectors.fusion import fuse, ranked
-from lakehouse.vectors.index import Hit, VectorIndex
+from lakehouse.vectors.index import VectorIndex
 from lakehouse.vectors.items import Vector, query_vectors
+from lakehouse.vectors.ranking import Answer
 from lakehouse.vectors.records import Vectors
 
 MAX_K = 1000
@@ -30,7 +31,7 @@ async def search(
     k: int,
     where: dict[str, Any] | None,
     mode: str,
-) -> list[list[Hit]]:
+) -> Answer:
     """The k best items for each query, best first; each hit's `ranks` names the rankings that found it.
 
     Raises:
@@ -51,7 +52,7 @@ async def search(
         raise InvalidRequest("hybrid search takes a text and at most one vector")
     if mode == "keyword":
         assert text is not None
-        return [ranked(await run_blocking(index.keyword_search, text, k, node), "keyword")]
+        return Answer.of([ranked(await run_blocking(index.keyword_search, text, k, node), "keyword")])
     if vectors is not None:
         queries = query_vectors(vectors, index.spec)
     elif has_text:
@@ -61,12 +62,12 @@ async def search(
         raise InvalidRequest("give a vector, vectors or a non-empty text to search with")
     if mode == "vector":
         if len(queries) == 1 and node == MATCH_ALL:
-            hits = index.search_at_once(queries[0], k)
-            if hits is not None:
-                return [hits]
+            at_once = index.answer_at_once(queries[0], k)
+            if at_once is not None:
+                return at_once
         # On a worker thread: a large batch must keep off the event loop.
-        return await run_blocking(index.search, queries, k, node)
+        return await run_blocking(index.answer, queries, k, node)
     assert text is not None
     depth = min(max(2 * k, HYBRID_DEPTH), MAX_K)
     by_vector, by_keyword = await run_blocking(index.hybrid_search, queries[0], text, depth, node)
-    return [fuse({"vector": by_vector, "keyword": by_keyword}, k)]
+    return Answer.of([fuse({"vector": by_vector, "keyword": by_keyword}, k)])

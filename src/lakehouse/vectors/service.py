@@ -33,7 +33,7 @@ from lakehouse.runner import run_blocking
 from lakehouse.storage.base import ObjectStore
 from lakehouse.vectors import linked, loading
 from lakehouse.vectors.durability import IndexFiles, remove_index, write_spec
-from lakehouse.vectors.index import Hit, IndexSpec, VectorIndex
+from lakehouse.vectors.index import IndexSpec, VectorIndex
 from lakehouse.vectors.items import (
     NewItem,
     Vector,
@@ -43,6 +43,7 @@ from lakehouse.vectors.items import (
     checked_items,
 )
 from lakehouse.vectors.lifecycle import Lifecycle, LiveIndex
+from lakehouse.vectors.ranking import Answer, Hit
 from lakehouse.vectors.records import Batch, Vectors
 from lakehouse.vectors.search import search as run_search
 from lakehouse.vectors.source import DatasetCatalog, Source
@@ -355,6 +356,21 @@ class VectorService:
         mode: str = "vector",
     ) -> list[list[Hit]]:
         """The k best items for each query, best first, by vector, keyword (BM25) or both fused.
+
+        Raises (as `answer`): NotFound, DimMismatch, InvalidRequest, Busy.
+        """
+        return (await self.answer(name, vectors, text, k, where, mode)).hits()
+
+    async def answer(
+        self,
+        name: str,
+        vectors: Sequence[Vector] | Vectors | None = None,
+        text: str | None = None,
+        k: int = 10,
+        where: dict[str, Any] | None = None,
+        mode: str = "vector",
+    ) -> Answer:
+        """`search`'s hits as columns, as the route renders them.
 
         Raises:
             NotFound: no such index.
