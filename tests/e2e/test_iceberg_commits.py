@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -347,6 +348,71 @@ def test_an_unreadable_manifest_list_inside_the_table_is_a_bad_request(
         iceberg_error(client.post(table_url(name), json={"updates": updates}), 400, "BadRequestException")
         assert versions(client, name) == [(1, 2)]
         assert sql_rows(client, f"SELECT count(*) FROM {name}") == [[2]]
+
+
+def deflate_bomb(inflated: int) -> bytes:
+    """An Avro container of one deflate block of `inflated` zero bytes (about a thousandth as stored)."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    chunk = bytes(16 << 20)
+    block = b"".join(packer.compress(chunk) for _ in range(inflated // len(chunk))) + packer.flush()
+
+    def long(value: int) -> bytes:
+        n, out = value << 1, bytearray()
+        while n > 0x7F:
+            out.append((n & 0x7F) | 0x80)
+            n >>= 7
+        return bytes([*out, n])
+
+    sync = bytes(16)
+    meta = [(b"avro.schema", b'"long"'), (b"avro.codec", b"deflate")]
+    header = long(len(meta)) + b"".join(long(len(k)) + k + long(len(v)) + v for k, v in meta) + long(0)
+    return b"Obj\x01" + header + sync + long(1) + long(len(block)) + block + sync
+
+
+@pytest.mark.parametrize("where", ["manifest list", "manifest"])
+def test_a_manifest_that_inflates_past_its_bound_is_refused_before_it_is_inflated(
+    local: Served, where: str
+) -> None:
+    name = f"trips_{uuid.uuid4().hex[:8]}"
+    with local.client() as client:
+        ingest(client, name, TRIPS_V1)
+        metadata = client.get(table_url(name)).json()["metadata"]
+        current = next(
+            s for s in metadata["snapshots"] if s["snapshot-id"] == metadata["current-snapshot-id"]
+        )
+        if where == "manifest list":
+            path = Path(metadata["location"].removeprefix("file://")) / "metadata" / "bomb.avro"
+            manifest_list = f"file://{path}"
+        else:  # the current manifest list, its manifest replaced by the bomb
+            manifest_list = current["manifest-list"]
+            table = local.catalog().load_table(f"default.{name}")
+            (manifest,) = table.current_snapshot().manifests(table.io)
+            path = Path(manifest.manifest_path.removeprefix("file://"))
+        path.write_bytes(deflate_bomb(1 << 30))  # 1 GiB inflated, about 1 MiB stored
+        updates = [raw_snapshot(metadata, 4343, manifest_list), main_ref(4343)]
+        started = time.monotonic()
+        answer = client.post(table_url(name), json={"updates": updates})
+        assert time.monotonic() - started < 10
+        iceberg_error(answer, 400, "BadRequestException")
+        assert "inflates past" in answer.json()["error"]["message"]
+        assert versions(client, name) == [(1, 2)]
+        assert sql_rows(client, f"SELECT count(*) FROM {name}") == [[2]]
+
+
+def test_a_manifest_list_larger_than_its_bound_is_refused_unread(local: Served) -> None:
+    name = f"trips_{uuid.uuid4().hex[:8]}"
+    with local.client() as client:
+        ingest(client, name, TRIPS_V1)
+        metadata = client.get(table_url(name)).json()["metadata"]
+        path = Path(metadata["location"].removeprefix("file://")) / "metadata" / "huge.avro"
+        with path.open("wb") as fh:  # 3 GiB, sparse
+            fh.write(b"Obj\x01")
+            fh.truncate(3 << 30)
+        updates = [raw_snapshot(metadata, 4444, f"file://{path}"), main_ref(4444)]
+        answer = client.post(table_url(name), json={"updates": updates})
+        iceberg_error(answer, 400, "BadRequestException")
+        assert "larger than" in answer.json()["error"]["message"]
+        assert versions(client, name) == [(1, 2)]
 
 
 def test_a_refused_commit_leaves_no_metadata_file(local: Served) -> None:

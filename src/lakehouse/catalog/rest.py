@@ -14,12 +14,16 @@ version through the same compare-and-set as every other write:
   partition spec, sort order, format version or snapshot removal with 400;
 - every file the new snapshot lists must be a Parquet data file inside the
   dataset's own area (delete files are refused); its manifests are read only
-  from there too, so a commit cannot make the server open another path.
+  from there too, so a commit cannot make the server open another path;
+- its manifest list and manifests are read once each, within bounds on their
+  size, inflated size and records, before pyiceberg reads those same bytes
+  (`avro_bounds`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 from collections.abc import Iterable
@@ -29,8 +33,15 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from lakehouse.catalog import iceberg
+from lakehouse.catalog.avro_bounds import (
+    MAX_AVRO_BYTES,
+    MAX_ENTRIES,
+    MAX_SNAPSHOT_AVRO_BYTES,
+    check_avro,
+    checked_io,
+)
 from lakehouse.catalog.iceberg import NAMESPACE, VERSION_PROPERTY
-from lakehouse.catalog.manifest import Manifest, ObjectRef, manifest_key, validate_name
+from lakehouse.catalog.manifest import MAX_OBJECTS, Manifest, ObjectRef, manifest_key, validate_name
 from lakehouse.catalog.properties import check_size, settable_property
 from lakehouse.errors import (
     CommitFailed,
@@ -46,8 +57,10 @@ from lakehouse.storage.base import DATASETS_PREFIX
 
 if TYPE_CHECKING:
     # pyiceberg is imported by the commit itself, after `iceberg.ready()` (see `catalog.iceberg`).
+    from pyiceberg.io import FileIO
     from pyiceberg.manifest import DataFile
     from pyiceberg.table.metadata import TableMetadata
+    from pyiceberg.table.snapshots import Snapshot
     from pyiceberg.table.update import TableUpdate
 
 # Paging of table listings.
@@ -235,7 +248,8 @@ class IcebergRest:
 
         Raises:
             Forbidden: a manifest list, manifest or new data file outside the table.
-            InvalidRequest: a delete file, a file not Parquet.
+            InvalidRequest: a delete file, a file not Parquet; a manifest list or manifest
+                missing, unreadable or past its bounds (`avro_bounds`).
         """
         from pyiceberg.manifest import DataFileContent, FileFormat
 
@@ -243,12 +257,10 @@ class IcebergRest:
         snapshot = metadata.snapshot_by_id(snapshot_id)
         assert snapshot is not None
         area = f"{DATASETS_PREFIX}{name}/"
-        _inside(tables.warehouse.key(snapshot.manifest_list), area, "manifest list")
         try:
-            manifests = await run_blocking(snapshot.manifests, tables._io)
-            for manifest in manifests:
-                _inside(tables.warehouse.key(manifest.manifest_path), area, "manifest")
-            files = await run_blocking(tables.snapshot_files, metadata, snapshot_id)
+            files = await run_blocking(
+                tables.snapshot_files, metadata, snapshot_id, await self._checked(snapshot, area)
+            )
         except LakehouseError:
             raise
         except Exception as exc:  # the client's files: whatever fails reading them is its error
@@ -267,6 +279,52 @@ class IcebergRest:
             assert key is not None
             found.append((key, data_file))
         return found
+
+    async def _checked(self, snapshot: Snapshot, area: str) -> FileIO:
+        """A FileIO holding the snapshot's manifest list and manifests, each read once within bounds.
+
+        Raises:
+            Forbidden: the manifest list or a manifest lies outside the table.
+            InvalidRequest: one is missing, not Avro, or passes the bounds (`avro_bounds`).
+        """
+        checked: dict[str, bytes] = {}
+        io = checked_io(checked)
+        budget = MAX_SNAPSHOT_AVRO_BYTES
+        await self._check(snapshot.manifest_list, area, "manifest list", MAX_OBJECTS, budget, checked)
+        entries = 0
+        for manifest in await run_blocking(snapshot.manifests, io):
+            budget = MAX_SNAPSHOT_AVRO_BYTES - sum(len(data) for data in checked.values())
+            entries += await self._check(
+                manifest.manifest_path, area, "manifest", MAX_ENTRIES - entries, budget, checked
+            )
+        return io
+
+    async def _check(
+        self, uri: str, area: str, what: str, max_records: int, budget: int, checked: dict[str, bytes]
+    ) -> int:
+        """Read one Avro file of a commit into `checked` once it passes `check_avro`; its records."""
+        key = self.catalog.tables.warehouse.key(uri)
+        _inside(key, area, what)
+        assert key is not None
+        limit = min(MAX_AVRO_BYTES, budget)
+        try:
+            _, chunks = await self.catalog.store.get(key)
+        except NotFound:
+            raise InvalidRequest(f"the commit's {what} {uri!r} does not exist") from None
+        parts, size = [], 0
+        async with contextlib.aclosing(chunks):  # type: ignore[type-var]
+            async for chunk in chunks:
+                size += len(chunk)
+                if size > limit:
+                    raise InvalidRequest(
+                        f"the commit's {what} is larger than the {limit} bytes read of it"
+                        f" (at most {MAX_AVRO_BYTES} a file, {MAX_SNAPSHOT_AVRO_BYTES} a snapshot)"
+                    )
+                parts.append(chunk)
+        data = b"".join(parts)
+        records = await run_blocking(check_avro, data, what, limit, max_records)
+        checked[uri] = data
+        return records
 
     async def _current(self, namespace: str, name: str) -> Manifest:
         self.check_namespace(namespace)

@@ -342,12 +342,15 @@ class IcebergTables:
                     f"data file {ref.key!r} does not have the dataset's columns and types", key=ref.key
                 )
 
-    def snapshot_files(self, metadata: TableMetadata, snapshot_id: int) -> list[DataFile]:
-        """Every data file of one snapshot (delete files too: callers refuse them)."""
+    def snapshot_files(
+        self, metadata: TableMetadata, snapshot_id: int, io: FileIO | None = None
+    ) -> list[DataFile]:
+        """Every data file of one snapshot (delete files too: callers refuse them), read through `io`."""
         snapshot = metadata.snapshot_by_id(snapshot_id)
         if snapshot is None:
             return []
-        return [entry.data_file for m in snapshot.manifests(self._io) for entry in self._live(m)]
+        io = io or self._io
+        return [entry.data_file for m in snapshot.manifests(io) for entry in self._live(m, io)]
 
     def manifest_files(self, metadata: TableMetadata, snapshot_id: int) -> list[str]:
         """The keys of a snapshot's manifest list and manifests."""
@@ -375,8 +378,8 @@ class IcebergTables:
             if (self.warehouse.key(entry.data_file.file_path) or "") in keys
         ]
 
-    def _live(self, manifest: ManifestFile) -> list[ManifestEntry]:
-        return list(manifest.fetch_manifest_entry(self._io, discard_deleted=True))
+    def _live(self, manifest: ManifestFile, io: FileIO | None = None) -> list[ManifestEntry]:
+        return list(manifest.fetch_manifest_entry(io or self._io, discard_deleted=True))
 
     def _table_key(self, name: str) -> str:
         return f"{DATASETS_PREFIX}{name}"
