@@ -22,9 +22,9 @@ from usearch.index import search as exact_search
 from lakehouse.vectors.filters import MATCH_ALL, Node
 from lakehouse.vectors.graph import METRICS, Engine, Files, Graph
 from lakehouse.vectors.keyword import KeywordIndex
-from lakehouse.vectors.metadata import Keys, MetadataColumns
+from lakehouse.vectors.metadata import MetadataColumns
 from lakehouse.vectors.ranking import Answer, Hit
-from lakehouse.vectors.records import Batch, Found, Vectors
+from lakehouse.vectors.records import Batch, Found, Keys, Vectors
 from lakehouse.vectors.rwlock import ReadWriteLock
 
 Metric = Literal["cosine", "l2", "ip"]

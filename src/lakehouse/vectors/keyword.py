@@ -29,17 +29,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-import numpy.typing as npt
 
 from lakehouse.lazy import LazyImport
 from lakehouse.runner import run_blocking
+from lakehouse.vectors.records import Keys
 
 if TYPE_CHECKING:
     import bm25s
 
 log = logging.getLogger("lakehouse.vectors")
 
-Keys = npt.NDArray[np.uint64]
 
 _TERM = re.compile(r"\w+(?:[-+./#'&]+\w+)*[+#]*")
 _SPLIT = re.compile(r"[^\w]+")

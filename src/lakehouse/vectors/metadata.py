@@ -19,13 +19,13 @@ import numpy as np
 import numpy.typing as npt
 
 from lakehouse.vectors.filters import And, Equals, Node, Not, Or, Range, Value, fields, value_of
+from lakehouse.vectors.records import Keys
 
 MAX_COLUMNS = 64
 KINDS = {"missing": 0, "null": 1, "bool": 2, "number": 3, "string": 4, "other": 5}
 _STR = np.dtypes.StringDType()
 
 Mask = npt.NDArray[np.bool_]
-Keys = npt.NDArray[np.uint64]
 
 
 class _Column:

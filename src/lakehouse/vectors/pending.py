@@ -23,12 +23,11 @@ from usearch.compiled import MetricKind
 from usearch.index import BatchMatches
 from usearch.index import search as exact_search
 
-from lakehouse.vectors.records import Vectors
+from lakehouse.vectors.records import Keys, Vectors
 
 # Chunks smaller than this are merged into one for scanning.
 MIN_CHUNK = 4096
 
-Keys = npt.NDArray[np.uint64]
 Rows = npt.NDArray[np.int64]
 Chunk = tuple[Keys, Vectors]
 Distances = npt.NDArray[np.float32]
