@@ -17,8 +17,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 MINIMUM_SIZE = 1024
 LEVEL = 6
-# Bodies this large are compressed on a worker thread, off the event loop.
+# Bodies this large are compressed on a worker thread, off the event loop, and
+# at `LARGE_LEVEL`: a thousand-query search answer (1.4 MB of JSON) packs in
+# 5.6 ms at level 1 against 17 ms at 6, for 11% more bytes.
 THREAD_SIZE = 256 * 1024
+LARGE_LEVEL = 1
 
 
 def accepts_gzip(header: bytes) -> bool:
@@ -82,7 +85,7 @@ class GzipJson:
 
 
 def _pack(body: bytes) -> bytes:
-    return gzip.compress(body, compresslevel=LEVEL, mtime=0)
+    return gzip.compress(body, compresslevel=LARGE_LEVEL if len(body) >= THREAD_SIZE else LEVEL, mtime=0)
 
 
 _VARY_HEADER = (b"vary", b"Accept-Encoding")
