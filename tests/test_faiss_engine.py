@@ -136,15 +136,17 @@ def test_searches_only_read_the_live_bitmap_the_writers_made() -> None:
 
 
 @pytest.mark.parametrize("scale", [1e-23, 1e20])
-def test_cosine_ranks_tiny_and_huge_vectors_as_their_directions(scale: float) -> None:
+@pytest.mark.parametrize("engine", ["faiss", "hnswlib"])  # hnswlib normalises in float32 itself
+def test_cosine_ranks_tiny_and_huge_vectors_as_their_directions(engine: str, scale: float) -> None:
     data = clustered(300, DIM, seed=29)
-    index = VectorIndex.empty(spec("faiss", dim=DIM))
+    index = VectorIndex.empty(spec(engine, dim=DIM))
     scaled = (data.astype(np.float64) * scale).astype(np.float32)
     index.apply(
         Batch("add", [f"v{i}" for i in range(300)], list(range(300)), scaled, [{}] * 300, [None] * 300)
     )
     (hits,) = index.search(scaled[[7]], 3)
     assert hits[0].id == "v7" and hits[0].score == pytest.approx(1.0, abs=1e-5)
+    assert index.vectors_of(["v7"]).tolist() == scaled[[7]].tolist()  # kept as given
 
 
 def test_a_snapshot_keeps_the_tombstones_and_takes_new_items(tmp_path: Path) -> None:

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from lakehouse.vectors.records import Found, Keys, Vectors
+from lakehouse.vectors.records import Found, Keys, Vectors, unit_rows
 
 # Room made for positions at a time, at least (then growth by half).
 MIN_CAPACITY = 1024
@@ -197,18 +197,10 @@ class FaissGraph:
         return distances, positions
 
     def _prepared(self, vectors: Vectors) -> Vectors:
-        """Vectors as faiss takes them: contiguous float32, unit length for cosine (zero stays zero).
-
-        The norm is taken in float64: in float32 it underflows to 0 for components
-        near 1e-23 and overflows for ones near 1e20, both finite float32 values.
-        """
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        if self.metric != "cosine":
-            return vectors
-        wide = vectors.astype(np.float64)
-        norms = np.linalg.norm(wide, axis=1, keepdims=True)
-        unit = np.divide(wide, norms, out=np.zeros_like(wide), where=norms > 0)
-        return np.ascontiguousarray(unit, dtype=np.float32)
+        """Vectors as faiss takes them: contiguous float32, unit length for cosine (`unit_rows`)."""
+        if self.metric == "cosine":
+            return unit_rows(vectors)
+        return np.ascontiguousarray(vectors, dtype=np.float32)
 
     def _mark(self) -> None:
         """Pack the live positions for faiss's selector (writers only; None while nothing is dead)."""

@@ -30,7 +30,7 @@ from usearch.index import BatchMatches, Index
 
 from lakehouse.vectors.faiss_engine import FaissGraph
 from lakehouse.vectors.pending import Chunk, Rows, coalesced, lookup, scan, without
-from lakehouse.vectors.records import Found, Keys, Vectors
+from lakehouse.vectors.records import Found, Keys, Vectors, unit_rows
 
 Engine = Literal["faiss", "hnswlib", "usearch"]
 
@@ -188,7 +188,7 @@ class HnswGraph:
         need = self.index.get_current_count() + len(keys)
         if need > self.index.get_max_elements():
             self.index.resize_index(max(need, self.index.get_max_elements() * 3 // 2))
-        self.index.add_items(vectors, keys, num_threads=THREADS, replace_deleted=True)
+        self.index.add_items(self._prepared(vectors), keys, num_threads=THREADS, replace_deleted=True)
         reused, self.free = self.free[: len(keys)], self.free[len(keys) :]
         fresh = len(keys) - len(reused)
         top = len(self.rows) + len(self.free) + len(reused)
@@ -209,7 +209,7 @@ class HnswGraph:
         k = min(k, len(self.rows))
         while k > 0:
             try:
-                labels, distances = self.index.knn_query(queries, k=k, num_threads=threads)
+                labels, distances = self.index.knn_query(self._prepared(queries), k=k, num_threads=threads)
             except RuntimeError:
                 # Deleted nodes can leave fewer than k reachable: ask for fewer.
                 k //= 2
@@ -221,6 +221,11 @@ class HnswGraph:
     def get(self, keys: Keys) -> Vectors:
         rows = np.fromiter((self.rows[key] for key in keys.tolist()), dtype=np.int64, count=len(keys))
         return self.store[rows]
+
+    def _prepared(self, vectors: Vectors) -> Vectors:
+        """Cosine vectors made unit length in float64 first: hnswlib normalises in float32,
+        which turns components near 1e-23 or 1e20 into zeros or infinities."""
+        return unit_rows(vectors) if self.metric == "cosine" else vectors
 
     @property
     def count(self) -> int:

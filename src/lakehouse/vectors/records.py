@@ -41,6 +41,18 @@ Keys = npt.NDArray[np.uint64]
 Found = tuple[Keys, npt.NDArray[np.float32]]
 
 
+def unit_rows(vectors: Vectors) -> Vectors:
+    """Rows scaled to unit length as contiguous float32 (a zero row stays zero), for cosine engines.
+
+    The norm is taken in float64: in float32 it underflows to 0 for components
+    near 1e-23 and overflows for ones near 1e20, both finite float32 values.
+    """
+    wide = np.asarray(vectors, dtype=np.float64)
+    norms = np.linalg.norm(wide, axis=1, keepdims=True)
+    unit = np.divide(wide, norms, out=np.zeros_like(wide), where=norms > 0)
+    return np.ascontiguousarray(unit, dtype=np.float32)
+
+
 class CorruptRecord(ValueError):
     """The bytes are not one whole, intact record."""
 
