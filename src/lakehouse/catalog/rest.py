@@ -291,12 +291,13 @@ class IcebergRest:
         io = checked_io(checked)
         budget = MAX_SNAPSHOT_AVRO_BYTES
         await self._check(snapshot.manifest_list, area, "manifest list", MAX_OBJECTS, budget, checked)
+        budget -= len(checked[snapshot.manifest_list])
         entries = 0
         for manifest in await run_blocking(snapshot.manifests, io):
-            budget = MAX_SNAPSHOT_AVRO_BYTES - sum(len(data) for data in checked.values())
             entries += await self._check(
                 manifest.manifest_path, area, "manifest", MAX_ENTRIES - entries, budget, checked
             )
+            budget -= len(checked[manifest.manifest_path])
         return io
 
     async def _check(
